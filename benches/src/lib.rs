@@ -1,0 +1,1 @@
+//! Criterion benchmarks for sigil; see BENCHMARKS.md.

@@ -1,0 +1,337 @@
+//! Signature value types: the 256-bit PDQ hash and the exact digests.
+//!
+//! These types are shared by every crate downstream of decoding (index,
+//! scan, server), so they carry no image logic at all.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A 256-bit PDQ hash.
+///
+/// Stored as the 32 bytes of the canonical hex form, most significant first:
+/// `bytes[0]` is the first two hex characters. DCT coefficient `k`
+/// (row `k / 16`, column `k % 16` of the 16x16 block) is bit `k % 8` of
+/// `bytes[31 - k / 8]`, which is exactly the order Meta's reference prints
+/// (`w[15]` first). Keeping the hex order in memory means parsing and
+/// printing are plain hex conversions and no bit shuffling can go wrong.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+pub struct PdqHash(pub [u8; 32]);
+
+/// Why a string is not a PDQ hash (or another hex digest).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    #[error("expected {expected} hex characters, found {found}")]
+    Length { expected: usize, found: usize },
+    #[error("invalid hex character {ch:?} at position {pos}")]
+    Char { ch: char, pos: usize },
+}
+
+impl PdqHash {
+    /// The all-zero hash the reference returns for images under 5 px.
+    pub const ZERO: PdqHash = PdqHash([0; 32]);
+
+    /// Parses 64 hex characters. Uppercase is accepted (hash lists in the
+    /// wild are not always normalised); output is always lowercase.
+    pub fn from_hex(s: &str) -> Result<Self, HexError> {
+        let mut out = [0u8; 32];
+        decode_hex_into(s, &mut out)?;
+        Ok(PdqHash(out))
+    }
+
+    /// Lowercase 64-character hex, the reference format.
+    pub fn to_hex(&self) -> String {
+        encode_hex(&self.0)
+    }
+
+    /// Number of differing bits.
+    #[inline]
+    pub fn hamming(&self, other: &PdqHash) -> u32 {
+        let mut d = 0;
+        for i in 0..4 {
+            let a = u64::from_le_bytes(self.0[i * 8..i * 8 + 8].try_into().unwrap());
+            let b = u64::from_le_bytes(other.0[i * 8..i * 8 + 8].try_into().unwrap());
+            d += (a ^ b).count_ones();
+        }
+        d
+    }
+
+    /// Whether coefficient `k` (0..256, `k = row * 16 + col`) is set.
+    #[inline]
+    pub fn bit(&self, k: usize) -> bool {
+        (self.0[31 - k / 8] >> (k % 8)) & 1 == 1
+    }
+
+    /// Sets coefficient `k` (0..256).
+    #[inline]
+    pub fn set_bit(&mut self, k: usize) {
+        self.0[31 - k / 8] |= 1 << (k % 8);
+    }
+
+    /// Number of one bits.
+    pub fn count_ones(&self) -> u32 {
+        self.0.iter().map(|b| b.count_ones()).sum()
+    }
+
+    /// The 16 reference words `w[0..16]` (w[i] = DCT row i, bit j = column j).
+    pub fn words(&self) -> [u16; 16] {
+        let mut w = [0u16; 16];
+        for (i, wi) in w.iter_mut().enumerate() {
+            // w[i] is printed at hex position 15 - i, i.e. bytes 30-2i, 31-2i.
+            let hi = self.0[30 - 2 * i];
+            let lo = self.0[31 - 2 * i];
+            *wi = u16::from_be_bytes([hi, lo]);
+        }
+        w
+    }
+
+    /// Builds a hash from the 16 reference words.
+    pub fn from_words(w: &[u16; 16]) -> Self {
+        let mut b = [0u8; 32];
+        for (i, wi) in w.iter().enumerate() {
+            let [hi, lo] = wi.to_be_bytes();
+            b[30 - 2 * i] = hi;
+            b[31 - 2 * i] = lo;
+        }
+        PdqHash(b)
+    }
+}
+
+impl fmt::Display for PdqHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+impl fmt::Debug for PdqHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PdqHash({})", self.to_hex())
+    }
+}
+
+impl FromStr for PdqHash {
+    type Err = HexError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        PdqHash::from_hex(s)
+    }
+}
+
+impl serde::Serialize for PdqHash {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.to_hex())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PdqHash {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        PdqHash::from_hex(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The kinds of hash a list can carry.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum HashKind {
+    Pdq,
+    Md5,
+    Sha1,
+    Sha256,
+}
+
+impl HashKind {
+    /// All kinds, in a stable order.
+    pub const ALL: [HashKind; 4] = [
+        HashKind::Pdq,
+        HashKind::Md5,
+        HashKind::Sha1,
+        HashKind::Sha256,
+    ];
+
+    /// Length of the raw digest in bytes.
+    pub fn byte_len(self) -> usize {
+        match self {
+            HashKind::Pdq => 32,
+            HashKind::Md5 => 16,
+            HashKind::Sha1 => 20,
+            HashKind::Sha256 => 32,
+        }
+    }
+
+    /// Lowercase name, as used in CSV, JSON and the proto.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HashKind::Pdq => "pdq",
+            HashKind::Md5 => "md5",
+            HashKind::Sha1 => "sha1",
+            HashKind::Sha256 => "sha256",
+        }
+    }
+}
+
+impl fmt::Display for HashKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for HashKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "pdq" => Ok(HashKind::Pdq),
+            "md5" => Ok(HashKind::Md5),
+            "sha1" | "sha-1" => Ok(HashKind::Sha1),
+            "sha256" | "sha-256" => Ok(HashKind::Sha256),
+            other => Err(format!(
+                "unknown hash kind {other:?} (expected pdq, md5, sha1 or sha256)"
+            )),
+        }
+    }
+}
+
+/// The 8 dihedral transforms of an image, in the reference's order and with
+/// the names of its CSV columns (`dih_orig` ... `dih_flipminus1`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dihedral {
+    /// The image as it is.
+    Orig,
+    /// Rotated 90 degrees counter-clockwise.
+    Rot90,
+    /// Rotated 180 degrees.
+    Rot180,
+    /// Rotated 90 degrees clockwise.
+    Rot270,
+    /// Top and bottom swapped (vertical flip).
+    FlipX,
+    /// Left and right swapped (mirror).
+    FlipY,
+    /// Transposed about the main diagonal.
+    FlipPlus1,
+    /// Transposed about the anti-diagonal.
+    FlipMinus1,
+}
+
+impl Dihedral {
+    /// All 8, in the reference order.
+    pub const ALL: [Dihedral; 8] = [
+        Dihedral::Orig,
+        Dihedral::Rot90,
+        Dihedral::Rot180,
+        Dihedral::Rot270,
+        Dihedral::FlipX,
+        Dihedral::FlipY,
+        Dihedral::FlipPlus1,
+        Dihedral::FlipMinus1,
+    ];
+
+    /// The suffix of the reference CSV column (`dih_<name>`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dihedral::Orig => "orig",
+            Dihedral::Rot90 => "rot90",
+            Dihedral::Rot180 => "rot180",
+            Dihedral::Rot270 => "rot270",
+            Dihedral::FlipX => "flipx",
+            Dihedral::FlipY => "flipy",
+            Dihedral::FlipPlus1 => "flipplus1",
+            Dihedral::FlipMinus1 => "flipminus1",
+        }
+    }
+}
+
+impl fmt::Display for Dihedral {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Lowercase hex of arbitrary bytes.
+pub fn encode_hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+/// Decodes exactly `out.len() * 2` hex characters (either case) into `out`.
+pub fn decode_hex_into(s: &str, out: &mut [u8]) -> Result<(), HexError> {
+    let bytes = s.as_bytes();
+    if bytes.len() != out.len() * 2 {
+        return Err(HexError::Length {
+            expected: out.len() * 2,
+            found: s.chars().count(),
+        });
+    }
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            b'A'..=b'F' => Some(c - b'A' + 10),
+            _ => None,
+        }
+    }
+    for (i, o) in out.iter_mut().enumerate() {
+        let hi = bytes[2 * i];
+        let lo = bytes[2 * i + 1];
+        let bad = |pos: usize| HexError::Char {
+            ch: s[pos..].chars().next().unwrap_or('?'),
+            pos,
+        };
+        let h = nibble(hi).ok_or_else(|| bad(2 * i))?;
+        let l = nibble(lo).ok_or_else(|| bad(2 * i + 1))?;
+        *o = (h << 4) | l;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BRIDGE: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
+
+    #[test]
+    fn hex_round_trip() {
+        let h = PdqHash::from_hex(BRIDGE).unwrap();
+        assert_eq!(h.to_hex(), BRIDGE);
+        assert_eq!(PdqHash::from_hex(&BRIDGE.to_uppercase()).unwrap(), h);
+    }
+
+    #[test]
+    fn bit_order_matches_reference_words() {
+        // Last hex digit "2" = bits 3..0 of w[0] => coefficient 1 set, 0 clear.
+        let h = PdqHash::from_hex(BRIDGE).unwrap();
+        assert!(!h.bit(0));
+        assert!(h.bit(1));
+        let w = h.words();
+        assert_eq!(w[0], 0x9b22);
+        assert_eq!(w[15], 0xf8f8);
+        assert_eq!(PdqHash::from_words(&w), h);
+    }
+
+    #[test]
+    fn hamming_and_errors() {
+        let a = PdqHash::from_hex(BRIDGE).unwrap();
+        let mut b = a;
+        b.0[0] ^= 0b1011;
+        assert_eq!(a.hamming(&b), 3);
+        assert!(matches!(
+            PdqHash::from_hex("abc"),
+            Err(HexError::Length {
+                expected: 64,
+                found: 3
+            })
+        ));
+        let bad = format!("{}g", &BRIDGE[..63]);
+        assert!(matches!(
+            PdqHash::from_hex(&bad),
+            Err(HexError::Char { ch: 'g', pos: 63 })
+        ));
+    }
+}

@@ -1,0 +1,11 @@
+//! sigil-core: from image bytes to signatures.
+//!
+//! This crate is the engine side of sigil: it turns untrusted bytes into
+//! decoded pixels (under hard limits), and pixels into signatures: the PDQ
+//! hash (bit-exact with Meta's reference core), its 8 dihedral variants, a
+//! quality score, and the exact MD5/SHA-1/SHA-256 digests of the raw bytes.
+//! It knows nothing of indexes, lists or reports.
+
+pub mod hash;
+
+pub use hash::{Dihedral, HashKind, HexError, PdqHash};

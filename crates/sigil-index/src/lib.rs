@@ -1,0 +1,1 @@
+//! sigil-index (in progress)

@@ -1,0 +1,1 @@
+//! sigil-scan (in progress)

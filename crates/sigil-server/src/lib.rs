@@ -1,0 +1,1 @@
+//! sigil-server (in progress)
