@@ -1,0 +1,1 @@
+//! sigil-eval (in progress)
