@@ -7,5 +7,7 @@
 //! It knows nothing of indexes, lists or reports.
 
 pub mod hash;
+pub mod pdq;
+pub mod simd;
 
 pub use hash::{Dihedral, HashKind, HexError, PdqHash};
