@@ -11,6 +11,8 @@ use std::fmt;
 
 #[cfg(target_arch = "x86_64")]
 pub mod avx2;
+#[cfg(target_arch = "x86_64")]
+pub mod avx512;
 #[cfg(target_arch = "aarch64")]
 pub mod neon;
 
@@ -24,8 +26,8 @@ pub enum Kernel {
     Scalar,
     /// x86-64 AVX2 (256-bit).
     Avx2,
-    /// x86-64 AVX-512 (F + BW + VPOPCNTDQ for Hamming; PDQ stages without a
-    /// 512-bit version use the AVX2 code, which such CPUs also run).
+    /// x86-64 AVX-512 (F + BW + VPOPCNTDQ): a native-popcount Hamming kernel;
+    /// the PDQ stages use the AVX2 code, which such CPUs also run.
     Avx512,
     /// AArch64 NEON (128-bit).
     Neon,
@@ -135,7 +137,9 @@ pub fn hamming_many_with(kernel: Kernel, query: &PdqHash, haystack: &[[u8; 32]],
     );
     match kernel {
         #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 | Kernel::Avx512 => avx2::hamming_many(&query.0, haystack, out),
+        Kernel::Avx2 => avx2::hamming_many(&query.0, haystack, out),
+        #[cfg(target_arch = "x86_64")]
+        Kernel::Avx512 => avx512::hamming_many(&query.0, haystack, out),
         #[cfg(target_arch = "aarch64")]
         Kernel::Neon => neon::hamming_many(&query.0, haystack, out),
         _ => hamming_many_scalar(query, haystack, out),
