@@ -6,8 +6,14 @@
 //! quality score, and the exact MD5/SHA-1/SHA-256 digests of the raw bytes.
 //! It knows nothing of indexes, lists or reports.
 
+pub mod decode;
+pub mod exact;
 pub mod hash;
 pub mod pdq;
+pub mod sign;
 pub mod simd;
 
+pub use decode::{DecodeError, DecodeLimits, DecodeOptions, DecodedImage, Pixels};
+pub use exact::ExactDigests;
 pub use hash::{Dihedral, HashKind, HexError, PdqHash};
+pub use sign::{FileSignatures, ImageSignature, SignOptions, Signer};
