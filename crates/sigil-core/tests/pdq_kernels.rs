@@ -2,7 +2,7 @@
 //! passes to a literal port of the reference's `box1DFloat`), on random
 //! images of many sizes including odd ones and ones smaller than a vector.
 
-use sigil_core::pdq::jarosz::{self, RowSel};
+use sigil_core::pdq::jarosz;
 use sigil_core::pdq::pipeline::{self, Scratch, Source};
 use sigil_core::pdq::{Kernel, PdqHasher, Profile};
 use sigil_core::simd;
@@ -222,6 +222,7 @@ fn every_kernel_hamming_matches_scalar_and_definition() {
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_stages_are_bit_identical_to_scalar() {
+    use sigil_core::pdq::jarosz::RowSel;
     use sigil_core::pdq::pipeline::StripScratch;
     use simd::avx2;
     if !Kernel::Avx2.is_available() {
