@@ -1,1 +1,42 @@
-//! sigil-index (in progress)
+//! sigil-index: the signature index of sigil.
+//!
+//! It answers "which known entries lie within Hamming distance r of this
+//! PDQ hash" and "which entries have exactly this MD5/SHA-1/SHA-256", for
+//! lists of millions of entries, and takes list updates without a restart.
+//! It knows nothing of images: signatures in, matches out.
+//!
+//! - An index is a directory: a `MANIFEST` naming immutable segment files
+//!   (entries) and tombstone files (removals). Writers ([`IndexWriter`])
+//!   add files under temporary names, fsync, rename, then replace the
+//!   manifest atomically; a crash leaves the previous generation intact.
+//! - Segments are read through `memmap2` ([`IndexReader`]); opening
+//!   validates headers only, in constant time. `verify` checks every checksum.
+//! - PDQ search is exact: multi-index hashing (11 substrings of 23-24 bits,
+//!   see [`mih`]) or a popcount flat scan, whichever is cheaper per query.
+//! - [`SharedIndex`] swaps generations atomically for servers.
+//!
+//! The byte format is documented in `docs/index-format.md`.
+
+pub mod builder;
+mod error;
+pub mod format;
+pub mod fsio;
+pub mod import;
+pub mod kernels;
+pub mod manifest;
+pub mod mih;
+pub mod reader;
+pub mod record;
+pub mod segment;
+pub mod shared;
+pub mod tombstone;
+pub mod writer;
+
+pub use builder::{EntryMeta, SegmentBuilder};
+pub use error::{IndexError, Result};
+pub use import::{ImportOptions, ImportStats, RemoveBy};
+pub use kernels::SearchKernel;
+pub use reader::{IndexReader, IndexStats, Match, SearchOptions, SearchPlan};
+pub use shared::SharedIndex;
+pub use tombstone::Tombstone;
+pub use writer::IndexWriter;

@@ -1,0 +1,491 @@
+//! `IndexReader`: one consistent, mapped generation of an index, and the
+//! searches over it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+use sigil_core::{Dihedral, HashKind, PdqHash};
+
+use crate::error::{IndexError, Result};
+use crate::kernels::SearchKernel;
+use crate::manifest::{FileRef, Manifest};
+use crate::mih;
+use crate::record::RawRecord;
+use crate::segment::{EntryRef, Segment};
+use crate::tombstone::{self, TombstoneSet};
+
+/// Largest meaningful radius (all 256 bits).
+pub const MAX_RADIUS: u32 = 256;
+
+/// What a PDQ search returns and how.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SearchOptions {
+    /// Inclusive Hamming radius: matches have `distance <= radius`. Default 31.
+    pub radius: u32,
+    /// Keep only the `k` nearest matches (ties broken by index order).
+    pub k: Option<usize>,
+    /// Also search the 8 dihedral variants of the query (bit-domain
+    /// approximation, see [`PdqHash::dihedral_transform`]) and report the variant.
+    pub dihedral: bool,
+    /// Only these lists (None = all).
+    pub lists: Option<Vec<String>>,
+    /// Per-list radius overriding `radius` (may be smaller or larger).
+    pub list_radius: BTreeMap<String, u32>,
+}
+
+impl Default for SearchOptions {
+    fn default() -> Self {
+        SearchOptions {
+            radius: 31,
+            k: None,
+            dihedral: false,
+            lists: None,
+            list_radius: BTreeMap::new(),
+        }
+    }
+}
+
+/// One matching entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Match {
+    pub id: String,
+    pub list: String,
+    pub category: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    pub kind: HashKind,
+    pub distance: u32,
+    /// Which dihedral variant of the query matched (dihedral searches only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant: Option<Dihedral>,
+}
+
+/// Counts describing a generation.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct IndexStats {
+    pub generation: u64,
+    pub segments: usize,
+    pub tombstone_files: usize,
+    /// Distinct removals in force.
+    pub tombstones: usize,
+    /// Stored entries per kind (before tombstones).
+    pub entries: BTreeMap<String, u64>,
+    /// Distinct keys per kind.
+    pub distinct_hashes: BTreeMap<String, u64>,
+    /// Segments with multi-index hashing tables.
+    pub mih_segments: usize,
+    pub bytes: u64,
+    pub lists: Vec<String>,
+}
+
+/// Which search algorithm a reader uses for PDQ range queries.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SearchPlan {
+    /// Per segment and query, the cheaper of MIH and flat scan (cost model).
+    Auto,
+    /// Always the flat scan.
+    Flat,
+    /// MIH wherever the segment has tables (flat scan otherwise).
+    Mih,
+}
+
+/// A hit before metadata: segment number, row, distance, variant number.
+#[derive(Clone, Copy, Debug)]
+struct Hit {
+    seg: u32,
+    row: u32,
+    dist: u32,
+    variant: u8,
+}
+
+/// One mapped generation. Cheap to share behind an `Arc`; searches take `&self`.
+pub struct IndexReader {
+    dir: PathBuf,
+    generation: u64,
+    segments: Vec<(Segment, u64)>,
+    tombstones: TombstoneSet,
+    tombstone_files: usize,
+    kernel: SearchKernel,
+    plan: SearchPlan,
+}
+
+fn check_ref(path: &Path, r: &FileRef, len: u64, header: u64) -> Result<()> {
+    if r.len != len || r.header_xxh3 != format!("{header:016x}") {
+        return Err(IndexError::corrupt(
+            path,
+            "file does not match the manifest (length or header checksum differs)",
+        ));
+    }
+    Ok(())
+}
+
+impl IndexReader {
+    /// Opens the current generation of the index directory `path`: reads
+    /// the manifest, maps and validates every segment (header-only, constant
+    /// time in the number of entries) and loads the tombstones.
+    pub fn open(path: impl AsRef<Path>) -> Result<IndexReader> {
+        let dir = path.as_ref();
+        // A compaction may delete files between our reading the manifest and
+        // opening them; re-read the manifest and try again.
+        let mut last = None;
+        for _ in 0..3 {
+            let manifest = Manifest::load(dir)?;
+            match Self::open_manifest(dir, &manifest) {
+                Err(IndexError::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound =>
+                {
+                    last = Some(source);
+                    continue;
+                }
+                other => return other,
+            }
+        }
+        Err(IndexError::io(
+            dir,
+            "open segment",
+            last.unwrap_or_else(|| std::io::Error::other("segment vanished")),
+        ))
+    }
+
+    fn open_manifest(dir: &Path, manifest: &Manifest) -> Result<IndexReader> {
+        let mut segments = Vec::with_capacity(manifest.segments.len());
+        for r in &manifest.segments {
+            let p = dir.join(&r.file);
+            let seg = Segment::open(&p)?;
+            check_ref(&p, r, seg.file_len(), seg.header_checksum())?;
+            segments.push((seg, r.generation));
+        }
+        let mut tombstones = TombstoneSet::default();
+        for r in &manifest.tombstones {
+            let p = dir.join(&r.file);
+            let (list, len, header) = tombstone::read_file(&p)?;
+            check_ref(&p, r, len, header)?;
+            for t in &list {
+                tombstones.insert(t, r.generation);
+            }
+        }
+        Ok(IndexReader {
+            dir: dir.to_path_buf(),
+            generation: manifest.generation,
+            segments,
+            tombstones,
+            tombstone_files: manifest.tombstones.len(),
+            kernel: SearchKernel::detect(),
+            plan: SearchPlan::Auto,
+        })
+    }
+
+    /// Uses a given search kernel (tests and benchmarks compare them).
+    pub fn with_kernel(mut self, kernel: SearchKernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+
+    /// Uses a given search plan (tests and benchmarks compare them).
+    pub fn with_plan(mut self, plan: SearchPlan) -> Self {
+        self.plan = plan;
+        self
+    }
+
+    /// The plan in use.
+    pub fn plan(&self) -> SearchPlan {
+        self.plan
+    }
+
+    /// The kernel in use.
+    pub fn kernel(&self) -> SearchKernel {
+        self.kernel
+    }
+
+    /// The generation number of the manifest this reader opened.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// The index directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The mapped segments with their generations.
+    pub fn segments(&self) -> impl Iterator<Item = (&Segment, u64)> {
+        self.segments.iter().map(|(s, g)| (s, *g))
+    }
+
+    /// Checks every checksum and structural invariant of every file.
+    pub fn verify(&self) -> Result<()> {
+        for (s, _) in &self.segments {
+            s.verify()?;
+        }
+        Ok(())
+    }
+
+    /// Statistics of this generation.
+    pub fn stats(&self) -> IndexStats {
+        let mut entries = BTreeMap::new();
+        let mut distinct = BTreeMap::new();
+        let mut lists: Vec<String> = Vec::new();
+        let mut bytes = 0;
+        for (s, _) in &self.segments {
+            bytes += s.file_len();
+            for kind in HashKind::ALL {
+                let n = s.key_count(kind) as u64;
+                if n > 0 {
+                    *distinct.entry(kind.as_str().to_string()).or_insert(0) += n;
+                    *entries.entry(kind.as_str().to_string()).or_insert(0) += s.record_count(kind);
+                }
+            }
+            for l in s.lists() {
+                if !lists.contains(l) {
+                    lists.push(l.clone());
+                }
+            }
+        }
+        lists.sort();
+        IndexStats {
+            generation: self.generation,
+            segments: self.segments.len(),
+            tombstone_files: self.tombstone_files,
+            tombstones: self.tombstones.len(),
+            entries,
+            distinct_hashes: distinct,
+            mih_segments: self.segments.iter().filter(|(s, _)| s.has_mih()).count(),
+            bytes,
+            lists,
+        }
+    }
+
+    /// Raw range search of one query hash over every segment.
+    fn raw_pdq(&self, q: &[u8; 32], radius: u32, variant: u8, hits: &mut Vec<Hit>) {
+        let mut cands = Vec::new();
+        let mut out = Vec::new();
+        for (si, (seg, _)) in self.segments.iter().enumerate() {
+            let keys = seg.pdq_keys();
+            if keys.is_empty() {
+                continue;
+            }
+            out.clear();
+            let views = seg.mih_views();
+            let use_mih = !views.is_empty()
+                && match self.plan {
+                    SearchPlan::Auto => mih::mih_is_cheaper(keys.len(), &seg.mih_layout(), radius),
+                    SearchPlan::Flat => false,
+                    SearchPlan::Mih => true,
+                };
+            if use_mih {
+                self.kernel
+                    .mih_search(keys, &views, q, radius, &mut cands, &mut out);
+            } else {
+                self.kernel.flat_scan(keys, q, radius, &mut out);
+            }
+            hits.extend(out.iter().map(|&(row, dist)| Hit {
+                seg: si as u32,
+                row,
+                dist,
+                variant,
+            }));
+        }
+    }
+
+    /// Every PDQ entry within the radius of `query` (see [`SearchOptions`]).
+    pub fn search_pdq(&self, query: &PdqHash, opts: &SearchOptions) -> Vec<Match> {
+        if opts.dihedral {
+            let variants: [PdqHash; 8] =
+                std::array::from_fn(|i| query.dihedral_transform(Dihedral::ALL[i]));
+            self.search_pdq_dihedral(&variants, opts)
+        } else {
+            self.search_variants(&[*query], false, opts)
+        }
+    }
+
+    /// Searches the 8 dihedral variants of an image, in `Dihedral::ALL`
+    /// order (e.g. the exact DCT-derived ones from `PdqHasher::dihedral_*`);
+    /// each entry is reported once, with its smallest distance and the variant.
+    pub fn search_pdq_dihedral(&self, variants: &[PdqHash; 8], opts: &SearchOptions) -> Vec<Match> {
+        self.search_variants(variants, true, opts)
+    }
+
+    /// Many queries; the result `i` answers `queries[i]`. Runs on the rayon pool.
+    pub fn search_pdq_batch(&self, queries: &[PdqHash], opts: &SearchOptions) -> Vec<Vec<Match>> {
+        queries
+            .par_iter()
+            .map(|q| self.search_pdq(q, opts))
+            .collect()
+    }
+
+    fn max_radius(&self, opts: &SearchOptions) -> u32 {
+        let mut r = opts.radius;
+        for (l, &lr) in &opts.list_radius {
+            if opts.lists.as_ref().is_none_or(|ls| ls.contains(l)) {
+                r = r.max(lr);
+            }
+        }
+        r.min(MAX_RADIUS)
+    }
+
+    fn search_variants(
+        &self,
+        variants: &[PdqHash],
+        dihedral: bool,
+        opts: &SearchOptions,
+    ) -> Vec<Match> {
+        let rmax = self.max_radius(opts);
+        match opts.k {
+            None => self.collect(variants, dihedral, opts, rmax),
+            Some(k) => {
+                // Grow the radius in steps matching the MIH per-substring
+                // radius (11 substrings): all matches within r are found at
+                // radius r, so once k are found the k nearest are among them.
+                let mut r = 10.min(rmax);
+                loop {
+                    let mut m = self.collect(variants, dihedral, opts, r);
+                    if m.len() >= k || r >= rmax {
+                        m.truncate(k);
+                        return m;
+                    }
+                    r = (r + 11).min(rmax);
+                }
+            }
+        }
+    }
+
+    fn collect(
+        &self,
+        variants: &[PdqHash],
+        dihedral: bool,
+        opts: &SearchOptions,
+        radius: u32,
+    ) -> Vec<Match> {
+        let mut hits = Vec::new();
+        for (vi, q) in variants.iter().enumerate() {
+            self.raw_pdq(&q.0, radius, vi as u8, &mut hits);
+        }
+        // Best variant per row, then index order.
+        hits.sort_unstable_by_key(|h| (h.seg, h.row, h.dist, h.variant));
+        hits.dedup_by_key(|h| (h.seg, h.row));
+        hits.sort_unstable_by_key(|h| (h.dist, h.seg, h.row));
+        let mut out = Vec::new();
+        let mut recs = Vec::new();
+        for h in hits {
+            let variant = dihedral.then(|| Dihedral::ALL[h.variant as usize]);
+            self.expand(
+                HashKind::Pdq,
+                h.seg as usize,
+                h.row as usize,
+                h.dist,
+                variant,
+                opts,
+                radius,
+                &mut recs,
+                &mut out,
+            );
+        }
+        out
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn expand(
+        &self,
+        kind: HashKind,
+        si: usize,
+        row: usize,
+        dist: u32,
+        variant: Option<Dihedral>,
+        opts: &SearchOptions,
+        radius: u32,
+        recs: &mut Vec<RawRecord>,
+        out: &mut Vec<Match>,
+    ) {
+        let (seg, gen) = (&self.segments[si].0, self.segments[si].1);
+        if let Some(key) = seg.key(kind, row) {
+            if self.tombstones.hash_removed(kind, key, gen) {
+                return;
+            }
+        }
+        seg.records(kind, row, recs);
+        for r in recs.iter() {
+            let list = seg.list_name(r);
+            if let Some(ls) = &opts.lists {
+                if !ls.iter().any(|l| l == list) {
+                    continue;
+                }
+            }
+            let limit = opts
+                .list_radius
+                .get(list)
+                .copied()
+                .unwrap_or(opts.radius)
+                .min(radius);
+            if dist > limit {
+                continue;
+            }
+            let e: EntryRef<'_> = seg.resolve(r);
+            if self.tombstones.has_id_removals() && self.tombstones.id_removed(e.list, &e.id, gen) {
+                continue;
+            }
+            out.push(Match {
+                id: e.id.into_owned(),
+                list: e.list.to_string(),
+                category: e.category.to_string(),
+                note: e.note.map(str::to_string),
+                kind,
+                distance: dist,
+                variant,
+            });
+        }
+    }
+
+    /// Entries whose hash equals `digest` exactly (any kind, PDQ included).
+    pub fn lookup_exact(&self, kind: HashKind, digest: &[u8]) -> Vec<Match> {
+        let mut out = Vec::new();
+        let mut recs = Vec::new();
+        let opts = SearchOptions::default();
+        for si in 0..self.segments.len() {
+            if let Some(row) = self.segments[si].0.find_row(kind, digest) {
+                self.expand(kind, si, row, 0, None, &opts, 0, &mut recs, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Visits every live entry: (kind, hash bytes, entry). Used by export and compact.
+    pub fn for_each_entry(
+        &self,
+        mut f: impl FnMut(HashKind, &[u8], &EntryRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let mut recs = Vec::new();
+        for (seg, gen) in &self.segments {
+            for kind in HashKind::ALL {
+                for row in 0..seg.key_count(kind) {
+                    let Some(key) = seg.key(kind, row) else {
+                        continue;
+                    };
+                    if self.tombstones.hash_removed(kind, key, *gen) {
+                        continue;
+                    }
+                    seg.records(kind, row, &mut recs);
+                    for r in &recs {
+                        let e = seg.resolve(r);
+                        if self.tombstones.id_removed(e.list, &e.id, *gen) {
+                            continue;
+                        }
+                        f(kind, key, &e)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Lists with their live entry counts (walks every entry).
+    pub fn list_counts(&self) -> Result<HashMap<String, u64>> {
+        let mut m = HashMap::new();
+        self.for_each_entry(|_, _, e| {
+            *m.entry(e.list.to_string()).or_insert(0) += 1;
+            Ok(())
+        })?;
+        Ok(m)
+    }
+}
