@@ -94,6 +94,39 @@ impl PdqHash {
         }
         PdqHash(b)
     }
+
+    /// Bit-domain approximation of the hash of a dihedral transform of the
+    /// image, for when only the hash is known (e.g. `sigil index query
+    /// --dihedral`). It applies the coefficient permutation and sign flips
+    /// of pdq-spec 1.8 (`dct16OriginalToXxx`) to the bits: a coefficient
+    /// that moves keeps its bit, a negated one gets its bit inverted. This is
+    /// exact only if the median of the DCT coefficients is 0; the true
+    /// variant re-thresholds with its own median, so a few bits may differ.
+    /// When the image is at hand, use the exact DCT-derived variants
+    /// (`PdqHasher::dihedral_*`), as the scan and server do.
+    pub fn dihedral_transform(&self, variant: Dihedral) -> PdqHash {
+        let mut out = PdqHash::ZERO;
+        for i in 0..16 {
+            for j in 0..16 {
+                let odd = |x: usize| x % 2 == 1;
+                // (destination row, destination column, negated?)
+                let (r, c, neg) = match variant {
+                    Dihedral::Orig => (i, j, false),
+                    Dihedral::Rot90 => (j, i, !odd(j)),
+                    Dihedral::Rot180 => (i, j, odd(i + j)),
+                    Dihedral::Rot270 => (j, i, !odd(i)),
+                    Dihedral::FlipX => (i, j, !odd(i)),
+                    Dihedral::FlipY => (i, j, !odd(j)),
+                    Dihedral::FlipPlus1 => (j, i, false),
+                    Dihedral::FlipMinus1 => (j, i, !odd(i + j)),
+                };
+                if self.bit(i * 16 + j) != neg {
+                    out.set_bit(r * 16 + c);
+                }
+            }
+        }
+        out
+    }
 }
 
 impl fmt::Display for PdqHash {
@@ -313,6 +346,35 @@ mod tests {
         assert_eq!(w[0], 0x9b22);
         assert_eq!(w[15], 0xf8f8);
         assert_eq!(PdqHash::from_words(&w), h);
+    }
+
+    #[test]
+    fn dihedral_transform_group_laws() {
+        let a = PdqHash::from_hex(BRIDGE).unwrap();
+        assert_eq!(a.dihedral_transform(Dihedral::Orig), a);
+        // Involutions: applying the transform twice gives the original.
+        for v in [
+            Dihedral::Rot180,
+            Dihedral::FlipX,
+            Dihedral::FlipY,
+            Dihedral::FlipPlus1,
+            Dihedral::FlipMinus1,
+        ] {
+            assert_eq!(a.dihedral_transform(v).dihedral_transform(v), a, "{v}");
+        }
+        // Rot90 then Rot270 is the identity; Rot90 twice is Rot180.
+        let r90 = a.dihedral_transform(Dihedral::Rot90);
+        assert_eq!(r90.dihedral_transform(Dihedral::Rot270), a);
+        assert_eq!(
+            r90.dihedral_transform(Dihedral::Rot90),
+            a.dihedral_transform(Dihedral::Rot180)
+        );
+        // The 8 variants of a generic hash are distinct.
+        let all: std::collections::HashSet<_> = Dihedral::ALL
+            .iter()
+            .map(|&v| a.dihedral_transform(v))
+            .collect();
+        assert_eq!(all.len(), 8);
     }
 
     #[test]
