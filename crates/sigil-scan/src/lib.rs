@@ -1,1 +1,28 @@
-//! sigil-scan (in progress)
+//! sigil-scan: batch-scan image stores against a sigil index.
+//!
+//! The pieces, each usable alone: [`walk`] (include/exclude globs, symlinks
+//! with loop detection, deterministic [`shard`]s), the bounded
+//! read -> decode -> hash -> lookup pipeline ([`pipeline`]), one
+//! [`record::ScanRecord`] per file, the [`output`] writers (JSON Lines, CSV),
+//! the resume [`journal`] and the end-of-scan [`summary`].
+//!
+//! The scan is read-only on the scanned trees: files are opened for reading
+//! only, and image bytes and pixels never leave the worker that hashes them.
+
+pub mod fast_jpeg;
+pub mod journal;
+pub mod lookup;
+pub mod output;
+pub mod pipeline;
+pub mod read;
+pub mod record;
+pub mod shard;
+pub mod summary;
+pub mod walk;
+
+pub use lookup::{IndexLookup, Lookup};
+pub use output::{OutputFormat, RecordWriter};
+pub use pipeline::{run_scan, Progress, ScanConfig, ScanError};
+pub use record::{ErrorCause, ErrorInfo, MatchRecord, ScanRecord, Verdict};
+pub use shard::Shard;
+pub use summary::{StageTimes, Summary};

@@ -1,0 +1,118 @@
+//! `--fast`: decode large JPEGs at a reduced DCT scale.
+//!
+//! PDQ reduces every image to 64x64 samples (a Jarosz box filter, then
+//! decimation), so decoding a 12 MP photo at full resolution mostly produces
+//! pixels the hash averages away. A JPEG decoder can instead run a reduced
+//! inverse DCT per 8x8 block and output the image at 1/2, 1/4 or 1/8 scale,
+//! skipping most of the IDCT, colour conversion and upsampling work, and
+//! leaving PDQ a 4-64x smaller image to filter.
+//!
+//! The scale is the smallest of 1/8, 1/4, 1/2 that keeps the *shorter* side
+//! at or above [`FAST_MIN_SIDE`] pixels: at 256 px the Jarosz filter still
+//! averages windows of 2+ pixels per PDQ sample in each direction, so the
+//! scaled image carries everything the 64x64 grid needs. Images whose
+//! shorter side is under 2 x [`FAST_MIN_SIDE`] gain nothing and take the exact
+//! path. The deviation from the exact path is measured on the photo corpus
+//! (BENCHMARKS.md, "Batch scan").
+//!
+//! This is an approximation by design (the reduced IDCT is not bit-identical
+//! to a full decode then a resize), hence opt-in. Anything unusual (not a
+//! baseline/progressive 8-bit RGB or grey JPEG, over the limits, a decoder
+//! error or panic) returns `None` and the caller falls back to the exact
+//! decoder, which produces the proper typed error.
+
+use std::panic::{self, AssertUnwindSafe};
+
+use sigil_core::{DecodeLimits, DecodedImage, Pixels};
+
+/// Shorter side kept by the reduced-scale decode.
+pub const FAST_MIN_SIDE: u32 = 256;
+
+/// Whether the bytes start like a JPEG (SOI marker followed by a marker).
+pub fn is_jpeg(bytes: &[u8]) -> bool {
+    bytes.len() > 3 && bytes[0] == 0xFF && bytes[1] == 0xD8 && bytes[2] == 0xFF
+}
+
+/// The reduction (2, 4 or 8) for an image of this size, or `None` when the
+/// image is not large enough to gain from it.
+pub fn reduction_for(width: u32, height: u32, min_side: u32) -> Option<u32> {
+    let short = width.min(height);
+    [8u32, 4, 2]
+        .into_iter()
+        .find(|&d| short / d >= min_side.max(1))
+}
+
+/// Decodes `bytes` at reduced scale when it is a large enough JPEG.
+/// Returns the image and the reduction used, or `None` to use the exact path.
+pub fn decode_reduced(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_side: u32,
+) -> Option<(DecodedImage, u32)> {
+    if !is_jpeg(bytes) || bytes.len() as u64 > limits.max_bytes {
+        return None;
+    }
+    panic::catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, limits, min_side)))
+        .ok()
+        .flatten()
+}
+
+fn decode_inner(bytes: &[u8], limits: &DecodeLimits, min_side: u32) -> Option<(DecodedImage, u32)> {
+    let mut dec = jpeg_decoder::Decoder::new(bytes);
+    dec.read_info().ok()?;
+    let info = dec.info()?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    if w == 0
+        || h == 0
+        || w.max(h) > limits.max_dimension
+        || u64::from(w) * u64::from(h) > limits.max_pixels
+    {
+        return None;
+    }
+    let channels = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => 3,
+        jpeg_decoder::PixelFormat::L8 => 1,
+        _ => return None,
+    };
+    let reduction = reduction_for(w, h, min_side)?;
+    let req_w = w.div_ceil(reduction) as u16;
+    let req_h = h.div_ceil(reduction) as u16;
+    let (sw, sh) = dec.scale(req_w, req_h).ok()?;
+    let (sw, sh) = (u32::from(sw), u32::from(sh));
+    // Bound the decoder's own buffers by the (scaled) image it should produce.
+    dec.set_max_decoding_buffer_size((sw as usize * sh as usize * 4).max(1 << 20));
+    let data = dec.decode().ok()?;
+    if data.len() != sw as usize * sh as usize * channels {
+        return None;
+    }
+    let pixels = if channels == 3 {
+        Pixels::Rgb8(data)
+    } else {
+        Pixels::Luma8(data)
+    };
+    Some((
+        DecodedImage {
+            width: sw,
+            height: sh,
+            pixels,
+        },
+        reduction,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduction_keeps_short_side() {
+        assert_eq!(reduction_for(4000, 3000, 256), Some(8)); // 375 px
+        assert_eq!(reduction_for(2448, 1632, 256), Some(4)); // 408 px
+        assert_eq!(reduction_for(1600, 1004, 256), Some(2)); // 502 px
+        assert_eq!(reduction_for(800, 500, 256), None);
+        assert!(!is_jpeg(b"\x89PNG\r\n"));
+        assert!(
+            decode_reduced(b"\xFF\xD8\xFF\xE0garbage", &DecodeLimits::default(), 256).is_none()
+        );
+    }
+}

@@ -1,0 +1,254 @@
+//! Output writers: JSON Lines and CSV, one record per file, streamed.
+//!
+//! Every record is written with a single `write` call and handed to the OS
+//! at once, so a killed process (kill -9) loses at most the record being
+//! written; [`RecordWriter::sync`] adds an `fsync` for power loss. The output
+//! file doubles as the resume journal (see [`crate::journal`]).
+
+use std::fs::File;
+use std::io::{self, Write};
+use std::str::FromStr;
+
+use crate::record::ScanRecord;
+
+/// Output format of the records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    /// One JSON object per line (the default).
+    #[default]
+    Jsonl,
+    /// A header row, then one row per file; `matches` is a JSON array in one cell.
+    Csv,
+}
+
+impl OutputFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputFormat::Jsonl => "jsonl",
+            OutputFormat::Csv => "csv",
+        }
+    }
+}
+
+impl FromStr for OutputFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.to_ascii_lowercase().as_str() {
+            "jsonl" | "json" | "ndjson" => Ok(OutputFormat::Jsonl),
+            "csv" => Ok(OutputFormat::Csv),
+            _ => Err(format!(
+                "unknown output format {s:?} (expected jsonl or csv)"
+            )),
+        }
+    }
+}
+
+/// The CSV header row (column names of [`ScanRecord`]).
+pub const CSV_HEADER: [&str; 10] = [
+    "path",
+    "size",
+    "sha256",
+    "md5",
+    "pdq",
+    "quality",
+    "verdict",
+    "matches",
+    "error_cause",
+    "error_message",
+];
+
+/// Serialises one record, including its trailing newline.
+pub fn encode_record(format: OutputFormat, rec: &ScanRecord) -> io::Result<Vec<u8>> {
+    match format {
+        OutputFormat::Jsonl => {
+            let mut line = serde_json::to_vec(rec).map_err(io::Error::other)?;
+            line.push(b'\n');
+            Ok(line)
+        }
+        OutputFormat::Csv => {
+            let matches = if rec.matches.is_empty() {
+                String::new()
+            } else {
+                serde_json::to_string(&rec.matches).map_err(io::Error::other)?
+            };
+            let opt = |v: Option<String>| v.unwrap_or_default();
+            let row = [
+                rec.path.clone(),
+                opt(rec.size.map(|s| s.to_string())),
+                opt(rec.sha256.clone()),
+                opt(rec.md5.clone()),
+                opt(rec.pdq.map(|p| p.to_hex())),
+                opt(rec.quality.map(|q| q.to_string())),
+                rec.verdict.as_str().to_string(),
+                matches,
+                opt(rec.error.as_ref().map(|e| e.cause.as_str().to_string())),
+                opt(rec.error.as_ref().map(|e| e.message.clone())),
+            ];
+            // One physical line per record, so the file stays a line
+            // journal that resume can cut at the last complete line.
+            let row = row.map(|cell| one_line(&cell));
+            encode_csv_row(&row)
+        }
+    }
+}
+
+/// Replaces line breaks by spaces (CSV cells only; JSON escapes them).
+pub fn one_line(s: &str) -> String {
+    if s.contains(['\n', '\r']) {
+        s.replace(['\n', '\r'], " ")
+    } else {
+        s.to_string()
+    }
+}
+
+fn encode_csv_row<S: AsRef<[u8]>>(row: &[S]) -> io::Result<Vec<u8>> {
+    let mut w = csv::WriterBuilder::new()
+        .has_headers(false)
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(Vec::new());
+    w.write_record(row).map_err(io::Error::other)?;
+    w.into_inner().map_err(|e| io::Error::other(e.to_string()))
+}
+
+/// Where records go: standard output, or a file that can be fsynced.
+pub enum OutputTarget {
+    Stdout,
+    File(File),
+    /// Any writer (tests, in-memory).
+    Writer(Box<dyn Write + Send>),
+}
+
+/// Streams records to an [`OutputTarget`].
+pub struct RecordWriter {
+    format: OutputFormat,
+    target: OutputTarget,
+    records: u64,
+    only_matches: bool,
+}
+
+impl RecordWriter {
+    /// `write_header`: whether to start with the CSV header (false when
+    /// appending to a resumed file that already has one).
+    pub fn new(format: OutputFormat, target: OutputTarget, write_header: bool) -> io::Result<Self> {
+        let mut w = RecordWriter {
+            format,
+            target,
+            records: 0,
+            only_matches: false,
+        };
+        if write_header && format == OutputFormat::Csv {
+            let header = encode_csv_row(&CSV_HEADER)?;
+            w.write_bytes(&header)?;
+        }
+        Ok(w)
+    }
+
+    fn write_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        match &mut self.target {
+            OutputTarget::Stdout => {
+                let mut out = io::stdout().lock();
+                out.write_all(bytes)?;
+                out.flush()
+            }
+            OutputTarget::File(f) => f.write_all(bytes),
+            OutputTarget::Writer(w) => {
+                w.write_all(bytes)?;
+                w.flush()
+            }
+        }
+    }
+
+    /// Writes only records whose verdict is `match` (the others are still
+    /// counted in the summary). Such an output is no resume journal.
+    pub fn only_matches(mut self) -> Self {
+        self.only_matches = true;
+        self
+    }
+
+    /// Writes one record (one `write` call for a file target).
+    pub fn write(&mut self, rec: &ScanRecord) -> io::Result<()> {
+        if self.only_matches && rec.verdict != crate::record::Verdict::Match {
+            return Ok(());
+        }
+        let bytes = encode_record(self.format, rec)?;
+        self.write_bytes(&bytes)?;
+        self.records += 1;
+        Ok(())
+    }
+
+    /// Makes everything written so far durable (fsync for a file target).
+    pub fn sync(&mut self) -> io::Result<()> {
+        match &mut self.target {
+            OutputTarget::Stdout => io::stdout().lock().flush(),
+            OutputTarget::File(f) => f.sync_data(),
+            OutputTarget::Writer(w) => w.flush(),
+        }
+    }
+
+    pub fn records_written(&self) -> u64 {
+        self.records
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{ErrorCause, ErrorInfo, MatchRecord, Verdict};
+    use sigil_core::{HashKind, PdqHash};
+
+    fn sample() -> ScanRecord {
+        ScanRecord {
+            path: "dir/a \"b\",c.jpg".into(),
+            size: Some(12),
+            sha256: Some("ab".repeat(32)),
+            md5: Some("cd".repeat(16)),
+            pdq: Some(PdqHash([0x5a; 32])),
+            quality: Some(100),
+            verdict: Verdict::Match,
+            matches: vec![MatchRecord {
+                id: "e1".into(),
+                list: "demo".into(),
+                category: "test".into(),
+                kind: HashKind::Pdq,
+                distance: 3,
+                variant: None,
+            }],
+            error: Some(ErrorInfo {
+                cause: ErrorCause::CorruptImage,
+                message: "line\nbreak".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn jsonl_round_trips() {
+        let rec = sample();
+        let line = encode_record(OutputFormat::Jsonl, &rec).unwrap();
+        assert_eq!(line.iter().filter(|&&b| b == b'\n').count(), 1);
+        assert_eq!(*line.last().unwrap(), b'\n');
+        let back: ScanRecord = serde_json::from_slice(&line).unwrap();
+        assert_eq!(back, rec);
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["verdict"], "match");
+        assert_eq!(v["matches"][0]["kind"], "pdq");
+        assert_eq!(v["error"]["cause"], "corrupt_image");
+    }
+
+    #[test]
+    fn csv_quotes_and_parses_back() {
+        let rec = sample();
+        let mut buf = encode_csv_row(&CSV_HEADER).unwrap();
+        buf.extend(encode_record(OutputFormat::Csv, &rec).unwrap());
+        let mut r = csv::Reader::from_reader(&buf[..]);
+        let rows: Vec<csv::StringRecord> = r.records().map(|r| r.unwrap()).collect();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(&rows[0][0], rec.path);
+        assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 2);
+        assert_eq!(&rows[0][6], "match");
+        assert_eq!(&rows[0][8], "corrupt_image");
+        assert_eq!(&rows[0][9], "line break");
+        let m: Vec<MatchRecord> = serde_json::from_str(&rows[0][7]).unwrap();
+        assert_eq!(m, rec.matches);
+    }
+}

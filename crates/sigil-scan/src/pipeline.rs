@@ -1,0 +1,492 @@
+//! The scan pipeline: walker thread -> bounded channel -> worker threads ->
+//! bounded channel -> one writer.
+//!
+//! - The walker sends paths only; the job channel holds at most
+//!   `4 x threads` of them, so a tree of any size costs constant memory.
+//! - Each worker owns its `PdqHasher` and its read buffer: at most `threads`
+//!   files are in memory at once, each under the decode byte limit.
+//! - Workers send finished records (signatures, never bytes) to the calling
+//!   thread, which is the only writer: one record per line, flushed to the
+//!   OS at once and fsynced every second and at the end (the resume journal).
+//! - Cancellation (Ctrl-C) stops the walk and the workers; records already
+//!   produced are written, the output is synced and the summary says
+//!   "interrupted". Files not recorded are picked up by `--resume`.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use sigil_core::pdq::{PdqHasher, Profile};
+use sigil_core::{DecodeError, DecodeOptions, DecodedImage, ExactDigests, HashKind, Pixels};
+
+use crate::fast_jpeg;
+use crate::journal::record_key;
+use crate::lookup::Lookup;
+use crate::output::{OutputFormat, RecordWriter};
+use crate::read::{read_file, FileContents};
+use crate::record::{ErrorCause, ErrorInfo, MatchRecord, ScanRecord, Verdict};
+use crate::summary::{StageTimes, Summary};
+use crate::walk::{walk_root, Filters, WalkError, WalkEvent, WalkOptions, WalkProblemKind};
+
+/// Everything that decides what is scanned and how.
+#[derive(Clone, Debug)]
+pub struct ScanConfig {
+    pub roots: Vec<PathBuf>,
+    pub walk: WalkOptions,
+    /// Worker threads (each decodes and hashes one file at a time).
+    pub threads: usize,
+    /// PDQ match radius (inclusive).
+    pub radius: u32,
+    /// Hash and search all 8 dihedral variants.
+    pub dihedral: bool,
+    /// PDQ hashes under this quality are not looked up (verdict `low_quality`).
+    pub min_quality: u32,
+    pub profile: Profile,
+    pub decode: DecodeOptions,
+    /// Reduced-scale decoding of large JPEGs (see [`crate::fast_jpeg`]).
+    pub fast: bool,
+    /// Test hook: sleep this long per file (to interrupt a scan mid-run).
+    pub per_file_delay: Option<Duration>,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        ScanConfig {
+            roots: Vec::new(),
+            walk: WalkOptions::default(),
+            threads: 1,
+            radius: 31,
+            dihedral: false,
+            min_quality: 50,
+            profile: Profile::Full,
+            decode: DecodeOptions::default(),
+            fast: false,
+            per_file_delay: None,
+        }
+    }
+}
+
+/// Why a scan could not run or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum ScanError {
+    #[error(transparent)]
+    Walk(#[from] WalkError),
+    #[error("scan root {path} does not exist or cannot be read: {source}")]
+    Root {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write scan output: {0}")]
+    Output(#[source] std::io::Error),
+    #[error("cannot start a scan thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// A live view of the scan for progress display.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Progress {
+    /// Files found by the walk so far (to scan in this run).
+    pub discovered: u64,
+    /// Whether the walk has finished (so `discovered` is the total).
+    pub walk_done: bool,
+    pub done: u64,
+    pub matched: u64,
+    pub errors: u64,
+    pub bytes: u64,
+}
+
+struct Job {
+    path: PathBuf,
+    key: String,
+}
+
+enum Msg {
+    Record {
+        rec: ScanRecord,
+        times: StageTimes,
+        bytes: u64,
+        fast: bool,
+    },
+    Discovered,
+    Skipped,
+    Resumed,
+    WalkDone,
+}
+
+/// Runs a scan, writing one record per file to `writer`.
+///
+/// `done` holds the [`record_key`]s already recorded by an interrupted run
+/// (resume); those files are not read again. `progress` is called from the
+/// writer thread after each record (cheap callers only).
+pub fn run_scan(
+    cfg: &ScanConfig,
+    lookup: &dyn Lookup,
+    writer: &mut RecordWriter,
+    format: OutputFormat,
+    done: &HashSet<String>,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<Summary, ScanError> {
+    let filters = Filters::new(&cfg.walk)?;
+    for root in &cfg.roots {
+        std::fs::metadata(root).map_err(|source| ScanError::Root {
+            path: root.clone(),
+            source,
+        })?;
+    }
+    let threads = cfg.threads.max(1);
+    let start = Instant::now();
+    let (job_tx, job_rx) = bounded::<Job>(threads * 4);
+    let (msg_tx, msg_rx) = bounded::<Msg>(threads * 4 + 16);
+    let mut summary = Summary {
+        threads,
+        ..Default::default()
+    };
+
+    let result = std::thread::scope(|s| -> Result<(), ScanError> {
+        {
+            let msg_tx = msg_tx.clone();
+            let filters = &filters;
+            std::thread::Builder::new()
+                .name("sigil-walk".into())
+                .spawn_scoped(s, move || {
+                    walker(cfg, filters, format, done, cancel, job_tx, msg_tx)
+                })
+                .map_err(ScanError::Thread)?;
+        }
+        for i in 0..threads {
+            let job_rx = job_rx.clone();
+            let msg_tx = msg_tx.clone();
+            std::thread::Builder::new()
+                .name(format!("sigil-scan-{i}"))
+                .spawn_scoped(s, move || worker(cfg, lookup, cancel, job_rx, msg_tx))
+                .map_err(ScanError::Thread)?;
+        }
+        drop(job_rx);
+        drop(msg_tx);
+        let r = write_loop(writer, &msg_rx, &mut summary, cancel, progress);
+        if r.is_err() {
+            // Stop everyone; dropping the receiver unblocks senders.
+            cancel.store(true, Ordering::SeqCst);
+        }
+        drop(msg_rx);
+        r
+    });
+    summary.elapsed = start.elapsed();
+    summary.interrupted = cancel.load(Ordering::SeqCst);
+    let synced = writer.sync().map_err(ScanError::Output);
+    result?;
+    synced?;
+    Ok(summary)
+}
+
+fn write_loop(
+    writer: &mut RecordWriter,
+    rx: &Receiver<Msg>,
+    summary: &mut Summary,
+    cancel: &AtomicBool,
+    progress: &mut dyn FnMut(&Progress),
+) -> Result<(), ScanError> {
+    let mut p = Progress::default();
+    let mut last_sync = Instant::now();
+    let mut dirty = false;
+    loop {
+        // Wake up now and then to fsync even when files are slow.
+        let msg = match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(m) => Some(m),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => None,
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => break,
+        };
+        match msg {
+            Some(Msg::Record {
+                rec,
+                times,
+                bytes,
+                fast,
+            }) => {
+                writer.write(&rec).map_err(ScanError::Output)?;
+                dirty = true;
+                summary.count(&rec);
+                summary.bytes += bytes;
+                summary.stages.add(&times);
+                summary.fast_decodes += u64::from(fast);
+                p.done += 1;
+                p.bytes += bytes;
+                p.matched = summary.matched;
+                p.errors = summary.error_count();
+            }
+            Some(Msg::Discovered) => p.discovered += 1,
+            Some(Msg::Skipped) => summary.skipped += 1,
+            Some(Msg::Resumed) => summary.resumed += 1,
+            Some(Msg::WalkDone) => p.walk_done = true,
+            None => {}
+        }
+        if dirty && last_sync.elapsed() >= Duration::from_secs(1) {
+            writer.sync().map_err(ScanError::Output)?;
+            last_sync = Instant::now();
+            dirty = false;
+        }
+        if cancel.load(Ordering::Relaxed) {
+            // Keep draining: records already computed are still written.
+        }
+        progress(&p);
+    }
+    Ok(())
+}
+
+fn walker(
+    cfg: &ScanConfig,
+    filters: &Filters,
+    format: OutputFormat,
+    done: &HashSet<String>,
+    cancel: &AtomicBool,
+    job_tx: Sender<Job>,
+    msg_tx: Sender<Msg>,
+) {
+    'roots: for root in &cfg.roots {
+        let mut go_on = true;
+        walk_root(root, &cfg.walk, filters, |ev| {
+            if cancel.load(Ordering::Relaxed) {
+                go_on = false;
+                return false;
+            }
+            let ok = match ev {
+                WalkEvent::File(item) => {
+                    let key = record_key(format, &item.path.to_string_lossy());
+                    if done.contains(&key) {
+                        msg_tx.send(Msg::Resumed).is_ok()
+                    } else {
+                        msg_tx.send(Msg::Discovered).is_ok()
+                            && job_tx
+                                .send(Job {
+                                    path: item.path,
+                                    key,
+                                })
+                                .is_ok()
+                    }
+                }
+                WalkEvent::Problem(prob) => {
+                    let path = prob.path.to_string_lossy().into_owned();
+                    if done.contains(&record_key(format, &path)) {
+                        msg_tx.send(Msg::Resumed).is_ok()
+                    } else {
+                        let cause = match prob.kind {
+                            WalkProblemKind::SymlinkLoop => ErrorCause::SymlinkLoop,
+                            WalkProblemKind::PermissionDenied => ErrorCause::PermissionDenied,
+                            WalkProblemKind::NotFound => ErrorCause::Vanished,
+                            WalkProblemKind::Other => ErrorCause::Unreadable,
+                        };
+                        let rec = ScanRecord::failed(path, None, cause, prob.message);
+                        msg_tx
+                            .send(Msg::Record {
+                                rec,
+                                times: StageTimes::default(),
+                                bytes: 0,
+                                fast: false,
+                            })
+                            .is_ok()
+                    }
+                }
+                WalkEvent::Skipped => msg_tx.send(Msg::Skipped).is_ok(),
+            };
+            go_on = ok;
+            ok
+        });
+        if !go_on {
+            break 'roots;
+        }
+    }
+    let _ = msg_tx.send(Msg::WalkDone);
+}
+
+fn worker(
+    cfg: &ScanConfig,
+    lookup: &dyn Lookup,
+    cancel: &AtomicBool,
+    jobs: Receiver<Job>,
+    out: Sender<Msg>,
+) {
+    let mut hasher = PdqHasher::new();
+    for job in jobs.iter() {
+        if cancel.load(Ordering::Relaxed) {
+            break;
+        }
+        if let Some(d) = cfg.per_file_delay {
+            std::thread::sleep(d);
+        }
+        let mut times = StageTimes::default();
+        let (rec, bytes, fast) = scan_file(cfg, lookup, &mut hasher, &job, &mut times);
+        if out
+            .send(Msg::Record {
+                rec,
+                times,
+                bytes,
+                fast,
+            })
+            .is_err()
+        {
+            break;
+        }
+    }
+}
+
+fn decode_cause(e: &DecodeError) -> ErrorCause {
+    match e {
+        DecodeError::EmptyInput => ErrorCause::EmptyFile,
+        DecodeError::TooManyBytes { .. } => ErrorCause::FileTooLarge,
+        DecodeError::UnknownFormat => ErrorCause::NotAnImage,
+        DecodeError::Unsupported { .. } => ErrorCause::UnsupportedImage,
+        DecodeError::TooLarge { .. } | DecodeError::LimitExceeded { .. } => {
+            ErrorCause::ImageTooLarge
+        }
+        DecodeError::DecoderPanic { .. } => ErrorCause::DecoderPanic,
+        _ => ErrorCause::CorruptImage,
+    }
+}
+
+fn timed<T>(slot: &mut Duration, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let r = f();
+    *slot += t.elapsed();
+    r
+}
+
+fn exact_matches(lookup: &dyn Lookup, d: &ExactDigests) -> Vec<MatchRecord> {
+    let mut m = Vec::new();
+    for kind in [HashKind::Md5, HashKind::Sha1, HashKind::Sha256] {
+        if let Some(digest) = d.get(kind) {
+            m.extend(lookup.exact(kind, digest));
+        }
+    }
+    m
+}
+
+/// Reads, hashes and looks up one file. Never panics on file content: the
+/// decoders catch their own panics and every failure becomes an error record.
+fn scan_file(
+    cfg: &ScanConfig,
+    lookup: &dyn Lookup,
+    hasher: &mut PdqHasher,
+    job: &Job,
+    times: &mut StageTimes,
+) -> (ScanRecord, u64, bool) {
+    let path = job.key.clone();
+    let contents = match timed(&mut times.read, || {
+        read_file(&job.path, cfg.decode.limits.max_bytes)
+    }) {
+        Ok(c) => c,
+        Err(f) => {
+            let rec = ScanRecord::failed(path, f.size, f.cause, f.message);
+            return (rec, 0, false);
+        }
+    };
+    let bytes = match contents {
+        FileContents::Oversized { size, digests } => {
+            let matches = timed(&mut times.lookup, || exact_matches(lookup, &digests));
+            let rec = ScanRecord {
+                path,
+                size: Some(size),
+                sha256: Some(digests.sha256_hex()),
+                md5: Some(digests.md5_hex()),
+                pdq: None,
+                quality: None,
+                verdict: if matches.is_empty() {
+                    Verdict::Error
+                } else {
+                    Verdict::Match
+                },
+                matches,
+                error: Some(ErrorInfo {
+                    cause: ErrorCause::FileTooLarge,
+                    message: format!(
+                        "{size} bytes, over the decode limit of {} bytes (exact digests computed)",
+                        cfg.decode.limits.max_bytes
+                    ),
+                }),
+            };
+            return (rec, size, false);
+        }
+        FileContents::Bytes(b) => b,
+    };
+    let size = bytes.len() as u64;
+    let digests = timed(&mut times.exact, || ExactDigests::of(&bytes));
+    let mut matches = timed(&mut times.lookup, || exact_matches(lookup, &digests));
+
+    let mut fast_used = false;
+    let decoded: Result<DecodedImage, DecodeError> = timed(&mut times.decode, || {
+        if cfg.fast && !cfg.decode.apply_exif_orientation {
+            if let Some((img, _reduction)) =
+                fast_jpeg::decode_reduced(&bytes, &cfg.decode.limits, fast_jpeg::FAST_MIN_SIDE)
+            {
+                fast_used = true;
+                return Ok(img);
+            }
+        }
+        sigil_core::decode::decode(&bytes, &cfg.decode)
+    });
+    // The encoded bytes are not needed past this point.
+    drop(bytes);
+
+    let mut rec = ScanRecord {
+        path,
+        size: Some(size),
+        sha256: Some(digests.sha256_hex()),
+        md5: Some(digests.md5_hex()),
+        pdq: None,
+        quality: None,
+        verdict: Verdict::NoMatch,
+        matches: Vec::new(),
+        error: None,
+    };
+    match decoded {
+        Err(e) => {
+            rec.error = Some(ErrorInfo {
+                cause: decode_cause(&e),
+                message: e.to_string(),
+            });
+        }
+        Ok(img) => {
+            let (w, h) = (img.width, img.height);
+            let (hash, quality, variants) =
+                timed(&mut times.pdq, || match (&img.pixels, cfg.dihedral) {
+                    (Pixels::Rgb8(px), false) => {
+                        let o = hasher.hash_rgb8(w, h, px, cfg.profile);
+                        (o.hash, o.quality, None)
+                    }
+                    (Pixels::Luma8(px), false) => {
+                        let o = hasher.hash_luma8(w, h, px, cfg.profile);
+                        (o.hash, o.quality, None)
+                    }
+                    (Pixels::Rgb8(px), true) => {
+                        let o = hasher.dihedral_rgb8(w, h, px, cfg.profile);
+                        (o.hashes[0], o.quality, Some(o.hashes))
+                    }
+                    (Pixels::Luma8(px), true) => {
+                        let o = hasher.dihedral_luma8(w, h, px, cfg.profile);
+                        (o.hashes[0], o.quality, Some(o.hashes))
+                    }
+                });
+            drop(img);
+            rec.pdq = Some(hash);
+            rec.quality = Some(quality);
+            if quality >= cfg.min_quality {
+                let found = timed(&mut times.lookup, || {
+                    lookup.pdq(&hash, variants.as_ref(), cfg.radius)
+                });
+                matches.extend(found);
+            } else {
+                rec.verdict = Verdict::LowQuality;
+            }
+        }
+    }
+    rec.matches = matches;
+    if !rec.matches.is_empty() {
+        rec.verdict = Verdict::Match;
+    } else if rec.error.is_some() {
+        rec.verdict = Verdict::Error;
+    }
+    (rec, size, fast_used)
+}
