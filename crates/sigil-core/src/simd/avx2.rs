@@ -109,11 +109,10 @@ fn luma8_grey(g: &[u8], off: usize) -> __m256 {
     _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(v))
 }
 
-/// Luma of 8 pixels of row `r`, columns `c..c+8`.
+/// Luma of the 8 pixels starting at pixel index `i`.
 #[target_feature(enable = "avx2")]
 #[inline]
-fn luma_row8(src: Source<'_>, w: usize, r: usize, c: usize) -> __m256 {
-    let i = r * w + c;
+fn luma_row8(src: Source<'_>, i: usize) -> __m256 {
     match src {
         Source::F32(f) => load8(f, i),
         Source::Luma8(g) => luma8_grey(g, i),
@@ -152,15 +151,19 @@ fn luma_rgb8_impl(rgb: &[u8], out: &mut [f32]) {
     luma::luma_rgb8_scalar(&rgb[3 * i..3 * n], &mut out[i..n]);
 }
 
-/// Transposes rows `r0..r0+16` of `src` (columns `0..w`) into `strip`
-/// (`strip[c * 16 + i]`), computing luma on the way.
+/// Transposes rows `r0..r0+16` of `src` (columns `0..w`, rows `stride`
+/// pixels apart) into `strip` (`strip[c * 16 + i]`), computing luma on the
+/// way.
 #[target_feature(enable = "avx2")]
-fn load_strip(src: Source<'_>, w: usize, r0: usize, strip: &mut [f32]) {
+fn load_strip(src: Source<'_>, w: usize, stride: usize, r0: usize, strip: &mut [f32]) {
     let mut c = 0;
     while c + 8 <= w {
         for half in 0..2 {
             let base = r0 + half * 8;
-            let rows: [__m256; 8] = std::array::from_fn(|i| luma_row8(src, w, base + i, c));
+            let mut rows = [_mm256_setzero_ps(); 8];
+            for (i, row) in rows.iter_mut().enumerate() {
+                *row = luma_row8(src, (base + i) * stride + c);
+            }
             let cols = transpose8(rows);
             for (k, v) in cols.into_iter().enumerate() {
                 store8(strip, (c + k) * STRIP + half * 8, v);
@@ -170,7 +173,7 @@ fn load_strip(src: Source<'_>, w: usize, r0: usize, strip: &mut [f32]) {
     }
     for c in c..w {
         for i in 0..STRIP {
-            strip[c * STRIP + i] = luma_px(src, (r0 + i) * w + c);
+            strip[c * STRIP + i] = luma_px(src, (r0 + i) * stride + c);
         }
     }
 }
@@ -182,8 +185,10 @@ fn store_strip(strip: &[f32], len: usize, dst: &mut [f32], w: usize, r0: usize) 
     let mut c = 0;
     while c + 8 <= len {
         for half in 0..2 {
-            let cols: [__m256; 8] =
-                std::array::from_fn(|k| load8(strip, (c + k) * STRIP + half * 8));
+            let mut cols = [_mm256_setzero_ps(); 8];
+            for (k, col) in cols.iter_mut().enumerate() {
+                *col = load8(strip, (c + k) * STRIP + half * 8);
+            }
             let rows = transpose8(cols);
             for (i, v) in rows.into_iter().enumerate() {
                 store8(dst, (r0 + half * 8 + i) * w + c, v);
@@ -265,7 +270,7 @@ fn box_rows_full_impl(
     ensure(s_out, w * STRIP);
     let mut r0 = 0;
     while r0 + STRIP <= h {
-        load_strip(src, w, r0, s_in);
+        load_strip(src, w, w, r0, s_in);
         let so = &mut s_out[..];
         strip_run(s_in, w, window, |o, lo, hi, count| {
             let c = _mm256_set1_ps(count as f32);
@@ -304,7 +309,7 @@ fn box_rows_sampled_impl(
     ensure(s_out, 64 * STRIP);
     let mut r0 = 0;
     while r0 + STRIP <= h {
-        load_strip(Source::F32(x), w, r0, s_in);
+        load_strip(Source::F32(x), w, w, r0, s_in);
         let so = &mut s_out[..];
         let mut p = 0;
         strip_run(s_in, w, window, |o, lo, hi, count| {
@@ -524,8 +529,12 @@ fn blur_decimate_impl(src: Source<'_>, w: usize, h: usize, s: &mut Scratch, out:
     let ci = jarosz::decimation_indices(w);
     let ri = jarosz::decimation_indices(h);
     let cap = (wc + STRIP).div_ceil(STRIP) * STRIP;
-    ensure(&mut s.x, cap * w);
-    ensure(&mut s.y, STRIP * w);
+    // Ring rows are padded so that consecutive rows start one cache line
+    // apart modulo 4 KiB: with a power-of-two row length the 16 rows a strip
+    // touches would all fall into the same L1 set.
+    let stride = w.next_multiple_of(16) + 16;
+    ensure(&mut s.x, cap * stride);
+    ensure(&mut s.y, STRIP * stride);
     ensure(&mut s.c, h * 64);
     let Scratch {
         x,
@@ -535,8 +544,8 @@ fn blur_decimate_impl(src: Source<'_>, w: usize, h: usize, s: &mut Scratch, out:
         strips,
         ..
     } = s;
-    let a_ring = &mut x[..cap * w];
-    let b_ring = &mut y[..STRIP * w];
+    let a_ring = &mut x[..cap * stride];
+    let b_ring = &mut y[..STRIP * stride];
     let c = &mut c[..h * 64];
     sums.clear();
     sums.resize(w, 0.0);
@@ -551,7 +560,7 @@ fn blur_decimate_impl(src: Source<'_>, w: usize, h: usize, s: &mut Scratch, out:
     );
     let (mut step, mut bri, mut bli, mut bo, mut count) = (0usize, 0usize, 0usize, 0usize, 0usize);
     let mut avail = 0usize;
-    let a_slot = |r: usize| (r % cap) * w;
+    let a_slot = |r: usize| (r % cap) * stride;
     while step < total {
         // Produce the next rows of pass A (a 16-row strip, or the scalar tail).
         if avail < h {
@@ -564,14 +573,14 @@ fn blur_decimate_impl(src: Source<'_>, w: usize, h: usize, s: &mut Scratch, out:
                     } = &mut *strips;
                     ensure(s_in, w * STRIP);
                     ensure(s_out, w * STRIP);
-                    load_strip(src, w, r0, s_in);
+                    load_strip(src, w, w, r0, s_in);
                     let so = &mut s_out[..];
                     strip_run(s_in, w, wr, |o, lo, hi, count| {
                         let d = _mm256_set1_ps(count as f32);
                         store8(so, o * STRIP, _mm256_div_ps(lo, d));
                         store8(so, o * STRIP + 8, _mm256_div_ps(hi, d));
                     });
-                    store_strip(s_out, w, a_ring, w, r0 % cap);
+                    store_strip(s_out, w, a_ring, stride, r0 % cap);
                 }
                 avail += STRIP;
             } else {
@@ -622,7 +631,7 @@ fn blur_decimate_impl(src: Source<'_>, w: usize, h: usize, s: &mut Scratch, out:
             step += 1;
             if emit {
                 let slot = bo % STRIP;
-                sums_div(sums, count, &mut b_ring[slot * w..(slot + 1) * w]);
+                sums_div(sums, count, &mut b_ring[slot * stride..slot * stride + w]);
                 if slot == STRIP - 1 {
                     // A full 16-row group of pass B: pass C on it.
                     let r0 = bo + 1 - STRIP;
@@ -632,7 +641,7 @@ fn blur_decimate_impl(src: Source<'_>, w: usize, h: usize, s: &mut Scratch, out:
                     } = &mut *strips;
                     ensure(s_in, w * STRIP);
                     ensure(s_out, 64 * STRIP);
-                    load_strip(Source::F32(b_ring), w, 0, s_in);
+                    load_strip(Source::F32(b_ring), w, stride, 0, s_in);
                     let so = &mut s_out[..];
                     let mut p = 0;
                     strip_run(s_in, w, wr, |o, lo, hi, count| {
@@ -656,7 +665,7 @@ fn blur_decimate_impl(src: Source<'_>, w: usize, h: usize, s: &mut Scratch, out:
     for r in h / STRIP * STRIP..h {
         let slot = r % STRIP;
         jarosz::box_row_sampled(
-            &b_ring[slot * w..(slot + 1) * w],
+            &b_ring[slot * stride..slot * stride + w],
             wr,
             &ci,
             &mut c[r * 64..(r + 1) * 64],
