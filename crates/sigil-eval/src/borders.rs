@@ -145,11 +145,16 @@ fn trim_flat(img: &RgbImage, loose: bool) -> ContentRect {
     }
 }
 
-/// Luma of the pixels of `r`, as a row-major grid, sampled to at most
-/// `max` points per side.
-fn luma_of(img: &RgbImage, r: &ContentRect, max: u32) -> (Vec<f32>, usize, usize, f32, f32) {
-    let gw = r.width().min(max) as usize;
-    let gh = r.height().min(max) as usize;
+/// Luma of the pixels of `r` as a row-major grid of at most `max_w` x
+/// `max_h` points (nearest sampling).
+fn luma_of(
+    img: &RgbImage,
+    r: &ContentRect,
+    max_w: u32,
+    max_h: u32,
+) -> (Vec<f32>, usize, usize, f32, f32) {
+    let gw = r.width().min(max_w) as usize;
+    let gh = r.height().min(max_h) as usize;
     let sx = r.width() as f32 / gw as f32;
     let sy = r.height() as f32 / gh as f32;
     let mut g = vec![0f32; gw * gh];
@@ -217,12 +222,14 @@ fn trim_mirror(img: &RgbImage, r: &mut ContentRect) {
     if r.width() < 32 || r.height() < 32 {
         return;
     }
-    let (g, gw, gh, sx, sy) = luma_of(img, r, 128);
-    // Rows sampled for column profiles and columns for row profiles.
-    let left = mirror_axis(&|i, t| g[t * gw + i], gw, gh);
-    let right = mirror_axis(&|i, t| g[t * gw + (gw - 1 - i)], gw, gh);
-    let top = mirror_axis(&|i, t| g[i * gw + t], gh, gw);
-    let bottom = mirror_axis(&|i, t| g[(gh - 1 - i) * gw + t], gh, gw);
+    // The axis being searched is kept at full resolution (a mirror axis
+    // must land on a line boundary); the other axis is sampled sparsely.
+    let (gc, cw, ch, sx, _) = luma_of(img, r, 512, 48);
+    let (gr, rw, rh, _, sy) = luma_of(img, r, 48, 512);
+    let left = mirror_axis(&|i, t| gc[t * cw + i], cw, ch);
+    let right = mirror_axis(&|i, t| gc[t * cw + (cw - 1 - i)], cw, ch);
+    let top = mirror_axis(&|i, t| gr[i * rw + t], rh, rw);
+    let bottom = mirror_axis(&|i, t| gr[(rh - 1 - i) * rw + t], rh, rw);
     let base = *r;
     if let Some(b) = left {
         r.x0 = base.x0 + (b as f32 * sx).round() as u32;

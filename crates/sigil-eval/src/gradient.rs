@@ -136,6 +136,9 @@ pub fn signature_of_grid(g: &[f32]) -> GradientSignature {
     GradientSignature(f)
 }
 
+/// Maps output grid coordinates (x, y, side) to source coordinates.
+type CoordMap = fn(usize, usize, usize) -> (usize, usize);
+
 /// Signatures of the 8 dihedral versions of the image, in
 /// `sigil_core::Dihedral::ALL` order (orig, rot90, rot180, rot270, flipx,
 /// flipy, flip+1, flip-1), computed by re-arranging the 48x48 grid.
@@ -143,7 +146,7 @@ pub fn dihedral_signatures(img: &RgbImage) -> [GradientSignature; 8] {
     let g = luma_grid(img);
     let n = GRID_PIXELS;
     // Each map gives, for output (x, y), the source coordinates.
-    let maps: [fn(usize, usize, usize) -> (usize, usize); 8] = [
+    let maps: [CoordMap; 8] = [
         |x, y, _| (x, y),
         // rot90 counter-clockwise: output (x, y) <- source (n-1-y, x)
         |x, y, n| (n - 1 - y, x),

@@ -183,13 +183,13 @@ fn push_dihedral(
     out: &mut Vec<QueryHash>,
     hasher: &mut PdqHasher,
     img: &RgbImage,
-    profile: Profile,
-    with_dihedral: bool,
+    opts: &RobustQueryOptions,
     orig: QueryVariant,
     dih: fn(Dihedral) -> QueryVariant,
     min_quality: Option<u32>,
 ) {
-    if with_dihedral {
+    let profile = opts.profile;
+    if opts.dihedral {
         let d = hasher.dihedral_rgb8(img.width(), img.height(), img.as_raw(), profile);
         if min_quality.is_some_and(|q| d.quality < q) {
             return;
@@ -241,8 +241,7 @@ pub fn robust_query_hashes_rgb(
         &mut out,
         hasher,
         img,
-        opts.profile,
-        opts.dihedral,
+        opts,
         QueryVariant::Original,
         QueryVariant::Dihedral,
         None,
@@ -267,8 +266,7 @@ pub fn robust_query_hashes_rgb(
                     &mut out,
                     hasher,
                     &content,
-                    opts.profile,
-                    opts.dihedral,
+                    opts,
                     QueryVariant::Trimmed,
                     QueryVariant::TrimmedDihedral,
                     Some(opts.min_quality),
