@@ -702,14 +702,13 @@ impl ReportStore for PgReportStore {
                 &[&id, &status.as_str(), &viewed, &classification, &actor, &now_ms],
             )
             .map_err(err)?;
-            let mut seq = current.annotations.len() as i32;
-            for a in &update.add_annotations {
+            let first_seq = current.annotations.len() as i32;
+            for (seq, a) in (first_seq..).zip(&update.add_annotations) {
                 tx.execute(
                     "INSERT INTO report_annotations (report_id, seq, body) VALUES ($1, $2, $3)",
                     &[&id, &seq, a],
                 )
                 .map_err(err)?;
-                seq += 1;
             }
             let mut details = serde_json::Map::new();
             if let Some(s) = update.status {
