@@ -36,6 +36,10 @@ pub struct Args {
     /// Seed for the random parts of transforms (crop position, noise, ...).
     #[arg(long, default_value_t = 6)]
     seed: u64,
+    /// Downscale inputs whose longer side exceeds this before transforming
+    /// (0 = keep full size).
+    #[arg(long, default_value_t = 1024)]
+    max_side: u32,
 }
 
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -53,6 +57,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         query: RobustQueryOptions::everything(),
         augment: AugmentOptions::default(),
+        max_side: (args.max_side > 0).then_some(args.max_side),
     };
     let outcome = harness::run(&cfg, &|line| eprintln!("sigil eval: {line}"))
         .with_context(|| format!("evaluating {}", args.originals.display()))?;

@@ -51,6 +51,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         seed: 6,
         query: RobustQueryOptions::everything(),
         augment: AugmentOptions::default(),
+        max_side: Some(1024),
     };
     let out = harness::run(&cfg, &|l| eprintln!("{l}"))?;
     let files = report::write_report(&out, &pos[1])?;

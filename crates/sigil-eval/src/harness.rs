@@ -70,6 +70,11 @@ pub struct EvalConfig {
     pub seed: u64,
     pub query: RobustQueryOptions,
     pub augment: AugmentOptions,
+    /// Originals and distractors larger than this (longer side) are
+    /// downscaled once at load time, before any transform: PDQ works on a
+    /// 64x64 reduction anyway, and full-resolution blurs and rotations of
+    /// 2-12 MP photos would dominate the run time. None keeps full size.
+    pub max_side: Option<u32>,
 }
 
 /// An input left out of the evaluation, and why.
@@ -309,6 +314,7 @@ fn list_files(dir: &Path) -> Result<Vec<PathBuf>, EvalError> {
 fn load(
     path: &Path,
     role: &'static str,
+    max_side: Option<u32>,
     hasher: &mut PdqHasher,
 ) -> Result<(Item, [u8; 32]), Exclusion> {
     let shown = path.display().to_string();
@@ -322,7 +328,10 @@ fn load(
     let sha = ExactDigests::of(&bytes).sha256;
     let dec = decode(&bytes, &DecodeOptions::default())
         .map_err(|e| ex(ExclusionReason::DecodeFailed, e.to_string()))?;
-    let img = crate::robust::rgb_of(&dec);
+    let mut img = crate::robust::rgb_of(&dec);
+    if let Some(m) = max_side {
+        img = work_copy(&img, m);
+    }
     let d = hasher.dihedral_rgb8(img.width(), img.height(), img.as_raw(), Profile::Full);
     if d.quality < MIN_QUALITY {
         return Err(ex(
@@ -341,10 +350,14 @@ fn load(
     ))
 }
 
-fn load_all(paths: &[PathBuf], role: &'static str) -> Vec<Result<(Item, [u8; 32]), Exclusion>> {
+fn load_all(
+    paths: &[PathBuf],
+    role: &'static str,
+    max_side: Option<u32>,
+) -> Vec<Result<(Item, [u8; 32]), Exclusion>> {
     paths
         .par_iter()
-        .map_init(PdqHasher::new, |h, p| load(p, role, h))
+        .map_init(PdqHasher::new, |h, p| load(p, role, max_side, h))
         .collect()
 }
 
@@ -455,7 +468,7 @@ fn run_inner(
     let mut shas = HashMap::new();
     let mut originals = Vec::new();
     dedupe(
-        load_all(&orig_paths, "original"),
+        load_all(&orig_paths, "original", cfg.max_side),
         "original",
         &mut originals,
         &mut shas,
@@ -469,7 +482,7 @@ fn run_inner(
     // that is the same picture as an original is not a distinct image.
     let mut pool_items = originals;
     dedupe(
-        load_all(&distr_paths, "distractor"),
+        load_all(&distr_paths, "distractor", cfg.max_side),
         "distractor",
         &mut pool_items,
         &mut shas,

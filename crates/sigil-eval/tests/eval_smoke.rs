@@ -53,6 +53,7 @@ fn harness_runs_end_to_end_and_numbers_are_sane() {
             ..RobustQueryOptions::everything()
         },
         augment: AugmentOptions::default(),
+        max_side: Some(1024),
     };
     let out = harness::run(&cfg, &|_| {}).expect("evaluation runs");
     assert_eq!(out.originals_used, 5);
