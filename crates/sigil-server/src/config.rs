@@ -1,0 +1,536 @@
+//! Server configuration: a TOML file, then `SIGIL_*` environment overrides,
+//! then validation. Every field has a default except the index path.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::auth::Role;
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot parse config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// The whole server configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// gRPC listen address.
+    pub listen: SocketAddr,
+    /// Prometheus `/metrics` listen address (plain HTTP); unset disables it.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Optional plaintext listener serving only `grpc.health.v1` (for
+    /// kubelet probes, which cannot speak TLS).
+    pub health_listen: Option<SocketAddr>,
+    /// The index directory (required).
+    pub index: Option<PathBuf>,
+    /// The reporting organisation's name, copied into every report stub.
+    pub reporting_organisation: String,
+    /// The reporting organisation's contact email, copied into every stub.
+    pub reporting_email: String,
+    /// Where report stubs are kept.
+    pub reports: ReportsConfig,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Matching defaults.
+    pub matching: Matching,
+    /// Index hot reload.
+    pub reload: Reload,
+    /// TLS (and mTLS when `client_ca` is set). Unset: plaintext.
+    pub tls: Option<TlsConfig>,
+    /// API keys (`[[api_key]]` entries). With none here nor in
+    /// `api_keys_file`, the server refuses to start unless insecure loopback
+    /// mode was asked for on the command line.
+    #[serde(rename = "api_key")]
+    pub api_keys: Vec<ApiKeyConfig>,
+    /// A separate TOML file of `[[api_key]]` entries (e.g. a mounted
+    /// secret), appended to those above.
+    pub api_keys_file: Option<PathBuf>,
+    /// Not read from the file: set by `--insecure-loopback`. Disables
+    /// authentication and forces the listen address onto 127.0.0.1.
+    #[serde(skip)]
+    pub insecure_loopback: bool,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
+            health_listen: None,
+            index: None,
+            reporting_organisation: String::new(),
+            reporting_email: String::new(),
+            reports: ReportsConfig::default(),
+            limits: Limits::default(),
+            matching: Matching::default(),
+            reload: Reload::default(),
+            tls: None,
+            api_keys: Vec::new(),
+            api_keys_file: None,
+            insecure_loopback: false,
+        }
+    }
+}
+
+/// Which report store backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportsBackend {
+    Sqlite,
+    Postgres,
+}
+
+/// The report store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    pub backend: ReportsBackend,
+    /// SQLite database file.
+    pub path: PathBuf,
+    /// PostgreSQL connection URL (backend = "postgres").
+    pub postgres_url: Option<String>,
+    /// Preservation period from detection, days (at least 365, the legal minimum).
+    pub retention_days: u32,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            backend: ReportsBackend::Sqlite,
+            path: PathBuf::from("sigil-reports.db"),
+            postgres_url: None,
+            retention_days: 365,
+        }
+    }
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest accepted gRPC message, bytes.
+    pub max_message_bytes: usize,
+    /// Server-side deadline for a call when the client sends a longer one or
+    /// none (milliseconds).
+    pub request_timeout_ms: u64,
+    /// Most hashes accepted in one `MatchHashes` call.
+    pub max_batch: usize,
+    /// Hashing worker threads (0: one per CPU).
+    pub hashing_workers: usize,
+    /// Images waiting for a worker beyond those being hashed; when full,
+    /// `MatchImage` gets RESOURCE_EXHAUSTED at once.
+    pub hashing_queue: usize,
+    /// Images of one `MatchImageStream` in flight at once.
+    pub stream_window: usize,
+    /// Decoded pixel limit per image.
+    pub max_pixels: u64,
+    /// Decoded width/height limit per image.
+    pub max_dimension: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_message_bytes: 32 << 20,
+            request_timeout_ms: 30_000,
+            max_batch: 10_000,
+            hashing_workers: 0,
+            hashing_queue: 16,
+            stream_window: 4,
+            max_pixels: 100_000_000,
+            max_dimension: 30_000,
+        }
+    }
+}
+
+/// Matching defaults (callers may narrow the radius and lists per request).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Matching {
+    /// Default PDQ radius.
+    pub radius: u32,
+    /// Largest radius a caller may ask for.
+    pub max_radius: u32,
+    /// PDQ quality below which the verdict is LOW_QUALITY.
+    pub quality_threshold: u32,
+    /// Match dihedral variants unless the request says otherwise.
+    pub dihedral: bool,
+    /// Per-list radius caps (a list's matches never exceed its cap).
+    pub list_radius: BTreeMap<String, u32>,
+    /// Most matches returned per result.
+    pub max_matches: usize,
+}
+
+impl Default for Matching {
+    fn default() -> Self {
+        Matching {
+            radius: 31,
+            max_radius: 64,
+            quality_threshold: 50,
+            dihedral: false,
+            list_radius: BTreeMap::new(),
+            max_matches: 100,
+        }
+    }
+}
+
+/// Index hot reload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Reload {
+    /// How often to look at the index for a new generation (ms); 0 disables
+    /// polling (SIGHUP still works).
+    pub poll_interval_ms: u64,
+}
+
+impl Default for Reload {
+    fn default() -> Self {
+        Reload {
+            poll_interval_ms: 5_000,
+        }
+    }
+}
+
+/// TLS certificate and key (PEM); `client_ca` turns on mTLS.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
+}
+
+/// One API key: its SHA-256 (hex), never the key itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Name used in logs, metrics and audit trails.
+    pub name: String,
+    /// Lowercase or uppercase hex SHA-256 of the bearer token.
+    pub sha256: String,
+    /// What the key may call.
+    pub role: Role,
+    /// Sustained requests per second (stream items count one each).
+    #[serde(default = "default_rate")]
+    pub rate_limit_per_s: f64,
+    /// Burst size of the token bucket (default: twice the rate, at least 1).
+    #[serde(default)]
+    pub burst: Option<u32>,
+}
+
+impl ApiKeyConfig {
+    /// The token bucket size.
+    pub fn burst(&self) -> u32 {
+        self.burst
+            .unwrap_or_else(|| (self.rate_limit_per_s * 2.0).ceil().clamp(1.0, 1e9) as u32)
+    }
+}
+
+fn default_rate() -> f64 {
+    100.0
+}
+
+/// The layout of `api_keys_file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApiKeysFile {
+    #[serde(rename = "api_key", default)]
+    api_keys: Vec<ApiKeyConfig>,
+}
+
+/// Sections of the config whose keys may be overridden from the environment.
+const SECTIONS: [&str; 5] = ["reports", "limits", "matching", "reload", "tls"];
+/// Top-level keys that may be overridden from the environment.
+const TOP_KEYS: [&str; 7] = [
+    "listen",
+    "metrics_listen",
+    "health_listen",
+    "index",
+    "reporting_organisation",
+    "reporting_email",
+    "api_keys_file",
+];
+
+impl ServerConfig {
+    /// Reads `path` (if any), applies `SIGIL_*` overrides from `env`, and
+    /// validates. `env` is passed in (rather than read here) so tests and
+    /// callers control it.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ServerConfig, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.to_owned(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: p.to_owned(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        apply_env(&mut table, env)?;
+        let mut config: ServerConfig =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: path.map(Path::to_owned).unwrap_or_default(),
+                    message: e.to_string(),
+                })?;
+        if let Some(keys_path) = &config.api_keys_file {
+            let text = std::fs::read_to_string(keys_path).map_err(|source| ConfigError::Read {
+                path: keys_path.clone(),
+                source,
+            })?;
+            let file: ApiKeysFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: keys_path.clone(),
+                message: e.to_string(),
+            })?;
+            config.api_keys.extend(file.api_keys);
+        }
+        Ok(config)
+    }
+
+    /// Checks cross-field rules; called by the server before starting.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.index.is_none() {
+            return Err(ConfigError::Invalid(
+                "no index configured (set `index` or SIGIL_INDEX)".into(),
+            ));
+        }
+        if self.api_keys.is_empty() && !self.insecure_loopback {
+            return Err(ConfigError::Invalid(
+                "no API keys configured: refusing to serve without authentication \
+                 (add [[api_key]] entries or api_keys_file, or run with --insecure-loopback, which binds 127.0.0.1 only)"
+                    .into(),
+            ));
+        }
+        if self.limits.max_message_bytes < 1024 {
+            return Err(ConfigError::Invalid(
+                "limits.max_message_bytes must be at least 1024".into(),
+            ));
+        }
+        if self.reports.retention_days < 365 {
+            return Err(ConfigError::Invalid(format!(
+                "reports.retention_days = {} is below the 365-day legal preservation minimum",
+                self.reports.retention_days
+            )));
+        }
+        if self.reports.backend == ReportsBackend::Postgres
+            && self
+                .reports
+                .postgres_url
+                .as_deref()
+                .is_none_or(|u| u.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid(
+                "reports.backend = \"postgres\" needs reports.postgres_url \
+                 (or SIGIL_REPORTS__POSTGRES_URL), e.g. postgres://sigil:PASSWORD@HOST:5432/sigil"
+                    .into(),
+            ));
+        }
+        if self.limits.max_batch == 0 || self.limits.stream_window == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_batch and limits.stream_window must be at least 1".into(),
+            ));
+        }
+        if self.matching.radius > 256 || self.matching.max_radius > 256 {
+            return Err(ConfigError::Invalid(
+                "matching.radius and matching.max_radius must be at most 256".into(),
+            ));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for key in &self.api_keys {
+            if !names.insert(key.name.as_str()) {
+                return Err(ConfigError::Invalid(format!(
+                    "api key name {:?} is used twice",
+                    key.name
+                )));
+            }
+            let mut digest = [0u8; 32];
+            sigil_core::hash::decode_hex_into(&key.sha256, &mut digest).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "api key {:?}: sha256 is not a SHA-256 hex digest: {e}",
+                    key.name
+                ))
+            })?;
+            if key.rate_limit_per_s.is_nan() || key.rate_limit_per_s <= 0.0 || key.burst == Some(0)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "api key {:?}: rate_limit_per_s and burst must be positive",
+                    key.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The hashing worker count, resolving 0 to the number of CPUs.
+    pub fn hashing_workers(&self) -> usize {
+        match self.limits.hashing_workers {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n,
+        }
+    }
+}
+
+/// Applies `SIGIL_<KEY>` (top-level) and `SIGIL_<SECTION>__<KEY>` overrides.
+/// Values are parsed as TOML scalars (numbers, booleans) and otherwise taken
+/// as strings. Other `SIGIL_*` variables (used by other tools) are ignored.
+fn apply_env(
+    table: &mut toml::Table,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<(), ConfigError> {
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix("SIGIL_") else {
+            continue;
+        };
+        let rest = rest.to_ascii_lowercase();
+        let value = parse_scalar(&raw);
+        if let Some((section, key)) = rest.split_once("__") {
+            if !SECTIONS.contains(&section) {
+                continue;
+            }
+            if key.is_empty() {
+                return Err(ConfigError::Env {
+                    var,
+                    message: "missing key after section".into(),
+                });
+            }
+            let entry = table
+                .entry(section.to_string())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(t) => {
+                    t.insert(key.to_string(), value);
+                }
+                _ => {
+                    return Err(ConfigError::Env {
+                        var,
+                        message: format!("config key {section} is not a section"),
+                    })
+                }
+            }
+        } else if TOP_KEYS.contains(&rest.as_str()) {
+            // Addresses and paths are strings even when they look numeric.
+            table.insert(rest, toml::Value::String(raw));
+        }
+    }
+    Ok(())
+}
+
+fn parse_scalar(raw: &str) -> toml::Value {
+    if let Ok(i) = raw.parse::<i64>() {
+        return toml::Value::Integer(i);
+    }
+    if let Ok(f) = raw.parse::<f64>() {
+        return toml::Value::Float(f);
+    }
+    match raw {
+        "true" => toml::Value::Boolean(true),
+        "false" => toml::Value::Boolean(false),
+        _ => toml::Value::String(raw.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_env_overrides() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigil.toml");
+        std::fs::write(
+            &path,
+            r#"
+listen = "0.0.0.0:7000"
+index = "/data/index"
+[limits]
+max_batch = 5
+[[api_key]]
+name = "pipeline"
+sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+role = "matcher"
+"#,
+        )
+        .unwrap();
+        let c = ServerConfig::load(
+            Some(&path),
+            env(&[
+                ("SIGIL_LIMITS__MAX_BATCH", "7"),
+                ("SIGIL_LISTEN", "127.0.0.1:7001"),
+                ("SIGIL_SHARED", "/elsewhere"),
+                ("PATH", "/bin"),
+            ]),
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.limits.max_batch, 7);
+        assert_eq!(c.listen, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(c.index.as_deref(), Some(Path::new("/data/index")));
+        assert_eq!(c.api_keys[0].role, Role::Matcher);
+        assert_eq!(c.api_keys[0].burst(), 200);
+    }
+
+    #[test]
+    fn unknown_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigil.toml");
+        std::fs::write(&path, "[limits]\nmax_bach = 5\n").unwrap();
+        let err = ServerConfig::load(Some(&path), env(&[])).unwrap_err();
+        assert!(err.to_string().contains("max_bach"), "{err}");
+    }
+
+    #[test]
+    fn no_keys_refused_unless_insecure_loopback() {
+        let mut c = ServerConfig::load(None, env(&[("SIGIL_INDEX", "/data/index")])).unwrap();
+        let err = c.validate().unwrap_err();
+        assert!(err.to_string().contains("no API keys"), "{err}");
+        c.insecure_loopback = true;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_key_digest_is_named() {
+        let mut c = ServerConfig {
+            index: Some("/x".into()),
+            ..ServerConfig::default()
+        };
+        c.api_keys.push(ApiKeyConfig {
+            name: "k1".into(),
+            sha256: "abc".into(),
+            role: Role::Reviewer,
+            rate_limit_per_s: 1.0,
+            burst: Some(1),
+        });
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("k1") && err.contains("sha256"), "{err}");
+    }
+}

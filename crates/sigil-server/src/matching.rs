@@ -1,0 +1,228 @@
+//! From signatures (or caller-supplied hashes) to a verdict and matches,
+//! against one index generation. Pure logic: no I/O, no gRPC.
+
+use std::collections::BTreeSet;
+
+use sigil_core::{FileSignatures, HashKind, PdqHash};
+use sigil_index::{IndexReader, Match, SearchOptions};
+
+use crate::config::Matching;
+
+/// The outcome of matching one item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Match,
+    NoMatch,
+    LowQuality,
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Match => "match",
+            Verdict::NoMatch => "no_match",
+            Verdict::LowQuality => "low_quality",
+            Verdict::Error => "error",
+        }
+    }
+}
+
+/// A request's options after defaults and limits were applied.
+#[derive(Debug, Clone)]
+pub struct ResolvedOptions {
+    pub radius: u32,
+    /// `None`: all lists.
+    pub lists: Option<BTreeSet<String>>,
+    pub dihedral: bool,
+    pub max_matches: usize,
+}
+
+/// Why a request's options were refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    #[error("radius {asked} is over this server's maximum of {max}")]
+    RadiusTooLarge { asked: u32, max: u32 },
+    #[error("unknown list {name:?} (known lists: {known})")]
+    UnknownList { name: String, known: String },
+}
+
+/// Applies the server's defaults and limits to a request's options.
+pub fn resolve_options(
+    policy: &Matching,
+    radius: Option<u32>,
+    lists: &[String],
+    dihedral: Option<bool>,
+    max_matches: Option<u32>,
+    known_lists: &BTreeSet<String>,
+) -> Result<ResolvedOptions, OptionsError> {
+    let radius = radius.unwrap_or(policy.radius);
+    if radius > policy.max_radius {
+        return Err(OptionsError::RadiusTooLarge {
+            asked: radius,
+            max: policy.max_radius,
+        });
+    }
+    let lists = if lists.is_empty() {
+        None
+    } else {
+        let mut set = BTreeSet::new();
+        for name in lists {
+            if !known_lists.contains(name) {
+                return Err(OptionsError::UnknownList {
+                    name: name.clone(),
+                    known: known_lists
+                        .iter()
+                        .map(String::as_str)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
+            set.insert(name.clone());
+        }
+        Some(set)
+    };
+    let max_matches = match max_matches {
+        Some(0) | None => policy.max_matches,
+        Some(n) => (n as usize).min(policy.max_matches),
+    };
+    Ok(ResolvedOptions {
+        radius,
+        lists,
+        dihedral: dihedral.unwrap_or(policy.dihedral),
+        max_matches,
+    })
+}
+
+/// What one item came to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub verdict: Verdict,
+    pub matches: Vec<Match>,
+    /// For `Verdict::Error`: the cause.
+    pub error: Option<String>,
+}
+
+/// Runs lookups against one generation with one request's options.
+pub struct Matcher<'a> {
+    pub reader: &'a IndexReader,
+    pub policy: &'a Matching,
+    pub options: &'a ResolvedOptions,
+}
+
+impl Matcher<'_> {
+    fn search_options(&self) -> SearchOptions {
+        // The config's per-list radii are caps: a caller asking for a
+        // smaller radius gets it on every list.
+        let list_radius = self
+            .policy
+            .list_radius
+            .iter()
+            .map(|(l, &cap)| (l.clone(), cap.min(self.options.radius)))
+            .collect();
+        SearchOptions {
+            radius: self.options.radius,
+            lists: self
+                .options
+                .lists
+                .as_ref()
+                .map(|s| s.iter().cloned().collect()),
+            list_radius,
+            ..SearchOptions::default()
+        }
+    }
+
+    fn keep(&self, m: &Match) -> bool {
+        self.options
+            .lists
+            .as_ref()
+            .is_none_or(|lists| lists.contains(&m.list))
+    }
+
+    /// Exact-digest lookup.
+    pub fn exact(&self, kind: HashKind, digest: &[u8]) -> Vec<Match> {
+        let mut v = self.reader.lookup_exact(kind, digest);
+        v.retain(|m| self.keep(m));
+        v
+    }
+
+    /// PDQ lookup of one hash, or of the 8 dihedral variants of an image
+    /// (each entry reported once, at its smallest distance, with the variant).
+    pub fn pdq(&self, hash: &PdqHash, variants: Option<&[PdqHash; 8]>) -> Vec<Match> {
+        let opts = self.search_options();
+        let mut v = match variants {
+            None => self.reader.search_pdq(hash, &opts),
+            Some(hashes) => self.reader.search_pdq_dihedral(hashes, &opts),
+        };
+        v.retain(|m| self.keep(m));
+        v
+    }
+
+    fn finish(&self, mut matches: Vec<Match>, fallback: Verdict, error: Option<String>) -> Outcome {
+        matches.sort_by(|a, b| (a.distance, &a.list, &a.id).cmp(&(b.distance, &b.list, &b.id)));
+        matches.dedup_by(|a, b| a.list == b.list && a.id == b.id && a.kind == b.kind);
+        matches.truncate(self.options.max_matches);
+        if matches.is_empty() {
+            Outcome {
+                verdict: fallback,
+                matches,
+                error,
+            }
+        } else {
+            Outcome {
+                verdict: Verdict::Match,
+                matches,
+                error: None,
+            }
+        }
+    }
+
+    /// Matches a hashed file: exact digests always, PDQ when the image
+    /// decoded with enough quality.
+    pub fn signatures(&self, sigs: &FileSignatures) -> Outcome {
+        let mut matches = Vec::new();
+        for kind in [HashKind::Md5, HashKind::Sha1, HashKind::Sha256] {
+            if let Some(d) = sigs.exact.get(kind) {
+                matches.extend(self.exact(kind, d));
+            }
+        }
+        match &sigs.image {
+            Err(e) => self.finish(
+                matches,
+                Verdict::Error,
+                Some(format!("image could not be decoded: {e}")),
+            ),
+            Ok(img) if img.quality < self.policy.quality_threshold => {
+                self.finish(matches, Verdict::LowQuality, None)
+            }
+            Ok(img) => {
+                let variants = if self.options.dihedral {
+                    img.dihedral.as_ref()
+                } else {
+                    None
+                };
+                matches.extend(self.pdq(&img.pdq, variants));
+                self.finish(matches, Verdict::NoMatch, None)
+            }
+        }
+    }
+
+    /// Matches one caller-supplied hash.
+    pub fn hash(&self, kind: HashKind, digest: &[u8], quality: Option<u32>) -> Outcome {
+        match kind {
+            HashKind::Pdq => {
+                if quality.is_some_and(|q| q < self.policy.quality_threshold) {
+                    return self.finish(Vec::new(), Verdict::LowQuality, None);
+                }
+                let mut h = [0u8; 32];
+                h.copy_from_slice(digest);
+                let m = self.pdq(&PdqHash(h), None);
+                self.finish(m, Verdict::NoMatch, None)
+            }
+            _ => {
+                let m = self.exact(kind, digest);
+                self.finish(m, Verdict::NoMatch, None)
+            }
+        }
+    }
+}

@@ -1,0 +1,696 @@
+//! Report stubs and where they are kept.
+//!
+//! [`ReportStore`] is the seam for storage backends: SQLite now (embedded,
+//! WAL, `synchronous=FULL`), PostgreSQL later. Its methods are synchronous
+//! and are called from `spawn_blocking`; the SQL is kept portable (plain
+//! tables, no SQLite-only types or upserts). A stub is committed before the
+//! matching response is sent, so an acknowledged match survives a crash.
+//! No image bytes or pixels ever enter a stub.
+
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+
+/// Preservation period required by 18 U.S.C. 2258A as amended by the REPORT Act.
+pub const PRESERVATION_MS: i64 = 365 * 24 * 3600 * 1000;
+
+/// The CyberTipline incident type for known-image matches.
+pub const INCIDENT_TYPE: &str = "Child Pornography (possession, manufacture, and distribution)";
+
+/// Why a storage operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("report database {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("report database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("report {0:?} not found")]
+    NotFound(String),
+    #[error("report {id:?}: {reason}")]
+    Rejected { id: String, reason: String },
+    #[error("invalid page token {0:?}")]
+    BadPageToken(String),
+    /// The backend cannot be reached now (the caller may retry).
+    #[error("{0}")]
+    Unavailable(String),
+    /// Any other backend failure, with its message.
+    #[error("{0}")]
+    Backend(String),
+}
+
+/// Review status of a stub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportStatus {
+    Pending,
+    Confirmed,
+    Dismissed,
+    Reported,
+}
+
+impl ReportStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportStatus::Pending => "pending",
+            ReportStatus::Confirmed => "confirmed",
+            ReportStatus::Dismissed => "dismissed",
+            ReportStatus::Reported => "reported",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => ReportStatus::Pending,
+            "confirmed" => ReportStatus::Confirmed,
+            "dismissed" => ReportStatus::Dismissed,
+            "reported" => ReportStatus::Reported,
+            _ => return None,
+        })
+    }
+}
+
+/// One match as recorded in a stub.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct StoredMatch {
+    pub id: String,
+    pub list: String,
+    pub category: String,
+    pub note: Option<String>,
+    /// "pdq", "md5", "sha1", "sha256".
+    pub kind: String,
+    pub distance: u32,
+    /// Dihedral variant name, for PDQ matches of a rotated/mirrored query.
+    pub variant: Option<String>,
+}
+
+/// What the matcher knows when it creates a stub.
+#[derive(Debug, Clone, Default)]
+pub struct NewReport {
+    pub detected_at_ms: i64,
+    pub reporting_org: String,
+    pub reporting_email: String,
+    pub submitter_ref: String,
+    pub content_ref: String,
+    pub file_name: String,
+    /// "image" or "hashes".
+    pub source: String,
+    pub md5: String,
+    pub sha1: String,
+    pub sha256: String,
+    pub pdq: String,
+    pub quality: Option<u32>,
+    pub matches: Vec<StoredMatch>,
+    /// Who caused the stub (API key name), for the audit trail.
+    pub actor: String,
+}
+
+/// One audit-trail entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditRecord {
+    pub at_ms: i64,
+    pub actor: String,
+    pub action: String,
+    pub details_json: String,
+}
+
+/// A stored stub.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReportRecord {
+    pub id: String,
+    pub status: ReportStatus,
+    pub incident_type: String,
+    pub detected_at_ms: i64,
+    pub preservation_deadline_ms: i64,
+    pub reporting_org: String,
+    pub reporting_email: String,
+    pub submitter_ref: String,
+    pub content_ref: String,
+    pub file_name: String,
+    pub source: String,
+    pub md5: String,
+    pub sha1: String,
+    pub sha256: String,
+    pub pdq: String,
+    pub quality: Option<u32>,
+    pub matches: Vec<StoredMatch>,
+    pub viewed: Option<bool>,
+    /// "A1", "A2", "B1", "B2".
+    pub classification: Option<String>,
+    pub annotations: Vec<String>,
+    pub reviewer: Option<String>,
+    pub updated_at_ms: i64,
+    /// Filled by `get` and `update`, empty in listings.
+    pub audit: Vec<AuditRecord>,
+}
+
+/// Listing filters (all optional).
+#[derive(Debug, Clone, Default)]
+pub struct ReportFilter {
+    pub status: Option<ReportStatus>,
+    pub detected_after_ms: Option<i64>,
+    pub detected_before_ms: Option<i64>,
+    pub list: Option<String>,
+    pub page_size: usize,
+    pub page_token: Option<String>,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone)]
+pub struct ReportPage {
+    pub reports: Vec<ReportRecord>,
+    pub next_page_token: Option<String>,
+}
+
+/// A reviewer's changes; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct ReportUpdate {
+    pub status: Option<ReportStatus>,
+    pub viewed: Option<bool>,
+    pub classification: Option<String>,
+    pub add_annotations: Vec<String>,
+}
+
+/// Storage of report stubs. Implementations must make `create_many`
+/// durable (committed to stable storage) before returning.
+pub trait ReportStore: Send + Sync + 'static {
+    /// Stores stubs in one transaction and returns their ids, in order.
+    fn create_many(&self, reports: &[NewReport]) -> Result<Vec<String>, StoreError>;
+    /// One stub with its audit trail.
+    fn get(&self, id: &str) -> Result<ReportRecord, StoreError>;
+    /// Newest first, filtered and paged.
+    fn list(&self, filter: &ReportFilter) -> Result<ReportPage, StoreError>;
+    /// Applies a reviewer's update, appends it to the audit trail, and
+    /// returns the updated stub.
+    fn update(
+        &self,
+        id: &str,
+        update: &ReportUpdate,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<ReportRecord, StoreError>;
+}
+
+/// Report stubs in an embedded SQLite database.
+pub struct SqliteReportStore {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS reports (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    incident_type TEXT NOT NULL,
+    detected_at_ms BIGINT NOT NULL,
+    preservation_deadline_ms BIGINT NOT NULL,
+    reporting_org TEXT NOT NULL,
+    reporting_email TEXT NOT NULL,
+    submitter_ref TEXT NOT NULL,
+    content_ref TEXT NOT NULL,
+    file_name TEXT NOT NULL,
+    source TEXT NOT NULL,
+    md5 TEXT NOT NULL,
+    sha1 TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    pdq TEXT NOT NULL,
+    quality INTEGER,
+    viewed INTEGER,
+    classification TEXT,
+    reviewer TEXT,
+    updated_at_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS reports_detected ON reports (detected_at_ms, id);
+CREATE TABLE IF NOT EXISTS report_matches (
+    report_id TEXT NOT NULL REFERENCES reports (id),
+    seq INTEGER NOT NULL,
+    entry_id TEXT NOT NULL,
+    list TEXT NOT NULL,
+    category TEXT NOT NULL,
+    note TEXT,
+    kind TEXT NOT NULL,
+    distance INTEGER NOT NULL,
+    variant TEXT,
+    PRIMARY KEY (report_id, seq)
+);
+CREATE INDEX IF NOT EXISTS report_matches_list ON report_matches (list, report_id);
+CREATE TABLE IF NOT EXISTS report_annotations (
+    report_id TEXT NOT NULL REFERENCES reports (id),
+    seq INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (report_id, seq)
+);
+CREATE TABLE IF NOT EXISTS report_audit (
+    report_id TEXT NOT NULL REFERENCES reports (id),
+    seq INTEGER NOT NULL,
+    at_ms BIGINT NOT NULL,
+    actor TEXT NOT NULL,
+    action TEXT NOT NULL,
+    details TEXT NOT NULL,
+    PRIMARY KEY (report_id, seq)
+);
+";
+
+const REPORT_COLUMNS: &str =
+    "id, status, incident_type, detected_at_ms, preservation_deadline_ms, \
+     reporting_org, reporting_email, submitter_ref, content_ref, file_name, source, md5, sha1, \
+     sha256, pdq, quality, viewed, classification, reviewer, updated_at_ms";
+
+impl SqliteReportStore {
+    /// Opens (creating if needed) the database at `path`, in WAL mode with
+    /// `synchronous=FULL` so every commit is on disk when it returns.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(err(rusqlite::Error::InvalidParameterName(format!(
+                "could not enable WAL journal mode (got {mode})"
+            ))));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(SqliteReportStore {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-applied
+        // transaction (rusqlite rolls back on drop), so poisoning is moot.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn new_report_id() -> String {
+    // UUIDv7: time-ordered, so ids sort roughly by detection time.
+    format!("rpt_{}", uuid::Uuid::now_v7().simple())
+}
+
+fn row_to_report(row: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRecord> {
+    let status: String = row.get(1)?;
+    Ok(ReportRecord {
+        id: row.get(0)?,
+        status: ReportStatus::parse(&status).unwrap_or(ReportStatus::Pending),
+        incident_type: row.get(2)?,
+        detected_at_ms: row.get(3)?,
+        preservation_deadline_ms: row.get(4)?,
+        reporting_org: row.get(5)?,
+        reporting_email: row.get(6)?,
+        submitter_ref: row.get(7)?,
+        content_ref: row.get(8)?,
+        file_name: row.get(9)?,
+        source: row.get(10)?,
+        md5: row.get(11)?,
+        sha1: row.get(12)?,
+        sha256: row.get(13)?,
+        pdq: row.get(14)?,
+        quality: row.get::<_, Option<i64>>(15)?.map(|q| q as u32),
+        viewed: row.get::<_, Option<i64>>(16)?.map(|v| v != 0),
+        classification: row.get(17)?,
+        reviewer: row.get(18)?,
+        updated_at_ms: row.get(19)?,
+        matches: Vec::new(),
+        annotations: Vec::new(),
+        audit: Vec::new(),
+    })
+}
+
+fn load_children(
+    conn: &Connection,
+    r: &mut ReportRecord,
+    with_audit: bool,
+) -> rusqlite::Result<()> {
+    let mut st = conn.prepare_cached(
+        "SELECT entry_id, list, category, note, kind, distance, variant FROM report_matches \
+         WHERE report_id = ?1 ORDER BY seq",
+    )?;
+    r.matches = st
+        .query_map([&r.id], |row| {
+            Ok(StoredMatch {
+                id: row.get(0)?,
+                list: row.get(1)?,
+                category: row.get(2)?,
+                note: row.get(3)?,
+                kind: row.get(4)?,
+                distance: row.get::<_, i64>(5)? as u32,
+                variant: row.get(6)?,
+            })
+        })?
+        .collect::<Result<_, _>>()?;
+    let mut st = conn
+        .prepare_cached("SELECT body FROM report_annotations WHERE report_id = ?1 ORDER BY seq")?;
+    r.annotations = st
+        .query_map([&r.id], |row| row.get(0))?
+        .collect::<Result<_, _>>()?;
+    if with_audit {
+        let mut st = conn.prepare_cached(
+            "SELECT at_ms, actor, action, details FROM report_audit WHERE report_id = ?1 \
+             ORDER BY seq",
+        )?;
+        r.audit = st
+            .query_map([&r.id], |row| {
+                Ok(AuditRecord {
+                    at_ms: row.get(0)?,
+                    actor: row.get(1)?,
+                    action: row.get(2)?,
+                    details_json: row.get(3)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(())
+}
+
+fn get_in(conn: &Connection, id: &str) -> Result<ReportRecord, StoreError> {
+    let sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?1");
+    let mut r = conn
+        .query_row(&sql, [id], row_to_report)
+        .optional()?
+        .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
+    load_children(conn, &mut r, true)?;
+    Ok(r)
+}
+
+fn next_seq(conn: &Connection, table: &str, id: &str) -> rusqlite::Result<i64> {
+    conn.query_row(
+        &format!("SELECT COALESCE(MAX(seq), -1) + 1 FROM {table} WHERE report_id = ?1"),
+        [id],
+        |r| r.get(0),
+    )
+}
+
+impl ReportStore for SqliteReportStore {
+    fn create_many(&self, reports: &[NewReport]) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let mut ids = Vec::with_capacity(reports.len());
+        {
+            let mut ins = tx.prepare_cached(&format!(
+                "INSERT INTO reports ({REPORT_COLUMNS}) VALUES \
+                 (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, NULL, NULL, NULL, ?17)"
+            ))?;
+            let mut ins_match = tx.prepare_cached(
+                "INSERT INTO report_matches (report_id, seq, entry_id, list, category, note, kind, \
+                 distance, variant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            )?;
+            let mut ins_audit = tx.prepare_cached(
+                "INSERT INTO report_audit (report_id, seq, at_ms, actor, action, details) \
+                 VALUES (?1, 0, ?2, ?3, 'created', ?4)",
+            )?;
+            for r in reports {
+                let id = new_report_id();
+                ins.execute(params![
+                    id,
+                    ReportStatus::Pending.as_str(),
+                    INCIDENT_TYPE,
+                    r.detected_at_ms,
+                    r.detected_at_ms + PRESERVATION_MS,
+                    r.reporting_org,
+                    r.reporting_email,
+                    r.submitter_ref,
+                    r.content_ref,
+                    r.file_name,
+                    r.source,
+                    r.md5,
+                    r.sha1,
+                    r.sha256,
+                    r.pdq,
+                    r.quality.map(i64::from),
+                    r.detected_at_ms,
+                ])?;
+                for (seq, m) in r.matches.iter().enumerate() {
+                    ins_match.execute(params![
+                        id,
+                        seq as i64,
+                        m.id,
+                        m.list,
+                        m.category,
+                        m.note,
+                        m.kind,
+                        m.distance as i64,
+                        m.variant,
+                    ])?;
+                }
+                let details = serde_json::json!({
+                    "source": r.source,
+                    "matches": r.matches.len(),
+                })
+                .to_string();
+                ins_audit.execute(params![id, r.detected_at_ms, r.actor, details])?;
+                ids.push(id);
+            }
+        }
+        // synchronous=FULL in WAL mode: the commit is fsynced before this returns.
+        tx.commit()?;
+        Ok(ids)
+    }
+
+    fn get(&self, id: &str) -> Result<ReportRecord, StoreError> {
+        let conn = self.lock();
+        get_in(&conn, id)
+    }
+
+    fn list(&self, filter: &ReportFilter) -> Result<ReportPage, StoreError> {
+        let page_size = filter.page_size.clamp(1, 1000);
+        let mut sql = format!("SELECT {REPORT_COLUMNS} FROM reports r WHERE 1 = 1");
+        let mut args: Vec<rusqlite::types::Value> = Vec::new();
+        let mut push = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
+            args.push(v);
+            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
+        };
+        if let Some(s) = filter.status {
+            push(&mut sql, " AND status = ?", s.as_str().to_string().into());
+        }
+        if let Some(t) = filter.detected_after_ms {
+            push(&mut sql, " AND detected_at_ms >= ?", t.into());
+        }
+        if let Some(t) = filter.detected_before_ms {
+            push(&mut sql, " AND detected_at_ms < ?", t.into());
+        }
+        if let Some(l) = &filter.list {
+            push(
+                &mut sql,
+                " AND EXISTS (SELECT 1 FROM report_matches m WHERE m.report_id = r.id AND m.list = ?)",
+                l.clone().into(),
+            );
+        }
+        if let Some(tok) = &filter.page_token {
+            // Keyset paging on (detected_at_ms, id), newest first.
+            let (ms, id) = tok
+                .split_once('.')
+                .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
+                .ok_or_else(|| StoreError::BadPageToken(tok.clone()))?;
+            push(&mut sql, " AND (detected_at_ms < ?", ms.into());
+            push(&mut sql, " OR (detected_at_ms = ?", ms.into());
+            push(&mut sql, " AND id < ?))", id.into());
+        }
+        sql.push_str(&format!(
+            " ORDER BY detected_at_ms DESC, id DESC LIMIT {}",
+            page_size + 1
+        ));
+        let conn = self.lock();
+        let mut st = conn.prepare(&sql)?;
+        let mut reports: Vec<ReportRecord> = st
+            .query_map(rusqlite::params_from_iter(args), row_to_report)?
+            .collect::<Result<_, _>>()?;
+        let next_page_token = if reports.len() > page_size {
+            reports.truncate(page_size);
+            reports
+                .last()
+                .map(|r| format!("{}.{}", r.detected_at_ms, r.id))
+        } else {
+            None
+        };
+        for r in &mut reports {
+            load_children(&conn, r, false)?;
+        }
+        Ok(ReportPage {
+            reports,
+            next_page_token,
+        })
+    }
+
+    fn update(
+        &self,
+        id: &str,
+        update: &ReportUpdate,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<ReportRecord, StoreError> {
+        let mut conn = self.lock();
+        let tx = conn.transaction()?;
+        let current = get_in(&tx, id)?;
+        let viewed = update.viewed.or(current.viewed);
+        let classification = update
+            .classification
+            .clone()
+            .or(current.classification.clone());
+        if let Some(status) = update.status {
+            let needs_view = matches!(status, ReportStatus::Confirmed | ReportStatus::Reported);
+            if needs_view && viewed != Some(true) {
+                return Err(StoreError::Rejected {
+                    id: id.to_string(),
+                    reason: format!(
+                        "status {} requires a person to have viewed the content (viewed = true)",
+                        status.as_str()
+                    ),
+                });
+            }
+            if status == ReportStatus::Reported && classification.is_none() {
+                return Err(StoreError::Rejected {
+                    id: id.to_string(),
+                    reason: "status reported requires a classification".into(),
+                });
+            }
+        }
+        let status = update.status.unwrap_or(current.status);
+        tx.execute(
+            "UPDATE reports SET status = ?2, viewed = ?3, classification = ?4, reviewer = ?5, \
+             updated_at_ms = ?6 WHERE id = ?1",
+            params![
+                id,
+                status.as_str(),
+                viewed.map(i64::from),
+                classification,
+                actor,
+                now_ms
+            ],
+        )?;
+        let mut seq = next_seq(&tx, "report_annotations", id)?;
+        for a in &update.add_annotations {
+            tx.execute(
+                "INSERT INTO report_annotations (report_id, seq, body) VALUES (?1, ?2, ?3)",
+                params![id, seq, a],
+            )?;
+            seq += 1;
+        }
+        let mut details = serde_json::Map::new();
+        if let Some(s) = update.status {
+            details.insert("status".into(), s.as_str().into());
+        }
+        if let Some(v) = update.viewed {
+            details.insert("viewed".into(), v.into());
+        }
+        if let Some(c) = &update.classification {
+            details.insert("classification".into(), c.clone().into());
+        }
+        if !update.add_annotations.is_empty() {
+            details.insert(
+                "add_annotations".into(),
+                serde_json::to_value(&update.add_annotations).unwrap_or_default(),
+            );
+        }
+        let audit_seq = next_seq(&tx, "report_audit", id)?;
+        tx.execute(
+            "INSERT INTO report_audit (report_id, seq, at_ms, actor, action, details) \
+             VALUES (?1, ?2, ?3, ?4, 'updated', ?5)",
+            params![
+                id,
+                audit_seq,
+                now_ms,
+                actor,
+                serde_json::Value::Object(details).to_string()
+            ],
+        )?;
+        let updated = get_in(&tx, id)?;
+        tx.commit()?;
+        Ok(updated)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stub(ms: i64, list: &str) -> NewReport {
+        NewReport {
+            detected_at_ms: ms,
+            reporting_org: "Example".into(),
+            source: "image".into(),
+            md5: "00".repeat(16),
+            actor: "pipe".into(),
+            matches: vec![StoredMatch {
+                id: "e1".into(),
+                list: list.into(),
+                category: "A1".into(),
+                note: None,
+                kind: "pdq".into(),
+                distance: 3,
+                variant: Some("rot90".into()),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn create_get_list_update_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.sqlite");
+        let store = SqliteReportStore::open(&path).unwrap();
+        let ids = store
+            .create_many(&[stub(1000, "a"), stub(2000, "b"), stub(3000, "a")])
+            .unwrap();
+        let r = store.get(&ids[0]).unwrap();
+        assert_eq!(r.preservation_deadline_ms, 1000 + PRESERVATION_MS);
+        assert_eq!(r.matches[0].variant.as_deref(), Some("rot90"));
+        assert_eq!(r.status, ReportStatus::Pending);
+        assert_eq!(r.audit.len(), 1);
+
+        // Paging newest first, two per page, filtered by list.
+        let mut f = ReportFilter {
+            page_size: 1,
+            list: Some("a".into()),
+            ..Default::default()
+        };
+        let p1 = store.list(&f).unwrap();
+        assert_eq!(p1.reports[0].id, ids[2]);
+        f.page_token = p1.next_page_token.clone();
+        let p2 = store.list(&f).unwrap();
+        assert_eq!(p2.reports[0].id, ids[0]);
+        assert!(p2.next_page_token.is_none());
+
+        // Confirming needs viewed = true.
+        let confirm = ReportUpdate {
+            status: Some(ReportStatus::Confirmed),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.update(&ids[1], &confirm, "rev", 5000),
+            Err(StoreError::Rejected { .. })
+        ));
+        let u = ReportUpdate {
+            status: Some(ReportStatus::Confirmed),
+            viewed: Some(true),
+            classification: Some("B1".into()),
+            add_annotations: vec!["checked".into()],
+        };
+        let r = store.update(&ids[1], &u, "rev", 5000).unwrap();
+        assert_eq!(r.status, ReportStatus::Confirmed);
+        assert_eq!(r.audit.len(), 2);
+        assert_eq!(r.audit[1].actor, "rev");
+        drop(store);
+
+        let store = SqliteReportStore::open(&path).unwrap();
+        let r = store.get(&ids[1]).unwrap();
+        assert_eq!(r.annotations, vec!["checked".to_string()]);
+        assert_eq!(r.classification.as_deref(), Some("B1"));
+        assert!(matches!(store.get("nope"), Err(StoreError::NotFound(_))));
+        let f = ReportFilter {
+            status: Some(ReportStatus::Pending),
+            page_size: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list(&f).unwrap().reports.len(), 2);
+    }
+}

@@ -1,0 +1,1013 @@
+//! End-to-end tests: the real server on loopback (ephemeral ports), in
+//! process, called through the generated tonic clients. Test indexes are
+//! built with the sigil-index writer from hashes of testdata images computed
+//! with sigil-core's Signer.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use sigil_core::{HashKind, PdqHash, SignOptions, Signer};
+use sigil_index::{EntryMeta, IndexWriter, SegmentBuilder};
+use sigil_server::auth::{key_digest_hex, Role};
+use sigil_server::config::ApiKeyConfig;
+use sigil_server::proto::matcher_client::MatcherClient;
+use sigil_server::proto::reports_client::ReportsClient;
+use sigil_server::proto::{self, HashKind as PKind, Verdict};
+use sigil_server::{RunOptions, RunningServer, ServerConfig};
+use tonic::transport::Channel;
+use tonic::{Code, Request};
+
+const MATCHER_KEY: &str = "test-matcher-token";
+const REVIEWER_KEY: &str = "test-reviewer-token";
+
+fn testdata(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata")
+        .join(rel)
+}
+
+fn read_testdata(rel: &str) -> Vec<u8> {
+    std::fs::read(testdata(rel)).unwrap_or_else(|e| panic!("reading testdata/{rel}: {e}"))
+}
+
+/// The known image (in the test index) and one that is not.
+const KNOWN: &str = "originals/bridge-mods/square-256x256.jpg";
+const UNKNOWN: &str = "originals/misc-images/wee.jpg";
+
+fn sign(bytes: &[u8]) -> sigil_core::FileSignatures {
+    Signer::new(SignOptions::default()).sign(bytes)
+}
+
+/// Captured log output of every server in this test binary (JSON lines).
+fn log_buffer() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buf = Arc::new(Mutex::new(Vec::new()));
+        let writer_buf = buf.clone();
+        let make_writer = move || SharedWriter(writer_buf.clone());
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_max_level(tracing::Level::TRACE)
+            .with_writer(make_writer)
+            .finish();
+        let _ = tracing::subscriber::set_global_default(subscriber);
+        buf
+    })
+    .clone()
+}
+
+struct SharedWriter(Arc<Mutex<Vec<u8>>>);
+impl Write for SharedWriter {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    server: Option<RunningServer>,
+    known_pdq: PdqHash,
+}
+
+impl Fixture {
+    fn index_dir(&self) -> PathBuf {
+        self.dir.path().join("index")
+    }
+    fn addr(&self) -> SocketAddr {
+        self.server.as_ref().unwrap().addr
+    }
+    async fn matcher(&self) -> MatcherClient<Channel> {
+        MatcherClient::connect(format!("http://{}", self.addr()))
+            .await
+            .unwrap()
+            .max_decoding_message_size(64 << 20)
+    }
+    async fn reports(&self) -> ReportsClient<Channel> {
+        ReportsClient::connect(format!("http://{}", self.addr()))
+            .await
+            .unwrap()
+    }
+    async fn stop(mut self) -> tempfile::TempDir {
+        let s = self.server.take().unwrap();
+        s.shutdown();
+        s.wait().await.unwrap();
+        self.dir
+    }
+}
+
+/// Builds an index holding the known image's PDQ (list "ncmec") and MD5
+/// (list "industry"), and starts a server on it.
+async fn start_with(tweak: impl FnOnce(&mut ServerConfig)) -> Fixture {
+    log_buffer();
+    let dir = tempfile::tempdir().unwrap();
+    let index = dir.path().join("index");
+    let known = sign(&read_testdata(KNOWN));
+    let known_pdq = known.image.as_ref().unwrap().pdq;
+    let mut w = IndexWriter::create(&index).unwrap();
+    let mut b = SegmentBuilder::new();
+    b.push_pdq(
+        &known_pdq.0,
+        EntryMeta {
+            id: "bridge-1",
+            list: "ncmec",
+            category: "A1",
+            note: Some("test entry"),
+        },
+    )
+    .unwrap();
+    b.push(
+        HashKind::Md5,
+        &known.exact.md5,
+        EntryMeta {
+            id: "bridge-md5",
+            list: "industry",
+            category: "B2",
+            note: None,
+        },
+    )
+    .unwrap();
+    w.add_segment(b).unwrap();
+    drop(w);
+
+    let mut config = ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
+        index: Some(index),
+        reporting_organisation: "Example T&S".into(),
+        reporting_email: "ts@example.invalid".into(),
+        ..ServerConfig::default()
+    };
+    config.reports.path = dir.path().join("reports.db");
+    config.reload.poll_interval_ms = 0;
+    config.limits.hashing_workers = 2;
+    config.api_keys = vec![
+        ApiKeyConfig {
+            name: "pipeline".into(),
+            sha256: key_digest_hex(MATCHER_KEY),
+            role: Role::Matcher,
+            rate_limit_per_s: 100_000.0,
+            burst: None,
+        },
+        ApiKeyConfig {
+            name: "reviewer-1".into(),
+            sha256: key_digest_hex(REVIEWER_KEY),
+            role: Role::Reviewer,
+            rate_limit_per_s: 100_000.0,
+            burst: None,
+        },
+    ];
+    tweak(&mut config);
+    let server = sigil_server::start(config, RunOptions::default())
+        .await
+        .unwrap();
+    Fixture {
+        dir,
+        server: Some(server),
+        known_pdq,
+    }
+}
+
+async fn start() -> Fixture {
+    start_with(|_| {}).await
+}
+
+fn authed<T>(msg: T, key: &str) -> Request<T> {
+    let mut r = Request::new(msg);
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {key}").parse().unwrap());
+    r
+}
+
+fn image_req(bytes: Vec<u8>, id: &str) -> proto::MatchImageRequest {
+    proto::MatchImageRequest {
+        image: bytes,
+        request_id: id.into(),
+        content_ref: format!("s3://bucket/{id}"),
+        submitter_ref: "user-42".into(),
+        ..Default::default()
+    }
+}
+
+fn flat_png(w: u32, h: u32) -> Vec<u8> {
+    let img = image::GrayImage::from_pixel(w, h, image::Luma([128]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_creates_a_durable_report_and_reviewers_complete_it() {
+    let fx = start().await;
+    let mut m = fx.matcher().await;
+    let bytes = read_testdata(KNOWN);
+    let res = m
+        .match_image(authed(image_req(bytes.clone(), "r1"), MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::Match, "{res:?}");
+    assert_eq!(res.request_id, "r1");
+    let h = res.hashes.as_ref().unwrap();
+    assert_eq!(h.pdq, fx.known_pdq.to_hex());
+    assert_eq!(h.md5, sign(&bytes).exact.md5_hex());
+    assert!(h.quality >= 50);
+    // Both the PDQ entry and the MD5 entry matched, nearest first.
+    let lists: Vec<&str> = res.matches.iter().map(|x| x.list.as_str()).collect();
+    assert!(
+        lists.contains(&"ncmec") && lists.contains(&"industry"),
+        "{lists:?}"
+    );
+    let pdq_match = res.matches.iter().find(|x| x.list == "ncmec").unwrap();
+    assert_eq!(pdq_match.kind(), PKind::Pdq);
+    assert_eq!(pdq_match.distance, 0);
+    assert_eq!(pdq_match.id, "bridge-1");
+    assert!(!res.report_id.is_empty());
+
+    // A list filter narrows the matches.
+    let mut req = image_req(bytes.clone(), "r2");
+    req.options = Some(proto::MatchOptions {
+        lists: vec!["industry".into()],
+        ..Default::default()
+    });
+    let res2 = m
+        .match_image(authed(req, MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(res2.matches.iter().all(|x| x.list == "industry"));
+    assert_eq!(res2.matches[0].kind(), PKind::Md5);
+
+    // Reviewer flow.
+    let mut r = fx.reports().await;
+    let rep = r
+        .get_report(authed(
+            proto::GetReportRequest {
+                id: res.report_id.clone(),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(rep.status(), proto::ReportStatus::Pending);
+    assert_eq!(rep.md5, h.md5);
+    assert_eq!(rep.content_ref, "s3://bucket/r1");
+    assert_eq!(rep.reporting_org, "Example T&S");
+    assert_eq!(
+        rep.preservation_deadline_unix_ms - rep.detected_at_unix_ms,
+        365 * 24 * 3600 * 1000
+    );
+    assert_eq!(rep.viewed, None);
+    assert_eq!(rep.audit.len(), 1);
+
+    let listed = r
+        .list_reports(authed(
+            proto::ListReportsRequest {
+                list: "ncmec".into(),
+                page_size: 10,
+                ..Default::default()
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.reports.len(), 1, "only r1 matched list ncmec");
+    assert_eq!(listed.reports[0].id, res.report_id);
+
+    // Confirming without having viewed the content is refused.
+    let err = r
+        .update_report(authed(
+            proto::UpdateReportRequest {
+                id: res.report_id.clone(),
+                status: proto::ReportStatus::Confirmed as i32,
+                ..Default::default()
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition, "{err:?}");
+    let upd = r
+        .update_report(authed(
+            proto::UpdateReportRequest {
+                id: res.report_id.clone(),
+                status: proto::ReportStatus::Confirmed as i32,
+                viewed: Some(true),
+                classification: proto::Classification::A1 as i32,
+                add_annotations: vec!["matches the list entry".into()],
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(upd.status(), proto::ReportStatus::Confirmed);
+    assert_eq!(upd.reviewer, "reviewer-1");
+    assert_eq!(upd.audit.len(), 2);
+    assert_eq!(upd.audit[1].actor, "reviewer-1");
+
+    let export = r
+        .export_report(authed(
+            proto::ExportReportRequest {
+                id: res.report_id.clone(),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let doc: serde_json::Value = serde_json::from_str(&export.json).unwrap();
+    assert_eq!(doc["files"][0]["fileViewedByEsp"], true);
+    assert_eq!(doc["files"][0]["industryClassification"], "A1");
+    assert_eq!(doc["files"][0]["originalFileHash"][0]["value"], h.md5);
+    assert_eq!(doc["reportedPerson"]["espIdentifier"], "user-42");
+
+    let missing = r
+        .get_report(authed(
+            proto::GetReportRequest {
+                id: "rpt_nope".into(),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), Code::NotFound);
+
+    // The stub is on disk: a fresh store (as after a crash) finds it.
+    let report_id = res.report_id.clone();
+    let dir = fx.stop().await;
+    let store =
+        sigil_server::store::SqliteReportStore::open(&dir.path().join("reports.db")).unwrap();
+    use sigil_server::store::ReportStore;
+    let rec = store.get(&report_id).unwrap();
+    assert_eq!(rec.status, sigil_server::store::ReportStatus::Confirmed);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_match_low_quality_and_undecodable() {
+    let fx = start().await;
+    let mut m = fx.matcher().await;
+
+    let unknown = read_testdata(UNKNOWN);
+    let q = sign(&unknown).image.unwrap().quality;
+    assert!(q >= 50, "test precondition: {UNKNOWN} has quality {q}");
+    let res = m
+        .match_image(authed(image_req(unknown, "n1"), MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::NoMatch, "{res:?}");
+    assert!(res.matches.is_empty() && res.report_id.is_empty());
+
+    let flat = flat_png(64, 64);
+    let res = m
+        .match_image(authed(image_req(flat, "lq"), MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::LowQuality, "{res:?}");
+    assert!(res.hashes.unwrap().quality < 50);
+
+    let res = m
+        .match_image(authed(
+            image_req(b"this is not an image at all".to_vec(), "bad"),
+            MATCHER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::Error);
+    assert!(res.error.contains("could not be decoded"), "{}", res.error);
+    // Exact digests are still computed for undecodable bytes.
+    assert_eq!(res.hashes.unwrap().md5.len(), 32);
+
+    // Truncated JPEG of the known image: not decodable, and its MD5 differs.
+    let mut truncated = read_testdata(KNOWN);
+    truncated.truncate(truncated.len() / 3);
+    let res = m
+        .match_image(authed(image_req(truncated, "trunc"), MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        matches!(
+            res.verdict(),
+            Verdict::Error | Verdict::NoMatch | Verdict::Match
+        ),
+        "{res:?}"
+    );
+
+    let err = m
+        .match_image(authed(image_req(Vec::new(), "empty"), MATCHER_KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("image is empty"));
+
+    // The server keeps serving after all of that.
+    let res = m
+        .match_image(authed(
+            image_req(read_testdata(KNOWN), "again"),
+            MATCHER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::Match);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authentication_roles_and_limits() {
+    let fx = start_with(|c| {
+        c.limits.max_message_bytes = 16 * 1024;
+    })
+    .await;
+    let mut m = fx.matcher().await;
+    let small = flat_png(8, 8);
+
+    let err = m
+        .match_image(Request::new(image_req(small.clone(), "x")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let err = m
+        .match_image(authed(image_req(small.clone(), "x"), "wrong-token"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = m
+        .match_image(authed(image_req(small.clone(), "x"), REVIEWER_KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("reviewer-1"));
+    let mut r = fx.reports().await;
+    let err = r
+        .list_reports(authed(proto::ListReportsRequest::default(), MATCHER_KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    // Oversized: over the configured 16 KiB message limit.
+    let big = read_testdata(KNOWN);
+    assert!(big.len() > 16 * 1024);
+    let err = m
+        .match_image(authed(image_req(big, "big"), MATCHER_KEY))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.code(), Code::ResourceExhausted | Code::OutOfRange),
+        "{err:?}"
+    );
+
+    // Deadline: a 1 ns grpc-timeout has expired when the server looks.
+    let mut req = authed(image_req(small.clone(), "dl"), MATCHER_KEY);
+    req.set_timeout(std::time::Duration::from_nanos(1));
+    let err = m.match_image(req).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+
+    // Still serving.
+    let ok = m
+        .match_image(authed(image_req(small, "ok"), MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(ok.verdict(), Verdict::LowQuality);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_per_key() {
+    let fx = start_with(|c| {
+        c.api_keys[0].rate_limit_per_s = 0.001;
+        c.api_keys[0].burst = Some(2);
+    })
+    .await;
+    let mut m = fx.matcher().await;
+    for _ in 0..2 {
+        m.index_info(authed(proto::IndexInfoRequest {}, MATCHER_KEY))
+            .await
+            .unwrap();
+    }
+    let err = m
+        .index_info(authed(proto::IndexInfoRequest {}, MATCHER_KEY))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.message().contains("pipeline"));
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_hashes_batches_and_bad_input() {
+    let fx = start_with(|c| c.limits.max_batch = 50).await;
+    let mut m = fx.matcher().await;
+    let known = sign(&read_testdata(KNOWN));
+    let q = |id: &str, kind: PKind, hex: String| proto::HashQuery {
+        id: id.into(),
+        kind: kind as i32,
+        hex,
+        ..Default::default()
+    };
+    // A PDQ hash 5 bits away from the known one still matches at radius 31.
+    let mut near = fx.known_pdq;
+    for bit in [0, 17, 100, 200, 255] {
+        near.0[bit / 8] ^= 1 << (bit % 8);
+    }
+    let batch = proto::MatchHashesRequest {
+        hashes: vec![
+            q(
+                "pdq-upper",
+                PKind::Pdq,
+                fx.known_pdq.to_hex().to_uppercase(),
+            ),
+            q("pdq-near", PKind::Pdq, near.to_hex()),
+            q("md5", PKind::Md5, known.exact.md5_hex()),
+            q("sha1", PKind::Sha1, known.exact.sha1_hex()),
+            q("sha256", PKind::Sha256, known.exact.sha256_hex()),
+            proto::HashQuery {
+                quality: Some(10),
+                ..q("pdq-lowq", PKind::Pdq, fx.known_pdq.to_hex())
+            },
+        ],
+        submitter_ref: "batch-user".into(),
+        ..Default::default()
+    };
+    let res = m
+        .match_hashes(authed(batch, MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let v: Vec<(String, Verdict)> = res
+        .results
+        .iter()
+        .map(|r| (r.id.clone(), r.verdict()))
+        .collect();
+    assert_eq!(
+        v,
+        vec![
+            ("pdq-upper".into(), Verdict::Match),
+            ("pdq-near".into(), Verdict::Match),
+            ("md5".into(), Verdict::Match),
+            ("sha1".into(), Verdict::NoMatch),
+            ("sha256".into(), Verdict::NoMatch),
+            ("pdq-lowq".into(), Verdict::LowQuality),
+        ]
+    );
+    assert_eq!(
+        res.results[0].hex,
+        fx.known_pdq.to_hex(),
+        "normalised to lowercase"
+    );
+    assert_eq!(res.results[1].matches[0].distance, 5);
+    assert!(res.results[..3].iter().all(|r| !r.report_id.is_empty()));
+
+    // Radius narrower than the distance: no match.
+    let narrow = proto::MatchHashesRequest {
+        hashes: vec![q("pdq-near", PKind::Pdq, near.to_hex())],
+        options: Some(proto::MatchOptions {
+            radius: Some(4),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let res = m
+        .match_hashes(authed(narrow, MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.results[0].verdict(), Verdict::NoMatch);
+
+    let bad = |hashes: Vec<proto::HashQuery>, options: Option<proto::MatchOptions>| {
+        authed(
+            proto::MatchHashesRequest {
+                hashes,
+                options,
+                ..Default::default()
+            },
+            MATCHER_KEY,
+        )
+    };
+    let cases = vec![
+        (bad(vec![], None), "no hashes"),
+        (
+            bad(vec![q("short", PKind::Sha1, "ab".repeat(16))], None),
+            "hashes[0] (id \"short\")",
+        ),
+        (
+            bad(
+                vec![
+                    q("ok", PKind::Md5, "ab".repeat(16)),
+                    q("nonhex", PKind::Md5, "zz".repeat(16)),
+                ],
+                None,
+            ),
+            "hashes[1] (id \"nonhex\")",
+        ),
+        (
+            bad(vec![q("nokind", PKind::Unspecified, "ab".repeat(16))], None),
+            "kind is not set",
+        ),
+        (
+            bad(
+                vec![q("a", PKind::Md5, "ab".repeat(16))],
+                Some(proto::MatchOptions {
+                    lists: vec!["no-such-list".into()],
+                    ..Default::default()
+                }),
+            ),
+            "unknown list \"no-such-list\"",
+        ),
+        (
+            bad(
+                (0..51)
+                    .map(|i| q(&i.to_string(), PKind::Md5, "ab".repeat(16)))
+                    .collect(),
+                None,
+            ),
+            "limit of 50",
+        ),
+        (
+            bad(
+                vec![q("a", PKind::Md5, "ab".repeat(16))],
+                Some(proto::MatchOptions {
+                    radius: Some(200),
+                    ..Default::default()
+                }),
+            ),
+            "radius 200",
+        ),
+    ];
+    for (req, needle) in cases {
+        let err = m.match_hashes(req).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{needle}: {err:?}");
+        assert!(
+            err.message().contains(needle),
+            "{needle}: {}",
+            err.message()
+        );
+    }
+
+    // The batch stubs were stored; no stub was lost to the bad requests.
+    let mut r = fx.reports().await;
+    let listed = r
+        .list_reports(authed(
+            proto::ListReportsRequest {
+                page_size: 2,
+                ..Default::default()
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(listed.reports.len(), 2);
+    let page2 = r
+        .list_reports(authed(
+            proto::ListReportsRequest {
+                page_size: 2,
+                page_token: listed.next_page_token.clone(),
+                ..Default::default()
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(page2.reports.len(), 1);
+    assert!(page2.next_page_token.is_empty());
+    assert_eq!(page2.reports[0].source, "hashes");
+
+    let info = m
+        .index_info(authed(proto::IndexInfoRequest {}, MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.entries, 2);
+    assert_eq!(info.pdq_entries, 1);
+    let names: Vec<&str> = info.lists.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(names, vec!["industry", "ncmec"]);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_results_come_back_in_request_order() {
+    let fx = start_with(|c| c.limits.stream_window = 3).await;
+    let mut m = fx.matcher().await;
+    let known = read_testdata(KNOWN);
+    let unknown = read_testdata(UNKNOWN);
+    let items = vec![
+        image_req(known.clone(), "s0"),
+        image_req(unknown.clone(), "s1"),
+        image_req(b"garbage".to_vec(), "s2"),
+        image_req(Vec::new(), "s3"),
+        image_req(flat_png(32, 32), "s4"),
+        image_req(known.clone(), "s5"),
+        image_req(unknown.clone(), "s6"),
+    ];
+    let out = m
+        .match_image_stream(authed(tokio_stream::iter(items), MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    use tokio_stream::StreamExt;
+    let results: Vec<proto::MatchResult> = out.map(|r| r.unwrap()).collect().await;
+    let got: Vec<(String, Verdict)> = results
+        .iter()
+        .map(|r| (r.request_id.clone(), r.verdict()))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("s0".into(), Verdict::Match),
+            ("s1".into(), Verdict::NoMatch),
+            ("s2".into(), Verdict::Error),
+            ("s3".into(), Verdict::Error),
+            ("s4".into(), Verdict::LowQuality),
+            ("s5".into(), Verdict::Match),
+            ("s6".into(), Verdict::NoMatch),
+        ]
+    );
+    assert!(results[3].error.contains("image is empty"));
+    assert_ne!(results[0].report_id, results[5].report_id);
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_pool_refuses_at_once_instead_of_queueing() {
+    // One worker, no queue: a second concurrent image must be refused.
+    let fx = start_with(|c| {
+        c.limits.hashing_workers = 1;
+        c.limits.hashing_queue = 0;
+    })
+    .await;
+    let big = read_testdata("originals/misc-images/c.png");
+    let mut refused = 0;
+    let mut done = 0;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let mut m = fx.matcher().await;
+        let big = big.clone();
+        tasks.push(tokio::spawn(async move {
+            m.match_image(authed(image_req(big, &format!("p{i}")), MATCHER_KEY))
+                .await
+        }));
+    }
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => done += 1,
+            Err(e) => {
+                assert_eq!(e.code(), Code::ResourceExhausted, "{e:?}");
+                assert!(e.message().contains("pool is full"));
+                refused += 1;
+            }
+        }
+    }
+    assert!(done >= 1, "at least the first image is hashed");
+    assert_eq!(done + refused, 8);
+    // Whether any were refused depends on scheduling; the counter must agree.
+    let metrics = fx.server.as_ref().unwrap().metrics_text();
+    assert!(
+        metrics.contains(&format!("sigil_hash_pool_rejections_total {refused}")),
+        "{metrics}"
+    );
+    fx.stop().await;
+}
+
+/// Adds an entry for `pdq` to the index on disk (a new generation).
+fn add_entry(index: &Path, pdq: &PdqHash, id: &str) -> u64 {
+    let mut w = IndexWriter::open(index).unwrap();
+    let mut b = SegmentBuilder::new();
+    b.push_pdq(
+        &pdq.0,
+        EntryMeta {
+            id,
+            list: "ncmec",
+            category: "A2",
+            note: None,
+        },
+    )
+    .unwrap();
+    w.add_segment(b).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_under_load_fails_no_request() {
+    let fx = start().await;
+    let unknown_pdq = sign(&read_testdata(UNKNOWN)).image.unwrap().pdq;
+    let before = fx.server.as_ref().unwrap().generation();
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut load = Vec::new();
+    for t in 0..4 {
+        let mut m = fx.matcher().await;
+        let stop = stop.clone();
+        let known = fx.known_pdq;
+        load.push(tokio::spawn(async move {
+            let mut calls = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) || calls < 20 {
+                let req = proto::MatchHashesRequest {
+                    hashes: vec![proto::HashQuery {
+                        id: format!("{t}-{calls}"),
+                        kind: PKind::Pdq as i32,
+                        hex: known.to_hex(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                let res = m
+                    .match_hashes(authed(req, MATCHER_KEY))
+                    .await
+                    .expect("no call may fail during a reload")
+                    .into_inner();
+                assert_eq!(res.results[0].verdict(), Verdict::Match);
+                calls += 1;
+            }
+            calls
+        }));
+    }
+    // Three new generations while the load runs.
+    let server = fx.server.as_ref().unwrap();
+    for i in 0..3 {
+        let g = add_entry(&fx.index_dir(), &unknown_pdq, &format!("new-{i}"));
+        server.reload_now().await;
+        assert_eq!(server.generation(), g);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for l in load {
+        assert!(l.await.unwrap() >= 20);
+    }
+    assert!(server.generation() > before);
+
+    // The new entries are served.
+    let mut m = fx.matcher().await;
+    let res = m
+        .match_image(authed(
+            image_req(read_testdata(UNKNOWN), "after"),
+            MATCHER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::Match);
+    assert_eq!(res.matches.len(), 3);
+    assert!(res.index_generation > before);
+
+    // A corrupt generation is refused and the old one keeps serving.
+    let g = server.generation();
+    std::fs::write(fx.index_dir().join("MANIFEST"), b"garbage").unwrap();
+    server.reload_now().await;
+    assert_eq!(server.generation(), g);
+    let res = m
+        .match_image(authed(
+            image_req(read_testdata(UNKNOWN), "still"),
+            MATCHER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::Match);
+    assert!(server
+        .metrics_text()
+        .contains("sigil_index_reloads_total{outcome=\"error\"} 1"));
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reflection_and_metrics_endpoints() {
+    let fx = start().await;
+    let channel = Channel::from_shared(format!("http://{}", fx.addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let st = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "sigil.v1.Matcher".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        st.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+
+    let mut m = fx.matcher().await;
+    m.match_image(authed(image_req(read_testdata(KNOWN), "m"), MATCHER_KEY))
+        .await
+        .unwrap();
+    let addr = fx.server.as_ref().unwrap().metrics_addr.unwrap();
+    let body = tokio::task::spawn_blocking(move || {
+        use std::io::Read;
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    })
+    .await
+    .unwrap();
+    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    assert!(
+        body.contains("sigil_grpc_requests_total{code=\"OK\",method=\"MatchImage\"} 1"),
+        "{body}"
+    );
+    assert!(body.contains("sigil_matches_total{kind=\"pdq\",list=\"ncmec\"} 1"));
+    assert!(body.contains("sigil_index_entries 2"));
+    assert!(body.contains("sigil_grpc_request_seconds_bucket"));
+    fx.stop().await;
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            files_under(&p, out);
+        } else {
+            out.push(p);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn image_bytes_never_reach_disk_or_logs() {
+    let fx = start().await;
+    let bytes = read_testdata(KNOWN);
+    // A distinctive run from the middle of the compressed data.
+    let mid = bytes.len() / 2;
+    let needle = bytes[mid..mid + 48].to_vec();
+    let needle_hex = sigil_core::hash::encode_hex(&needle);
+    let mut m = fx.matcher().await;
+    let res = m
+        .match_image(authed(image_req(bytes.clone(), "secret"), MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::Match);
+    let mut stream_items = vec![image_req(bytes.clone(), "secret-stream")];
+    stream_items[0].file_name = "upload.jpg".into();
+    let out = m
+        .match_image_stream(authed(tokio_stream::iter(stream_items), MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    use tokio_stream::StreamExt;
+    let n = out.collect::<Vec<_>>().await.len();
+    assert_eq!(n, 1);
+    // Inspect the files while the server still runs (WAL not checkpointed)
+    // and after it stopped.
+    let inspect = |dir: &Path| {
+        let mut files = Vec::new();
+        files_under(dir, &mut files);
+        assert!(
+            files
+                .iter()
+                .any(|f| f.to_string_lossy().ends_with("reports.db-wal")),
+            "{files:?}"
+        );
+        for f in files {
+            let data = std::fs::read(&f).unwrap();
+            assert!(
+                !contains(&data, &needle),
+                "image bytes found in {}",
+                f.display()
+            );
+            assert!(
+                !contains(&data, needle_hex.as_bytes()),
+                "image bytes (hex) found in {}",
+                f.display()
+            );
+        }
+    };
+    inspect(fx.dir.path());
+    let logs = log_buffer().lock().unwrap().clone();
+    assert!(contains(&logs, b"image matched"), "logs were captured");
+    assert!(!contains(&logs, &needle));
+    assert!(!contains(&logs, needle_hex.as_bytes()));
+    let dir = fx.stop().await;
+    let mut files = Vec::new();
+    files_under(dir.path(), &mut files);
+    for f in files {
+        let data = std::fs::read(&f).unwrap();
+        assert!(
+            !contains(&data, &needle),
+            "image bytes found in {}",
+            f.display()
+        );
+    }
+}
