@@ -1,13 +1,14 @@
 //! Hostile and odd inputs: each must give a typed error or a defined
 //! result, never a panic. Inputs are crafted in memory (tiny headers) or
 //! made with the image crate's encoders, so the tests need no fixtures
-//! beyond the small CMYK JPEG in testdata/.
+//! beyond two JPEGs in testdata/ (the CMYK one and its RGB original).
 
 use std::io::Cursor;
 use std::path::PathBuf;
 
 use image::{DynamicImage, ImageBuffer, ImageFormat, Luma, Rgb, Rgba};
 use sigil_core::decode::{decode, DecodeError, DecodeLimits, DecodeOptions, Format, Pixels};
+use sigil_core::{ExactDigests, PdqHash, SignOptions, Signer};
 
 fn opts() -> DecodeOptions {
     DecodeOptions::default()
@@ -236,6 +237,45 @@ fn one_by_one_image_decodes() {
         assert_eq!((decoded.width, decoded.height), (1, 1), "{format:?}");
         assert_eq!(decoded.pixels.as_bytes().len(), 3, "{format:?}");
     }
+}
+
+#[test]
+fn images_under_5px_give_the_zero_hash_with_quality_0() {
+    let mut signer = Signer::new(SignOptions {
+        dihedral: true,
+        ..SignOptions::default()
+    });
+    for (w, h) in [(1, 1), (4, 4), (4, 100), (100, 4)] {
+        let img = DynamicImage::ImageRgb8(ImageBuffer::from_fn(w, h, |x, y| {
+            Rgb([(x * 50) as u8, (y * 7) as u8, 99])
+        }));
+        let bytes = encode(&img, ImageFormat::Png);
+        let sig = signer.sign(&bytes);
+        let image = sig.image.expect("tiny images decode");
+        assert_eq!((image.width, image.height), (w, h));
+        assert_eq!(image.pdq, PdqHash::ZERO, "{w}x{h}");
+        assert_eq!(image.quality, 0, "{w}x{h}");
+        assert_eq!(image.dihedral, Some([PdqHash::ZERO; 8]));
+        assert_eq!(sig.exact, ExactDigests::of(&bytes));
+    }
+    // At 5x5 the hash is computed for real.
+    let img = DynamicImage::ImageRgb8(ImageBuffer::from_fn(5, 5, |x, y| {
+        Rgb([(x * 50) as u8, (y * 40) as u8, 99])
+    }));
+    let sig = signer.sign(&encode(&img, ImageFormat::Png));
+    assert_ne!(sig.image.unwrap().pdq, PdqHash::ZERO);
+}
+
+#[test]
+fn undecodable_input_still_gets_exact_digests() {
+    let mut signer = Signer::new(SignOptions::default());
+    let bytes = png_header_only(0, 10);
+    let sig = signer.sign(&bytes);
+    assert!(matches!(sig.image, Err(DecodeError::ZeroSize { .. })));
+    assert_eq!(sig.exact, ExactDigests::of(&bytes));
+    let sig = signer.sign(&[]);
+    assert_eq!(sig.image, Err(DecodeError::EmptyInput));
+    assert_eq!(sig.exact.md5_hex(), "d41d8cd98f00b204e9800998ecf8427e");
 }
 
 #[test]
