@@ -1,0 +1,153 @@
+//! Index search benchmark on the data set of
+//! `../shared/tools/peers/index_dataset.py` (db.txt, queries.txt, truth.tsv).
+//!
+//! SIGIL_INDEX_BENCH_DATA=/work/bench-data/idx1m cargo bench -p sigil-benches --bench index
+//!
+//! Builds (or reuses) an index in `$SIGIL_INDEX_BENCH_DATA/sigil-index`
+//! (set SIGIL_INDEX_BENCH_REBUILD=1 to rebuild and time the build), checks
+//! every query's matches against truth.tsv, prints per-query p50/p99 of a
+//! radius-31 search one query at a time on one thread (MIH and flat scan),
+//! open time, file size and RSS, then runs the criterion benchmark.
+//! Skips with a message when the data is absent.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use criterion::Criterion;
+use sigil_core::PdqHash;
+use sigil_index::{
+    ImportOptions, IndexReader, IndexWriter, SearchOptions, SearchPlan, SegmentBuilder,
+};
+
+fn rss_kib() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+fn main() {
+    let Some(data) = std::env::var_os("SIGIL_INDEX_BENCH_DATA").map(PathBuf::from) else {
+        eprintln!("index bench skipped: set SIGIL_INDEX_BENCH_DATA to a directory made by index_dataset.py");
+        return;
+    };
+    if !data.join("db.txt").exists() {
+        eprintln!("index bench skipped: {} has no db.txt", data.display());
+        return;
+    }
+    let out = data.join("sigil-index");
+    let rebuild = std::env::var_os("SIGIL_INDEX_BENCH_REBUILD").is_some();
+    if rebuild && out.exists() {
+        std::fs::remove_dir_all(&out).expect("remove old index");
+    }
+    if !out.join("MANIFEST").exists() {
+        let t = Instant::now();
+        let mut b = SegmentBuilder::new();
+        let st = sigil_index::import::import_file(
+            &data.join("db.txt"),
+            &ImportOptions::default(),
+            &mut b,
+        )
+        .expect("import db.txt");
+        let parsed = t.elapsed();
+        IndexWriter::create(&out)
+            .and_then(|mut w| w.add_segment(b))
+            .expect("build index");
+        println!(
+            "build: {} entries in {:.2} s (parse {:.2} s, sort+MIH+write+fsync {:.2} s)",
+            st.added,
+            t.elapsed().as_secs_f64(),
+            parsed.as_secs_f64(),
+            (t.elapsed() - parsed).as_secs_f64()
+        );
+    }
+    let mut opens = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        drop(IndexReader::open(&out).expect("open"));
+        opens.push(t.elapsed());
+    }
+    opens.sort();
+    let reader = IndexReader::open(&out).expect("open");
+    let stats = reader.stats();
+    println!(
+        "index: {} bytes ({:.3} GB), open p50 {:.3} ms, kernel {:?}",
+        stats.bytes,
+        stats.bytes as f64 / 1e9,
+        percentile(&opens, 0.5),
+        reader.kernel()
+    );
+    let queries: Vec<PdqHash> = std::fs::read_to_string(data.join("queries.txt"))
+        .expect("queries.txt")
+        .lines()
+        .map(|l| PdqHash::from_hex(l.trim()).expect("query hex"))
+        .collect();
+    let truth: Vec<BTreeSet<String>> = std::fs::read_to_string(data.join("truth.tsv"))
+        .expect("truth.tsv")
+        .lines()
+        .map(|l| l.split('\t').skip(1).map(str::to_string).collect())
+        .collect();
+    let opts = SearchOptions::default();
+    for plan in [SearchPlan::Auto, SearchPlan::Flat] {
+        let rd = IndexReader::open(&out).expect("open").with_plan(plan);
+        // Warm the page cache and check results.
+        let mut mismatches = 0;
+        for (q, t) in queries.iter().zip(&truth) {
+            let got: BTreeSet<String> = rd.search_pdq(q, &opts).into_iter().map(|m| m.id).collect();
+            if &got != t {
+                mismatches += 1;
+            }
+        }
+        let mut lat = Vec::with_capacity(queries.len());
+        let mut found = 0;
+        for q in &queries {
+            let t = Instant::now();
+            let m = rd.search_pdq(q, &opts);
+            lat.push(t.elapsed());
+            found += m.len();
+        }
+        lat.sort();
+        println!(
+            "{plan:?}: radius 31, {} queries one at a time: p50 {:.4} ms, p99 {:.4} ms, {} matches, {} queries differing from truth.tsv",
+            queries.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            found,
+            mismatches
+        );
+        if plan == SearchPlan::Flat {
+            break;
+        }
+    }
+    let (rss, hwm) = rss_kib();
+    println!(
+        "rss: {:.1} MiB now, {:.1} MiB peak; file {:.1} MiB; rss/file {:.2}",
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        stats.bytes as f64 / 1048576.0,
+        rss as f64 * 1024.0 / stats.bytes as f64
+    );
+    let mut c = Criterion::default()
+        .configure_from_args()
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
+    let mut i = 0;
+    c.bench_function("index/radius31_single_query", |b| {
+        b.iter(|| {
+            i = (i + 1) % queries.len();
+            reader.search_pdq(&queries[i], &opts)
+        })
+    });
+    c.final_summary();
+}
