@@ -25,7 +25,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let name = Path::new("fuzz-list.csv");
     if mode & 2 == 2 {
-        let by = if mode & 4 == 4 { RemoveBy::Id } else { RemoveBy::Hash };
+        let by = if mode & 4 == 4 {
+            RemoveBy::Id
+        } else {
+            RemoveBy::Hash
+        };
         let _ = read_removals(name, body, by, &opts);
         return;
     }
@@ -39,7 +43,9 @@ fuzz_target!(|data: &[u8]| {
     }
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("seg-0000000001.sgs");
-    builder.write(&path).expect("a builder that accepted entries must write");
+    builder
+        .write(&path)
+        .expect("a builder that accepted entries must write");
     let seg = Segment::open(&path).expect("a freshly written segment must open");
     seg.verify().expect("a freshly written segment must verify");
 });

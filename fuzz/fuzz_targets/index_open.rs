@@ -28,7 +28,12 @@ fuzz_target!(|data: &[u8]| {
             // safe to touch, and verify() must catch any damage.
             let _ = seg.verify();
             let _ = seg.entry_count();
-            for kind in [HashKind::Pdq, HashKind::Md5, HashKind::Sha1, HashKind::Sha256] {
+            for kind in [
+                HashKind::Pdq,
+                HashKind::Md5,
+                HashKind::Sha1,
+                HashKind::Sha256,
+            ] {
                 let n = seg.key_count(kind).min(64);
                 let mut recs = Vec::new();
                 for row in 0..n {

@@ -35,7 +35,12 @@ fn harness() -> &'static Harness {
         let mut b = SegmentBuilder::new();
         for i in 0..64u8 {
             let id = format!("e{i}");
-            let meta = EntryMeta { id: &id, list: "fuzz", category: "A1", note: None };
+            let meta = EntryMeta {
+                id: &id,
+                list: "fuzz",
+                category: "A1",
+                note: None,
+            };
             b.push_pdq(&[i; 32], meta).expect("pdq");
             b.push(HashKind::Md5, &[i; 16], meta).expect("md5");
         }
@@ -60,9 +65,15 @@ fn harness() -> &'static Harness {
             let addr = server.addr;
             // The server runs until the fuzzing process exits.
             std::mem::forget(server);
-            MatcherClient::connect(format!("http://{addr}")).await.expect("connect")
+            MatcherClient::connect(format!("http://{addr}"))
+                .await
+                .expect("connect")
         });
-        Harness { rt, client, _dir: dir }
+        Harness {
+            rt,
+            client,
+            _dir: dir,
+        }
     })
 }
 
@@ -75,12 +86,18 @@ fuzz_target!(|data: &[u8]| {
     h.rt.block_on(async {
         let timeout = std::time::Duration::from_secs(10);
         let answered = if mode & 1 == 0 {
-            let Ok(req) = MatchHashesRequest::decode(body) else { return };
-            tokio::time::timeout(timeout, client.match_hashes(req)).await
+            let Ok(req) = MatchHashesRequest::decode(body) else {
+                return;
+            };
+            tokio::time::timeout(timeout, client.match_hashes(req))
+                .await
                 .map(|r| r.map(|_| ()))
         } else {
-            let Ok(req) = MatchImageRequest::decode(body) else { return };
-            tokio::time::timeout(timeout, client.match_image(req)).await
+            let Ok(req) = MatchImageRequest::decode(body) else {
+                return;
+            };
+            tokio::time::timeout(timeout, client.match_image(req))
+                .await
                 .map(|r| r.map(|_| ()))
         };
         match answered {
