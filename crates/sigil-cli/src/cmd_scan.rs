@@ -1,10 +1,302 @@
-//! `sigil scan` (not yet implemented).
+//! `sigil scan`: batch-scan directories against an index (wiring only; the
+//! pipeline lives in sigil-scan).
 
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use sigil_core::pdq::Profile;
+use sigil_core::DecodeOptions;
+use sigil_index::IndexReader;
+use sigil_scan::journal::{open_for_resume, read_journal, ScanManifest};
+use sigil_scan::output::OutputTarget;
+use sigil_scan::walk::WalkOptions;
+use sigil_scan::{run_scan, IndexLookup, OutputFormat, Progress, RecordWriter, ScanConfig, Shard};
+
+/// Exit status when the scan was interrupted (128 + SIGINT, as shells do).
+const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(clap::Args)]
-pub struct Args {}
+#[command(after_help = "Exit status: 0 nothing matched, 1 something matched, \
+    2 the scan could not run (bad index, arguments or output), 130 interrupted.")]
+pub struct Args {
+    /// Files or directories to scan (recursively).
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Index directory (built with `sigil index build`).
+    #[arg(long, value_name = "INDEX")]
+    index: PathBuf,
+    /// PDQ match radius (inclusive Hamming distance).
+    #[arg(long, default_value_t = 31, value_parser = clap::value_parser!(u32).range(0..=256))]
+    radius: u32,
+    /// Write records to FILE instead of standard output (required by --resume).
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Record format.
+    #[arg(long, default_value = "jsonl", value_parser = parse_format)]
+    format: OutputFormat,
+    /// Worker threads (default: all cores).
+    #[arg(long, short = 'j')]
+    threads: Option<usize>,
+    /// Continue an interrupted scan recorded in --output: finished files are
+    /// skipped, nothing is recorded twice.
+    #[arg(long)]
+    resume: bool,
+    /// Replace an existing --output file (otherwise the scan refuses to start).
+    #[arg(long, conflicts_with = "resume")]
+    overwrite: bool,
+    /// Scan only shard I of N (0-based), chosen by a stable hash of each
+    /// file's path relative to its root, e.g. 0/4 .. 3/4.
+    #[arg(long, value_name = "I/N")]
+    shard: Option<Shard>,
+    /// Only scan files whose path relative to the root matches GLOB
+    /// (repeatable; default: common image extensions, case-insensitive).
+    #[arg(long, value_name = "GLOB")]
+    include: Vec<String>,
+    /// Skip files and directories whose relative path matches GLOB (repeatable).
+    #[arg(long, value_name = "GLOB")]
+    exclude: Vec<String>,
+    /// Follow symbolic links (loops are detected and recorded as errors).
+    #[arg(long)]
+    follow_symlinks: bool,
+    /// Also match rotated and mirrored copies (8 dihedral variants).
+    #[arg(long)]
+    dihedral: bool,
+    /// PDQ hashes below this quality are not matched (verdict low_quality).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    min_quality: u32,
+    /// Decode large JPEGs at reduced DCT scale (faster, approximate; see BENCHMARKS.md).
+    #[arg(long)]
+    fast: bool,
+    /// PDQ pre-processing profile: full (HMA, python-threatexchange) or
+    /// cli512 (Meta's C++ command-line tool).
+    #[arg(long, default_value = "full")]
+    profile: Profile,
+    /// Only search these lists (repeatable; default all).
+    #[arg(long = "list", value_name = "NAME")]
+    lists: Vec<String>,
+    /// Write only records that matched (not with --resume: unmatched files
+    /// would not be journaled).
+    #[arg(long, conflicts_with = "resume")]
+    only_matches: bool,
+    /// Also write the final summary as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    summary_json: Option<PathBuf>,
+    /// No progress bar and no summary on stderr.
+    #[arg(long, short)]
+    quiet: bool,
+    /// Test hook: sleep this many milliseconds per file.
+    #[arg(long, hide = true)]
+    test_delay_ms: Option<u64>,
+}
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`sigil scan` is not implemented yet")
+fn parse_format(s: &str) -> Result<OutputFormat, String> {
+    s.parse()
+}
+
+/// Refuses an output file inside a scanned tree: the scan must not write
+/// into what it scans.
+fn check_output_outside_roots(output: &Path, roots: &[PathBuf]) -> anyhow::Result<()> {
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let parent = parent
+        .canonicalize()
+        .with_context(|| format!("output directory {} does not exist", parent.display()))?;
+    let out = parent.join(output.file_name().unwrap_or_default());
+    for root in roots {
+        if let Ok(r) = root.canonicalize() {
+            if out.starts_with(&r) {
+                bail!(
+                    "output {} is inside the scanned tree {}; the scan never writes into \
+                     what it scans, choose another location",
+                    output.display(),
+                    root.display()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    if args.resume && args.output.is_none() {
+        bail!("--resume needs --output FILE (the output file is the resume journal)");
+    }
+    for p in &args.paths {
+        std::fs::metadata(p).with_context(|| format!("cannot scan {}", p.display()))?;
+    }
+    // An unusable index stops everything before a single file is read.
+    let reader = IndexReader::open(&args.index)
+        .with_context(|| format!("cannot open index {}", args.index.display()))?;
+    let lookup =
+        IndexLookup::new(reader).with_lists((!args.lists.is_empty()).then(|| args.lists.clone()));
+
+    let threads = args.threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let shard = args.shard.unwrap_or_default();
+    let cfg = ScanConfig {
+        roots: args.paths.clone(),
+        walk: WalkOptions {
+            include: args.include.clone(),
+            exclude: args.exclude.clone(),
+            follow_symlinks: args.follow_symlinks,
+            shard,
+        },
+        threads,
+        radius: args.radius,
+        dihedral: args.dihedral,
+        min_quality: args.min_quality,
+        profile: args.profile,
+        decode: DecodeOptions::default(),
+        fast: args.fast,
+        per_file_delay: args.test_delay_ms.map(Duration::from_millis),
+    };
+    let manifest = ScanManifest {
+        version: 1,
+        format: args.format,
+        roots: args
+            .paths
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
+        shard: shard.to_string(),
+        include: args.include.clone(),
+        exclude: args.exclude.clone(),
+        follow_symlinks: args.follow_symlinks,
+        index: args.index.to_string_lossy().into_owned(),
+        radius: args.radius,
+        dihedral: args.dihedral,
+        min_quality: args.min_quality,
+        fast: args.fast,
+    };
+
+    let mut done = HashSet::new();
+    let mut resumed_matched = 0;
+    let mut writer = match &args.output {
+        None => RecordWriter::new(args.format, OutputTarget::Stdout, true)?,
+        Some(out) => {
+            check_output_outside_roots(out, &args.paths)?;
+            let exists = out.exists();
+            if exists && args.resume {
+                if let Some(old) = ScanManifest::read(out)? {
+                    let diff = old.differences(&manifest);
+                    if !diff.is_empty() {
+                        bail!(
+                            "cannot resume {}: it was started with different options ({}); \
+                             rerun with the same options, or start afresh with --overwrite",
+                            out.display(),
+                            diff.join(", ")
+                        );
+                    }
+                }
+                let journal = read_journal(out, args.format)?;
+                if journal.dropped_bytes > 0 && !args.quiet {
+                    eprintln!(
+                        "sigil scan: resume: dropped a torn last record ({} bytes) from {}",
+                        journal.dropped_bytes,
+                        out.display()
+                    );
+                }
+                let file = open_for_resume(out, &journal)
+                    .with_context(|| format!("cannot reopen {}", out.display()))?;
+                resumed_matched = journal.matched;
+                let header = !journal.has_csv_header;
+                done = journal.done;
+                manifest.write(out)?;
+                RecordWriter::new(args.format, OutputTarget::File(file), header)?
+            } else {
+                if exists && !args.overwrite {
+                    bail!(
+                        "{} already exists: pass --resume to continue that scan or \
+                         --overwrite to replace it",
+                        out.display()
+                    );
+                }
+                let file = File::create(out)
+                    .with_context(|| format!("cannot create {}", out.display()))?;
+                manifest.write(out)?;
+                RecordWriter::new(args.format, OutputTarget::File(file), true)?
+            }
+        }
+    };
+    if args.only_matches {
+        writer = writer.only_matches();
+    }
+
+    let cancel = Arc::new(AtomicBool::new(false));
+    {
+        let cancel = cancel.clone();
+        // First Ctrl-C (or SIGTERM): stop taking files, write what is done,
+        // sync, exit 130. A second one exits at once (the journal stays valid:
+        // records are written whole and a torn tail is cut on resume).
+        ctrlc::set_handler(move || {
+            if cancel.swap(true, Ordering::SeqCst) {
+                std::process::exit(i32::from(EXIT_INTERRUPTED));
+            }
+            eprintln!(
+                "\nsigil scan: interrupted, finishing files in flight (Ctrl-C again to quit now)"
+            );
+        })
+        .context("cannot install the Ctrl-C handler")?;
+    }
+
+    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+        let b = indicatif::ProgressBar::new(0);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} files {per_sec} {msg} ETA {eta}",
+            )
+            .expect("static progress template")
+            .progress_chars("=> "),
+        );
+        b.enable_steady_tick(Duration::from_millis(200));
+        b
+    });
+    let mut on_progress = |p: &Progress| {
+        if let Some(b) = &bar {
+            b.set_length(p.discovered);
+            b.set_position(p.done);
+            b.set_message(format!("{} matched, {} errors", p.matched, p.errors));
+        }
+    };
+
+    let mut summary = run_scan(
+        &cfg,
+        &lookup,
+        &mut writer,
+        args.format,
+        &done,
+        &cancel,
+        &mut on_progress,
+    )?;
+    if let Some(b) = &bar {
+        b.finish_and_clear();
+    }
+    summary.resumed_matched = resumed_matched;
+    if !args.quiet {
+        eprint!("{}", summary.render());
+    }
+    if let Some(path) = &args.summary_json {
+        let body = serde_json::to_vec_pretty(&summary.to_json())?;
+        std::fs::write(path, body)
+            .with_context(|| format!("cannot write summary {}", path.display()))?;
+    }
+    Ok(if summary.interrupted {
+        ExitCode::from(EXIT_INTERRUPTED)
+    } else if summary.any_match() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }

@@ -1,0 +1,352 @@
+//! End-to-end tests of the scan pipeline on real fixture images (testdata/),
+//! with an in-memory lookup standing in for the index.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sigil_core::{HashKind, PdqHash};
+use sigil_scan::output::OutputTarget;
+use sigil_scan::walk::WalkOptions;
+use sigil_scan::{
+    run_scan, ErrorCause, Lookup, MatchRecord, OutputFormat, RecordWriter, ScanConfig, ScanRecord,
+    Shard, Verdict,
+};
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
+}
+
+/// A list held in memory: PDQ hashes and SHA-256 digests with ids.
+#[derive(Default)]
+struct MemLookup {
+    pdq: Vec<(PdqHash, String)>,
+    sha256: Vec<(Vec<u8>, String)>,
+}
+
+fn entry(id: &str, kind: HashKind, distance: u32) -> MatchRecord {
+    MatchRecord {
+        id: id.into(),
+        list: "test".into(),
+        category: "fixture".into(),
+        kind,
+        distance,
+        variant: None,
+    }
+}
+
+impl Lookup for MemLookup {
+    fn pdq(&self, h: &PdqHash, dih: Option<&[PdqHash; 8]>, radius: u32) -> Vec<MatchRecord> {
+        let queries: Vec<PdqHash> = match dih {
+            Some(v) => v.to_vec(),
+            None => vec![*h],
+        };
+        self.pdq
+            .iter()
+            .filter_map(|(e, id)| {
+                let d = queries.iter().map(|q| q.hamming(e)).min()?;
+                (d <= radius).then(|| entry(id, HashKind::Pdq, d))
+            })
+            .collect()
+    }
+    fn exact(&self, kind: HashKind, digest: &[u8]) -> Vec<MatchRecord> {
+        if kind != HashKind::Sha256 {
+            return Vec::new();
+        }
+        self.sha256
+            .iter()
+            .filter(|(d, _)| d == digest)
+            .map(|(_, id)| entry(id, HashKind::Sha256, 0))
+            .collect()
+    }
+}
+
+/// Collects written records in memory.
+#[derive(Clone, Default)]
+struct Sink(Arc<Mutex<Vec<u8>>>);
+impl Write for Sink {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+impl Sink {
+    fn records(&self) -> Vec<ScanRecord> {
+        let buf = self.0.lock().unwrap();
+        buf.split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_slice(l).unwrap())
+            .collect()
+    }
+}
+
+fn scan(
+    cfg: &ScanConfig,
+    lookup: &dyn Lookup,
+    done: &HashSet<String>,
+    cancel_after: Option<u64>,
+) -> (Vec<ScanRecord>, sigil_scan::Summary) {
+    let sink = Sink::default();
+    let mut w = RecordWriter::new(
+        OutputFormat::Jsonl,
+        OutputTarget::Writer(Box::new(sink.clone())),
+        true,
+    )
+    .unwrap();
+    let cancel = AtomicBool::new(false);
+    let mut progress = |p: &sigil_scan::Progress| {
+        if let Some(n) = cancel_after {
+            if p.done >= n {
+                cancel.store(true, Ordering::SeqCst);
+            }
+        }
+    };
+    let summary = run_scan(
+        cfg,
+        lookup,
+        &mut w,
+        OutputFormat::Jsonl,
+        done,
+        &cancel,
+        &mut progress,
+    )
+    .unwrap();
+    (sink.records(), summary)
+}
+
+fn copy(src: &str, dst: &Path) {
+    fs::create_dir_all(dst.parent().unwrap()).unwrap();
+    fs::copy(testdata().join(src), dst).unwrap();
+}
+
+/// A PNG whose header claims 60000 x 60000 pixels (a decompression bomb).
+fn bomb_png() -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(60000u32.to_be_bytes());
+    ihdr.extend(60000u32.to_be_bytes());
+    ihdr.extend([8, 2, 0, 0, 0]);
+    png.extend(13u32.to_be_bytes());
+    png.extend(&ihdr);
+    png.extend(crc32(&ihdr).to_be_bytes());
+    png.extend([0u8; 64]);
+    png
+}
+
+/// Builds a tree of good and bad files; returns the bridge image's PDQ.
+fn build_tree(root: &Path) -> PdqHash {
+    copy(
+        "originals/bridge-mods/aaa-orig.jpg",
+        &root.join("photos/bridge.jpg"),
+    );
+    copy(
+        "originals/bridge-mods/shrink-a-lot.jpg",
+        &root.join("photos/nested/small bridge.jpg"),
+    );
+    copy("pixels/pen_401x319.png", &root.join("photos/pen.png"));
+    copy(
+        "pixels/synthetic_flat_gray_320x240.png",
+        &root.join("flat.png"),
+    );
+    fs::write(root.join("empty.jpg"), b"").unwrap();
+    fs::write(root.join("notes-not-an-image.png"), b"hello, I am text\n").unwrap();
+    let jpg = fs::read(testdata().join("originals/bridge-mods/square-256x256.jpg")).unwrap();
+    fs::write(root.join("truncated.jpg"), &jpg[..jpg.len() / 3]).unwrap();
+    fs::write(root.join("bomb.png"), bomb_png()).unwrap();
+    fs::write(root.join("readme.txt"), b"not scanned by default").unwrap();
+    // PDQ of aaa-orig.jpg from the reference CSV.
+    let csv = fs::read_to_string(testdata().join("originals.csv")).unwrap();
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("bridge-mods/aaa-orig.jpg,"))
+        .unwrap();
+    PdqHash::from_hex(row.split(',').nth(4).unwrap()).unwrap()
+}
+
+fn by_name(recs: &[ScanRecord]) -> BTreeMap<String, ScanRecord> {
+    recs.iter()
+        .map(|r| {
+            let name = Path::new(&r.path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, r.clone())
+        })
+        .collect()
+}
+
+#[test]
+fn every_file_gets_one_record_with_its_cause() {
+    let d = tempfile::tempdir().unwrap();
+    let bridge = build_tree(d.path());
+    let sha_pen = {
+        use sha2_digest::sha256;
+        sha256(&fs::read(d.path().join("photos/pen.png")).unwrap())
+    };
+    let lookup = MemLookup {
+        pdq: vec![(bridge, "bridge".into())],
+        sha256: vec![(sha_pen.to_vec(), "pen-exact".into())],
+    };
+    let cfg = ScanConfig {
+        roots: vec![d.path().to_path_buf()],
+        threads: 2,
+        ..Default::default()
+    };
+    let (recs, summary) = scan(&cfg, &lookup, &HashSet::new(), None);
+    let m = by_name(&recs);
+    assert_eq!(recs.len(), 8, "{:#?}", m.keys());
+    assert!(!m.contains_key("readme.txt"));
+
+    let b = &m["bridge.jpg"];
+    assert_eq!(b.verdict, Verdict::Match);
+    assert!(b.quality.unwrap() >= 50);
+    assert_eq!(b.matches[0].id, "bridge");
+    assert!(b.matches[0].distance <= 8, "{b:?}");
+    // The shrunk copy is a near duplicate: still within the radius.
+    assert_eq!(m["small bridge.jpg"].verdict, Verdict::Match);
+    // Exact SHA-256 lists match too.
+    assert_eq!(m["pen.png"].verdict, Verdict::Match);
+    assert_eq!(m["pen.png"].matches[0].kind, HashKind::Sha256);
+    // A flat image has no usable PDQ.
+    assert_eq!(m["flat.png"].verdict, Verdict::LowQuality);
+
+    let cause = |n: &str| m[n].error.as_ref().map(|e| e.cause);
+    assert_eq!(cause("empty.jpg"), Some(ErrorCause::EmptyFile));
+    assert_eq!(
+        cause("notes-not-an-image.png"),
+        Some(ErrorCause::NotAnImage)
+    );
+    assert_eq!(cause("bomb.png"), Some(ErrorCause::ImageTooLarge));
+    assert!(matches!(
+        cause("truncated.jpg"),
+        Some(ErrorCause::CorruptImage) | Some(ErrorCause::UnsupportedImage)
+    ));
+    for n in [
+        "empty.jpg",
+        "notes-not-an-image.png",
+        "bomb.png",
+        "truncated.jpg",
+    ] {
+        assert_eq!(m[n].verdict, Verdict::Error, "{n}");
+    }
+    // Readable files carry their exact digests even when they do not decode.
+    assert_eq!(
+        m["notes-not-an-image.png"].sha256.as_ref().unwrap().len(),
+        64
+    );
+
+    assert_eq!(summary.files, 8);
+    assert_eq!(summary.matched, 3);
+    assert_eq!(summary.error_count(), 4);
+    assert_eq!(summary.skipped, 1);
+}
+
+#[test]
+fn shards_cover_the_tree_exactly_once() {
+    let d = tempfile::tempdir().unwrap();
+    build_tree(d.path());
+    let lookup = MemLookup::default();
+    let mut seen = Vec::new();
+    for i in 0..3 {
+        let cfg = ScanConfig {
+            roots: vec![d.path().to_path_buf()],
+            walk: WalkOptions {
+                shard: Shard { index: i, count: 3 },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        seen.extend(
+            scan(&cfg, &lookup, &HashSet::new(), None)
+                .0
+                .into_iter()
+                .map(|r| r.path),
+        );
+    }
+    let unique: HashSet<_> = seen.iter().cloned().collect();
+    assert_eq!(seen.len(), unique.len(), "a file was scanned by two shards");
+    assert_eq!(unique.len(), 8);
+}
+
+#[test]
+fn resume_skips_recorded_files_and_records_the_rest_once() {
+    let d = tempfile::tempdir().unwrap();
+    for i in 0..12 {
+        copy(
+            "originals/bridge-mods/square-128x128.jpg",
+            &d.path().join(format!("d{}/img{i}.jpg", i % 3)),
+        );
+    }
+    let lookup = MemLookup::default();
+    let cfg = ScanConfig {
+        roots: vec![d.path().to_path_buf()],
+        threads: 1,
+        ..Default::default()
+    };
+    let (first, s1) = scan(&cfg, &lookup, &HashSet::new(), Some(4));
+    assert!(s1.interrupted);
+    assert!(first.len() >= 4 && first.len() < 12, "{}", first.len());
+    let done: HashSet<String> = first.iter().map(|r| r.path.clone()).collect();
+    let (second, s2) = scan(&cfg, &lookup, &done, None);
+    assert_eq!(s2.resumed as usize, first.len());
+    let mut all: Vec<String> = first.into_iter().chain(second).map(|r| r.path).collect();
+    all.sort();
+    let n = all.len();
+    all.dedup();
+    assert_eq!(n, all.len(), "duplicate records after resume");
+    assert_eq!(n, 12);
+}
+
+#[cfg(unix)]
+#[test]
+fn symlink_loops_are_error_records_and_the_scan_goes_on() {
+    let d = tempfile::tempdir().unwrap();
+    copy(
+        "originals/bridge-mods/square-128x128.jpg",
+        &d.path().join("a/x.jpg"),
+    );
+    std::os::unix::fs::symlink(d.path(), d.path().join("a/back")).unwrap();
+    let cfg = ScanConfig {
+        roots: vec![d.path().to_path_buf()],
+        walk: WalkOptions {
+            follow_symlinks: true,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (recs, _) = scan(&cfg, &MemLookup::default(), &HashSet::new(), None);
+    assert!(recs
+        .iter()
+        .any(|r| r.error.as_ref().map(|e| e.cause) == Some(ErrorCause::SymlinkLoop)));
+    assert!(recs
+        .iter()
+        .any(|r| r.path.ends_with("a/x.jpg") && r.verdict != Verdict::Error));
+}
+
+/// Minimal SHA-256 for the test's expected value, via sigil-core's digests.
+mod sha2_digest {
+    pub fn sha256(b: &[u8]) -> [u8; 32] {
+        sigil_core::ExactDigests::of(b).sha256
+    }
+}
