@@ -234,10 +234,7 @@ pub fn read_list(
                 f(no, p)?;
                 stats.added += 1;
             }
-            Err(reason) if opts.skip_invalid => {
-                let _ = reason;
-                stats.skipped += 1;
-            }
+            Err(_) if opts.skip_invalid => stats.skipped += 1,
             Err(reason) => return Err(bad(reason)),
         }
     }
@@ -312,13 +309,12 @@ pub fn read_removals(
             })?;
         }
         RemoveBy::Id => {
-            for (no, line) in input.lines().enumerate() {
+            for line in input.lines() {
                 let line = line.map_err(|e| IndexError::io(path, "read", e))?;
                 let id = line.trim();
                 if id.is_empty() || id.starts_with('#') {
                     continue;
                 }
-                let _ = no;
                 out.push(Tombstone::Id {
                     list: opts.list.clone(),
                     id: id.to_string(),

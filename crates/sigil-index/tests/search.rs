@@ -352,9 +352,10 @@ fn duplicates_exact_kinds_tombstones_compaction_and_reload() {
     );
 }
 
-fn collect_all(
-    r: &IndexReader,
-) -> BTreeSet<(String, String, String, String, String, Option<String>)> {
+/// (kind, hash, id, list, category, note) of every live entry.
+type EntrySet = BTreeSet<(String, String, String, String, String, Option<String>)>;
+
+fn collect_all(r: &IndexReader) -> EntrySet {
     let mut s = BTreeSet::new();
     r.for_each_entry(|k, key, e| {
         s.insert((
