@@ -162,7 +162,10 @@ impl Container {
                 .offset
                 .checked_add(s.len)
                 .ok_or_else(|| corrupt(format!("section {i} offset+length overflows")))?;
-            if s.offset % ALIGN != 0 || s.offset < table_end as u64 || end > file_len {
+            if s.offset.checked_rem(ALIGN) != Some(0)
+                || s.offset < table_end as u64
+                || end > file_len
+            {
                 return Err(corrupt(format!(
                     "section {i} (id {}, bytes {}..{end}) lies outside the file ({file_len} bytes) or is misaligned",
                     s.id, s.offset

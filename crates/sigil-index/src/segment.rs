@@ -111,7 +111,7 @@ impl Segment {
                 continue;
             };
             let width = kind.byte_len();
-            if keys.len % width as u64 != 0 {
+            if keys.len.checked_rem(width as u64) != Some(0) {
                 return Err(corrupt(format!(
                     "{kind} key section length {} is not a multiple of {width}",
                     keys.len
@@ -132,7 +132,7 @@ impl Segment {
                 .find(section::OVERFLOW, code)
                 .map(range)
                 .unwrap_or(0..0);
-            if overflow.len() % OVERFLOW_LEN != 0 {
+            if overflow.len().checked_rem(OVERFLOW_LEN) != Some(0) {
                 return Err(corrupt(format!(
                     "{kind} overflow section has a partial entry"
                 )));
