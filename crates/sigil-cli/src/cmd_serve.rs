@@ -1,10 +1,129 @@
-//! `sigil serve` (not yet implemented).
+//! `sigil serve`: run the gRPC matching service.
+//!
+//! Either from a config file (`--config`), or for a quick local start
+//! without one: `sigil serve --index DIR --insecure-loopback`, which binds
+//! 127.0.0.1 only and requires no API key.
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-#[derive(clap::Args)]
-pub struct Args {}
+use anyhow::Context;
+use sigil_server::{RunOptions, ServerConfig};
 
-pub fn run(_args: Args) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("`sigil serve` is not implemented yet")
+#[derive(clap::Args)]
+pub struct Args {
+    /// TOML config file (see deploy/sigil.example.toml). `SIGIL_*`
+    /// environment variables override it (e.g. SIGIL_LISTEN,
+    /// SIGIL_LIMITS__REQUEST_TIMEOUT_MS).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Index directory (overrides the config's `index`).
+    #[arg(long)]
+    index: Option<PathBuf>,
+    /// gRPC listen address (overrides the config's `listen`).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Reports database file (overrides `reports.path`; default
+    /// ./sigil-reports.db).
+    #[arg(long)]
+    db: Option<PathBuf>,
+    /// Prometheus /metrics address (overrides `metrics_listen`).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Serve without authentication, bound to 127.0.0.1 only (for local
+    /// use and trials; never for production).
+    #[arg(long)]
+    insecure_loopback: bool,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Json,
+    Text,
+}
+
+pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+
+    let mut config = ServerConfig::load(args.config.as_deref(), std::env::vars())
+        .context("loading the server configuration")?;
+    if let Some(i) = args.index {
+        config.index = Some(i);
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(d) = args.db {
+        config.reports.path = d;
+    }
+    if let Some(m) = args.metrics_listen {
+        config.metrics_listen = Some(m);
+    }
+    config.insecure_loopback = args.insecure_loopback;
+    if config.insecure_loopback && !config.api_keys.is_empty() {
+        anyhow::bail!(
+            "--insecure-loopback disables authentication, but the config has API keys; \
+             drop one or the other"
+        );
+    }
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("sigil-rt")
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let server = sigil_server::start(
+            config,
+            RunOptions {
+                reload_on_sighup: true,
+            },
+        )
+        .await
+        .context("starting the server")?;
+        eprintln!("sigil: serving gRPC on {}", server.addr);
+        wait_for_termination().await;
+        tracing::info!("shutdown requested; draining in-flight calls");
+        server.shutdown();
+        server
+            .wait()
+            .await
+            .context("server stopped with an error")?;
+        tracing::info!("server stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_termination() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

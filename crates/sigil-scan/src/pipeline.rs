@@ -105,7 +105,9 @@ struct Job {
 
 enum Msg {
     Record {
-        rec: ScanRecord,
+        // Boxed: a record is far larger than the other messages, and the
+        // channel's slots are sized by the largest variant.
+        rec: Box<ScanRecord>,
         times: StageTimes,
         bytes: u64,
         fast: bool,
@@ -282,7 +284,7 @@ fn walker(
                         let rec = ScanRecord::failed(path, None, cause, prob.message);
                         msg_tx
                             .send(Msg::Record {
-                                rec,
+                                rec: Box::new(rec),
                                 times: StageTimes::default(),
                                 bytes: 0,
                                 fast: false,
@@ -321,7 +323,7 @@ fn worker(
         let (rec, bytes, fast) = scan_file(cfg, lookup, &mut hasher, &job, &mut times);
         if out
             .send(Msg::Record {
-                rec,
+                rec: Box::new(rec),
                 times,
                 bytes,
                 fast,

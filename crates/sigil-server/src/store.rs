@@ -567,13 +567,12 @@ impl ReportStore for SqliteReportStore {
                 now_ms
             ],
         )?;
-        let mut seq = next_seq(&tx, "report_annotations", id)?;
-        for a in &update.add_annotations {
+        let first_seq = next_seq(&tx, "report_annotations", id)?;
+        for (seq, a) in (first_seq..).zip(&update.add_annotations) {
             tx.execute(
                 "INSERT INTO report_annotations (report_id, seq, body) VALUES (?1, ?2, ?3)",
                 params![id, seq, a],
             )?;
-            seq += 1;
         }
         let mut details = serde_json::Map::new();
         if let Some(s) = update.status {
