@@ -292,6 +292,71 @@ impl SqliteReportStore {
     }
 }
 
+/// The reviewer fields a [`ReportUpdate`] leaves on a stub, once the review
+/// rules have been checked: both backends apply exactly these.
+pub(crate) struct ReviewedFields {
+    pub status: ReportStatus,
+    pub viewed: Option<bool>,
+    pub classification: Option<String>,
+    /// The audit-trail details of the update, as JSON text.
+    pub audit_details: String,
+}
+
+/// Checks `update` against the review rules (confirming or reporting needs
+/// a person to have viewed the content; reporting needs a classification)
+/// and merges it with the stub's `current` fields.
+pub(crate) fn review_update(
+    id: &str,
+    current: &ReportRecord,
+    update: &ReportUpdate,
+) -> Result<ReviewedFields, StoreError> {
+    let viewed = update.viewed.or(current.viewed);
+    let classification = update
+        .classification
+        .clone()
+        .or(current.classification.clone());
+    if let Some(status) = update.status {
+        let needs_view = matches!(status, ReportStatus::Confirmed | ReportStatus::Reported);
+        if needs_view && viewed != Some(true) {
+            return Err(StoreError::Rejected {
+                id: id.to_string(),
+                reason: format!(
+                    "status {} requires a person to have viewed the content (viewed = true)",
+                    status.as_str()
+                ),
+            });
+        }
+        if status == ReportStatus::Reported && classification.is_none() {
+            return Err(StoreError::Rejected {
+                id: id.to_string(),
+                reason: "status reported requires a classification".into(),
+            });
+        }
+    }
+    let mut details = serde_json::Map::new();
+    if let Some(s) = update.status {
+        details.insert("status".into(), s.as_str().into());
+    }
+    if let Some(v) = update.viewed {
+        details.insert("viewed".into(), v.into());
+    }
+    if let Some(c) = &update.classification {
+        details.insert("classification".into(), c.clone().into());
+    }
+    if !update.add_annotations.is_empty() {
+        details.insert(
+            "add_annotations".into(),
+            serde_json::to_value(&update.add_annotations).unwrap_or_default(),
+        );
+    }
+    Ok(ReviewedFields {
+        status: update.status.unwrap_or(current.status),
+        viewed,
+        classification,
+        audit_details: serde_json::Value::Object(details).to_string(),
+    })
+}
+
 fn new_report_id() -> String {
     // UUIDv7: time-ordered, so ids sort roughly by detection time.
     format!("rpt_{}", uuid::Uuid::now_v7().simple())
@@ -531,30 +596,12 @@ impl ReportStore for SqliteReportStore {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let current = get_in(&tx, id)?;
-        let viewed = update.viewed.or(current.viewed);
-        let classification = update
-            .classification
-            .clone()
-            .or(current.classification.clone());
-        if let Some(status) = update.status {
-            let needs_view = matches!(status, ReportStatus::Confirmed | ReportStatus::Reported);
-            if needs_view && viewed != Some(true) {
-                return Err(StoreError::Rejected {
-                    id: id.to_string(),
-                    reason: format!(
-                        "status {} requires a person to have viewed the content (viewed = true)",
-                        status.as_str()
-                    ),
-                });
-            }
-            if status == ReportStatus::Reported && classification.is_none() {
-                return Err(StoreError::Rejected {
-                    id: id.to_string(),
-                    reason: "status reported requires a classification".into(),
-                });
-            }
-        }
-        let status = update.status.unwrap_or(current.status);
+        let ReviewedFields {
+            status,
+            viewed,
+            classification,
+            audit_details,
+        } = review_update(id, &current, update)?;
         tx.execute(
             "UPDATE reports SET status = ?2, viewed = ?3, classification = ?4, reviewer = ?5, \
              updated_at_ms = ?6 WHERE id = ?1",
@@ -574,33 +621,11 @@ impl ReportStore for SqliteReportStore {
                 params![id, seq, a],
             )?;
         }
-        let mut details = serde_json::Map::new();
-        if let Some(s) = update.status {
-            details.insert("status".into(), s.as_str().into());
-        }
-        if let Some(v) = update.viewed {
-            details.insert("viewed".into(), v.into());
-        }
-        if let Some(c) = &update.classification {
-            details.insert("classification".into(), c.clone().into());
-        }
-        if !update.add_annotations.is_empty() {
-            details.insert(
-                "add_annotations".into(),
-                serde_json::to_value(&update.add_annotations).unwrap_or_default(),
-            );
-        }
         let audit_seq = next_seq(&tx, "report_audit", id)?;
         tx.execute(
             "INSERT INTO report_audit (report_id, seq, at_ms, actor, action, details) \
              VALUES (?1, ?2, ?3, ?4, 'updated', ?5)",
-            params![
-                id,
-                audit_seq,
-                now_ms,
-                actor,
-                serde_json::Value::Object(details).to_string()
-            ],
+            params![id, audit_seq, now_ms, actor, audit_details],
         )?;
         let updated = get_in(&tx, id)?;
         tx.commit()?;

@@ -23,6 +23,7 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, Row, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
+use crate::store::{review_update, ReviewedFields};
 use crate::store::{
     AuditRecord, NewReport, ReportFilter, ReportPage, ReportRecord, ReportStatus, ReportStore,
     ReportUpdate, StoreError, StoredMatch, INCIDENT_TYPE, PRESERVATION_MS,
@@ -671,35 +672,23 @@ impl ReportStore for PgReportStore {
             // FOR UPDATE serialises concurrent reviewers of one stub, so the
             // audit and annotation sequence numbers below cannot collide.
             let current = self.get_in(tx, id, true)?;
-            let viewed = update.viewed.or(current.viewed);
-            let classification = update
-                .classification
-                .clone()
-                .or(current.classification.clone());
-            // The same review rules as the SQLite store.
-            if let Some(status) = update.status {
-                let needs_view = matches!(status, ReportStatus::Confirmed | ReportStatus::Reported);
-                if needs_view && viewed != Some(true) {
-                    return Err(StoreError::Rejected {
-                        id: id.to_string(),
-                        reason: format!(
-                            "status {} requires a person to have viewed the content (viewed = true)",
-                            status.as_str()
-                        ),
-                    });
-                }
-                if status == ReportStatus::Reported && classification.is_none() {
-                    return Err(StoreError::Rejected {
-                        id: id.to_string(),
-                        reason: "status reported requires a classification".into(),
-                    });
-                }
-            }
-            let status = update.status.unwrap_or(current.status);
+            let ReviewedFields {
+                status,
+                viewed,
+                classification,
+                audit_details,
+            } = review_update(id, &current, update)?;
             tx.execute(
                 "UPDATE reports SET status = $2, viewed = $3, classification = $4, reviewer = $5, \
                  updated_at_ms = $6 WHERE id = $1",
-                &[&id, &status.as_str(), &viewed, &classification, &actor, &now_ms],
+                &[
+                    &id,
+                    &status.as_str(),
+                    &viewed,
+                    &classification,
+                    &actor,
+                    &now_ms,
+                ],
             )
             .map_err(err)?;
             let first_seq = current.annotations.len() as i32;
@@ -710,33 +699,11 @@ impl ReportStore for PgReportStore {
                 )
                 .map_err(err)?;
             }
-            let mut details = serde_json::Map::new();
-            if let Some(s) = update.status {
-                details.insert("status".into(), s.as_str().into());
-            }
-            if let Some(v) = update.viewed {
-                details.insert("viewed".into(), v.into());
-            }
-            if let Some(c) = &update.classification {
-                details.insert("classification".into(), c.clone().into());
-            }
-            if !update.add_annotations.is_empty() {
-                details.insert(
-                    "add_annotations".into(),
-                    serde_json::to_value(&update.add_annotations).unwrap_or_default(),
-                );
-            }
             let audit_seq = current.audit.len() as i32;
             tx.execute(
                 "INSERT INTO report_audit (report_id, seq, at_ms, actor, action, details) \
                  VALUES ($1, $2, $3, $4, 'updated', $5)",
-                &[
-                    &id,
-                    &audit_seq,
-                    &now_ms,
-                    &actor,
-                    &serde_json::Value::Object(details).to_string(),
-                ],
+                &[&id, &audit_seq, &now_ms, &actor, &audit_details],
             )
             .map_err(err)?;
             self.get_in(tx, id, false)
