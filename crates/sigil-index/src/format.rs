@@ -206,8 +206,36 @@ impl Container {
             .find(|s| s.id == id && s.param == param)
     }
 
-    /// Checks the checksum of every section (reads the whole file).
+    /// Checks the checksum of every section and that every byte outside the
+    /// header, the section table and the sections (the alignment padding
+    /// and the reserved table space) is zero, so that a flipped byte
+    /// anywhere in the file is reported (reads the whole file).
     pub fn verify_checksums(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let mut covered: Vec<(u64, u64)> = self
+            .sections
+            .iter()
+            .map(|s| (s.offset, s.offset + s.len))
+            .collect();
+        let table_end = (HEADER_LEN + self.sections.len() * SECTION_ENTRY_LEN) as u64;
+        covered.push((0, table_end));
+        covered.sort_unstable();
+        let mut pos = 0u64;
+        for (start, end) in covered.into_iter().chain([(self.file_len, self.file_len)]) {
+            if start > pos {
+                let gap = &bytes[pos as usize..start as usize];
+                if let Some(i) = gap.iter().position(|&b| b != 0) {
+                    return Err(IndexError::corrupt(
+                        path,
+                        format!(
+                            "checksum mismatch: byte {} lies in padding between sections and is {:#04x}, not zero",
+                            pos as usize + i,
+                            gap[i]
+                        ),
+                    ));
+                }
+            }
+            pos = pos.max(end);
+        }
         for s in &self.sections {
             let data = &bytes[s.offset as usize..(s.offset + s.len) as usize];
             let c = xxh3_64(data);

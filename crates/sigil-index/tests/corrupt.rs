@@ -137,6 +137,27 @@ fn zero_length_truncated_wrong_version_and_flipped_header() {
 }
 
 #[test]
+fn a_flipped_bit_anywhere_in_the_file_is_caught_by_open_or_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (p, _) = valid_segment(tmp.path(), 200);
+    let good = std::fs::read(&p).unwrap();
+    Segment::open(&p).unwrap().verify().unwrap();
+    // Every byte of the first 16 KiB (header, table, reserved table space,
+    // small sections and the padding between them), then a stride over the
+    // rest: open or verify must refuse each flip.
+    let bytes = (0..good.len().min(16 << 10)).chain((16 << 10..good.len()).step_by(61));
+    for byte in bytes {
+        let mut f = good.clone();
+        f[byte] ^= 1 << (byte % 8);
+        let refused = match open_bytes(tmp.path(), "any.sgs", &f) {
+            Err(_) => true,
+            Ok(seg) => seg.verify().is_err(),
+        };
+        assert!(refused, "flip at byte {byte} of {} accepted", good.len());
+    }
+}
+
+#[test]
 fn hostile_section_tables_are_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let (p, _) = valid_segment(tmp.path(), 9000);
