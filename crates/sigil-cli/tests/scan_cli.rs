@@ -170,7 +170,7 @@ fn wait_for_lines(path: &Path, n: usize, child: &mut std::process::Child) {
 }
 
 #[test]
-#[ignore = "known failure found at integration, not yet diagnosed: see the issue note"]
+
 fn kill_9_then_resume_records_every_file_exactly_once() {
     let d = tempfile::tempdir().unwrap();
     let idx = d.path().join("index");
@@ -257,7 +257,7 @@ fn kill_9_then_resume_records_every_file_exactly_once() {
 
 #[cfg(unix)]
 #[test]
-#[ignore = "known failure found at integration, not yet diagnosed: see the issue note"]
+
 fn ctrl_c_flushes_and_exits_130_then_resume_completes() {
     let d = tempfile::tempdir().unwrap();
     let idx = d.path().join("index");

@@ -348,6 +348,16 @@ fn decode_format(
     format: Format,
     opts: &DecodeOptions,
 ) -> Result<DecodedImage, DecodeError> {
+    if format == Format::Jpeg && !jpeg_has_end_of_image(bytes) {
+        // The JPEG decoder fills missing scan data with grey and succeeds;
+        // a hash of a part-grey image is neither the uploaded picture's nor
+        // a useful one, so a cut-off file is reported as such (as Pillow
+        // does by default).
+        return Err(DecodeError::Truncated {
+            format,
+            detail: "no end-of-image marker after the last scan (file cut off?)".into(),
+        });
+    }
     let mut decoder = open_decoder(bytes, format, opts)?;
     let (width, height) = decoder.dimensions();
     let orientation = if opts.apply_exif_orientation {
@@ -383,6 +393,23 @@ fn decode_format(
         pixels,
     };
     Ok(apply_orientation(image, orientation))
+}
+
+/// Whether a JPEG stream has an end-of-image marker (FF D9) after its last
+/// start-of-scan marker (FF DA) (a stream with no scan at all fails to
+/// decode in any case). Entropy-coded data stuffs every FF byte
+/// (FF 00), so neither marker can appear inside scan data; markers of an
+/// EXIF thumbnail come before the main image's scans, and trailing data
+/// after the end-of-image marker (camera trailers) is allowed. Data cut off
+/// anywhere in or before the last scan has no such marker.
+pub fn jpeg_has_end_of_image(bytes: &[u8]) -> bool {
+    let is = |w: &[u8], marker: u8| w[0] == 0xFF && w[1] == marker;
+    // Searching backwards from the end finds the marker after a few bytes in
+    // the common case, instead of reading the whole file.
+    match bytes.windows(2).rposition(|w| is(w, 0xD9)) {
+        Some(eoi) => !bytes[eoi..].windows(2).any(|w| is(w, 0xDA)),
+        None => false,
+    }
 }
 
 /// Converts the decoder's native layout to 8-bit RGB or grey, reusing the
@@ -574,6 +601,35 @@ mod tests {
         }
         keep_samples(&mut v, 2, 1, |s, d| d[0] = high_byte(s));
         assert_eq!(v, vec![0x00, 0x00, 0x80, 0xff]);
+    }
+
+    #[test]
+    fn cut_off_jpegs_are_truncated_errors_and_trailers_are_allowed() {
+        let sos_eoi = [0xFF, 0xD8, 0xFF, 0xDA, 1, 2, 0xFF, 0x00, 3, 0xFF, 0xD9];
+        assert!(jpeg_has_end_of_image(&sos_eoi));
+        // A camera trailer after the end-of-image marker.
+        assert!(jpeg_has_end_of_image(&[&sos_eoi[..], b"trailer"].concat()));
+        // Cut inside the scan; an EXIF thumbnail's EOI before the main scan.
+        assert!(!jpeg_has_end_of_image(&sos_eoi[..9]));
+        assert!(!jpeg_has_end_of_image(&[
+            0xFF, 0xD8, 0xFF, 0xD9, 0xFF, 0xDA, 1, 2
+        ]));
+        assert!(!jpeg_has_end_of_image(&[]));
+        let jpeg = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/originals/bridge-mods/square-256x256.jpg"
+        ))
+        .unwrap();
+        assert!(decode(&jpeg, &DecodeOptions::default()).is_ok());
+        for cut in [jpeg.len() / 3, jpeg.len() - 2] {
+            assert!(
+                matches!(
+                    decode(&jpeg[..cut], &DecodeOptions::default()),
+                    Err(DecodeError::Truncated { .. })
+                ),
+                "cut at {cut}"
+            );
+        }
     }
 
     #[test]

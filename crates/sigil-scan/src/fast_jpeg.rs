@@ -49,7 +49,10 @@ pub fn decode_reduced(
     limits: &DecodeLimits,
     min_side: u32,
 ) -> Option<(DecodedImage, u32)> {
-    if !is_jpeg(bytes) || bytes.len() as u64 > limits.max_bytes {
+    if !is_jpeg(bytes)
+        || bytes.len() as u64 > limits.max_bytes
+        || !sigil_core::decode::jpeg_has_end_of_image(bytes)
+    {
         return None;
     }
     panic::catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, limits, min_side)))
