@@ -211,6 +211,10 @@ pub struct ScanManifest {
     pub index: String,
     pub radius: u32,
     pub dihedral: bool,
+    /// `--robust` (absent in manifests written before the option existed:
+    /// those runs were not robust).
+    #[serde(default)]
+    pub robust: bool,
     pub min_quality: u32,
     pub fast: bool,
 }
@@ -277,6 +281,7 @@ impl ScanManifest {
             index,
             radius,
             dihedral,
+            robust,
             min_quality,
             fast
         );
@@ -389,6 +394,7 @@ mod tests {
             index: "idx".into(),
             radius: 31,
             dihedral: false,
+            robust: false,
             min_quality: 50,
             fast: false,
         };
@@ -400,5 +406,20 @@ mod tests {
         other.shard = "1/2".into();
         other.radius = 10;
         assert_eq!(m.differences(&other), vec!["shard", "radius"]);
+        let mut robust = m.clone();
+        robust.robust = true;
+        assert_eq!(m.differences(&robust), vec!["robust"]);
+    }
+
+    #[test]
+    fn manifest_without_robust_field_reads_as_not_robust() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out.jsonl");
+        let old = r#"{"version":1,"format":"jsonl","roots":["/data"],"shard":"0/1",
+            "include":[],"exclude":[],"follow_symlinks":false,"index":"idx",
+            "radius":31,"dihedral":false,"min_quality":50,"fast":false}"#;
+        std::fs::write(ScanManifest::path_for(&out), old).unwrap();
+        let m = ScanManifest::read(&out).unwrap().unwrap();
+        assert!(!m.robust);
     }
 }

@@ -52,6 +52,7 @@ fn convert(m: sigil_index::Match) -> MatchRecord {
         kind: m.kind,
         distance: m.distance,
         variant: m.variant,
+        query_variant: None,
     }
 }
 

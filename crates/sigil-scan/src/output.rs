@@ -213,6 +213,7 @@ mod tests {
                 kind: HashKind::Pdq,
                 distance: 3,
                 variant: None,
+                query_variant: None,
             }],
             error: Some(ErrorInfo {
                 cause: ErrorCause::CorruptImage,

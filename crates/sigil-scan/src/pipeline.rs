@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{DecodeError, DecodeOptions, DecodedImage, ExactDigests, HashKind, Pixels};
+use sigil_eval::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustQueryOptions};
 
 use crate::fast_jpeg;
 use crate::journal::record_key;
@@ -41,6 +42,12 @@ pub struct ScanConfig {
     pub radius: u32,
     /// Hash and search all 8 dihedral variants.
     pub dihedral: bool,
+    /// Robust matching (`--robust`): search every query variant of
+    /// [`sigil_eval::robust::RobustQueryOptions::recommended`] (the 8
+    /// dihedral variants of the image and of its content inside detected
+    /// flat or mirrored borders) and report each entry once, at its smallest
+    /// distance, with the variant that reached it. Implies `dihedral`.
+    pub robust: bool,
     /// PDQ hashes under this quality are not looked up (verdict `low_quality`).
     pub min_quality: u32,
     pub profile: Profile,
@@ -59,6 +66,7 @@ impl Default for ScanConfig {
             threads: 1,
             radius: 31,
             dihedral: false,
+            robust: false,
             min_quality: 50,
             profile: Profile::Full,
             decode: DecodeOptions::default(),
@@ -366,6 +374,32 @@ fn exact_matches(lookup: &dyn Lookup, d: &ExactDigests) -> Vec<MatchRecord> {
     m
 }
 
+/// Looks up every robust query variant and keeps each list entry once, at
+/// its smallest distance (ties: the earlier variant), tagged with the variant.
+fn robust_lookup(lookup: &dyn Lookup, variants: &[QueryHash], radius: u32) -> Vec<MatchRecord> {
+    let mut best: Vec<MatchRecord> = Vec::new();
+    for v in variants {
+        for mut m in lookup.pdq(&v.hash, None, radius) {
+            m.variant = match v.variant {
+                QueryVariant::Original | QueryVariant::Trimmed => Some(sigil_core::Dihedral::Orig),
+                QueryVariant::Dihedral(d) | QueryVariant::TrimmedDihedral(d) => Some(d),
+                _ => None,
+            };
+            m.query_variant = Some(v.variant.name());
+            match best
+                .iter_mut()
+                .find(|b| b.kind == m.kind && b.list == m.list && b.id == m.id)
+            {
+                Some(b) if m.distance < b.distance => *b = m,
+                Some(_) => {}
+                None => best.push(m),
+            }
+        }
+    }
+    best.sort_by(|a, b| (a.distance, &a.list, &a.id).cmp(&(b.distance, &b.list, &b.id)));
+    best
+}
+
 /// Reads, hashes and looks up one file. Never panics on file content: the
 /// decoders catch their own panics and every failure becomes an error record.
 fn scan_file(
@@ -449,6 +483,27 @@ fn scan_file(
                 cause: decode_cause(&e),
                 message: e.to_string(),
             });
+        }
+        Ok(img) if cfg.robust => {
+            let opts = RobustQueryOptions {
+                profile: cfg.profile,
+                min_quality: cfg.min_quality,
+                ..RobustQueryOptions::recommended()
+            };
+            let variants = timed(&mut times.pdq, || robust_query_hashes(hasher, &img, &opts));
+            drop(img);
+            // The first variant is always the image as given.
+            let first = variants[0];
+            rec.pdq = Some(first.hash);
+            rec.quality = Some(first.quality);
+            if first.quality >= cfg.min_quality {
+                let found = timed(&mut times.lookup, || {
+                    robust_lookup(lookup, &variants, cfg.radius)
+                });
+                matches.extend(found);
+            } else {
+                rec.verdict = Verdict::LowQuality;
+            }
         }
         Ok(img) => {
             let (w, h) = (img.width, img.height);

@@ -100,6 +100,11 @@ pub struct MatchRecord {
     /// Which dihedral variant of the scanned image matched (with `--dihedral`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<Dihedral>,
+    /// With `--robust`: the query variant that matched at this (smallest)
+    /// distance, e.g. `orig`, `dih:rot90`, `trim`, `trim+dih:flipx` (names of
+    /// `sigil_eval::robust::QueryVariant`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_variant: Option<String>,
 }
 
 /// The record written for one file.

@@ -35,6 +35,7 @@ fn entry(id: &str, kind: HashKind, distance: u32) -> MatchRecord {
         kind,
         distance,
         variant: None,
+        query_variant: None,
     }
 }
 
@@ -349,5 +350,52 @@ fn symlink_loops_are_error_records_and_the_scan_goes_on() {
 mod sha2_digest {
     pub fn sha256(b: &[u8]) -> [u8; 32] {
         sigil_core::ExactDigests::of(b).sha256
+    }
+}
+
+/// `robust`: a copy rotated by 90 degrees and a copy padded with a black
+/// border (20%) miss with the plain PDQ query and match with the robust query
+/// set, reported once per entry with the variant that matched.
+#[test]
+fn robust_scan_matches_rotated_and_padded_copies() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    let bridge = build_tree(&d.path().join("unused"));
+    copy(
+        "originals/reg-test-input/dih/bridge-2-rotate-90.jpg",
+        &tree.join("rotated.jpg"),
+    );
+    let bytes = fs::read(testdata().join("originals/bridge-mods/aaa-orig.jpg")).unwrap();
+    let img = sigil_core::decode::decode(&bytes, &Default::default()).unwrap();
+    let padded = sigil_eval::transforms::pad_flat(&sigil_eval::robust::rgb_of(&img), 0.2, [0; 3]);
+    padded.save(tree.join("padded.png")).unwrap();
+    let lookup = MemLookup {
+        pdq: vec![(bridge, "bridge".into())],
+        sha256: Vec::new(),
+    };
+    let plain = ScanConfig {
+        roots: vec![tree.clone()],
+        ..Default::default()
+    };
+    let (recs, _) = scan(&plain, &lookup, &HashSet::new(), None);
+    let m = by_name(&recs);
+    assert_eq!(m["rotated.jpg"].verdict, Verdict::NoMatch, "{m:#?}");
+    assert_eq!(m["padded.png"].verdict, Verdict::NoMatch, "{m:#?}");
+
+    let robust = ScanConfig {
+        robust: true,
+        ..plain
+    };
+    let (recs, summary) = scan(&robust, &lookup, &HashSet::new(), None);
+    assert_eq!(summary.matched, 2);
+    let m = by_name(&recs);
+    for (name, variant) in [("rotated.jpg", "dih:"), ("padded.png", "trim")] {
+        let r = &m[name];
+        assert_eq!(r.verdict, Verdict::Match, "{r:?}");
+        assert_eq!(r.matches.len(), 1, "one match per entry: {r:?}");
+        assert_eq!(r.matches[0].id, "bridge");
+        assert!(r.matches[0].distance <= 31, "{r:?}");
+        let v = r.matches[0].query_variant.as_deref().unwrap();
+        assert!(v.starts_with(variant), "{name}: matched via {v}");
     }
 }
