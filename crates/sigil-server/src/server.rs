@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sigil_core::decode::DecodeLimits;
 use sigil_index::SharedIndex;
 use tokio::net::TcpListener;
@@ -18,7 +20,7 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Status};
 
 use crate::auth::{KeyRing, Role};
-use crate::config::{ConfigError, ReportsBackend, ServerConfig};
+use crate::config::{ConfigError, ReportsBackend, ServerConfig, TlsConfig};
 use crate::metrics::{serve_metrics, Metrics};
 use crate::pool::HashPool;
 use crate::proto;
@@ -45,6 +47,17 @@ pub enum ServerError {
     TlsFile {
         path: PathBuf,
         source: std::io::Error,
+    },
+    /// A TLS file that was read but holds no usable certificate or key.
+    #[error("TLS: {path}: {message}")]
+    TlsInvalid { path: PathBuf, message: String },
+    /// The TLS files parse but rustls refuses them together (e.g. a key
+    /// that does not belong to the certificate).
+    #[error("TLS: cannot use certificate {cert} with key {key}: {message}")]
+    TlsSetup {
+        cert: PathBuf,
+        key: PathBuf,
+        message: String,
     },
     #[error("gRPC transport: {0}")]
     Transport(#[from] tonic::transport::Error),
@@ -120,6 +133,75 @@ fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
     std::fs::read(path).map_err(|source| ServerError::TlsFile {
         path: path.to_owned(),
         source,
+    })
+}
+
+/// Reads a PEM file that must hold at least one certificate; returns the
+/// file's bytes and the certificates.
+fn read_certificates(path: &Path) -> Result<(Vec<u8>, Vec<CertificateDer<'static>>), ServerError> {
+    let pem = read(path)?;
+    let invalid = |message: String| ServerError::TlsInvalid {
+        path: path.to_owned(),
+        message,
+    };
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid(format!("not a valid PEM certificate file: {e}")))?;
+    if certs.is_empty() {
+        return Err(invalid(
+            "no PEM certificate (-----BEGIN CERTIFICATE-----) in the file".into(),
+        ));
+    }
+    Ok((pem, certs))
+}
+
+/// Reads a PEM file that must hold a private key (PKCS#8, PKCS#1 or SEC1).
+fn read_private_key(path: &Path) -> Result<Vec<u8>, ServerError> {
+    let pem = read(path)?;
+    // The parse error is only a kind ("no items found", "malformed"): it
+    // never echoes key material.
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| ServerError::TlsInvalid {
+        path: path.to_owned(),
+        message: format!("no PEM private key (PKCS#8, PKCS#1 or SEC1) in the file: {e}"),
+    })?;
+    Ok(pem)
+}
+
+/// The causes of an error, outermost first, joined for one log line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+/// Applies `[tls]` to the server builder. Every failure names the file(s)
+/// at fault: tonic's own error says only "transport error".
+fn apply_tls(builder: Server, tls: &TlsConfig) -> Result<Server, ServerError> {
+    let (cert_pem, _) = read_certificates(&tls.cert)?;
+    let identity = Identity::from_pem(cert_pem, read_private_key(&tls.key)?);
+    let mut t = ServerTlsConfig::new().identity(identity);
+    if let Some(ca) = &tls.client_ca {
+        let (pem, certs) = read_certificates(ca)?;
+        // tonic skips certificates it cannot use as trust anchors; refuse
+        // them instead, so a wrong file is not silently half-used.
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in certs {
+            roots.add(cert).map_err(|e| ServerError::TlsInvalid {
+                path: ca.clone(),
+                message: format!("not usable as a client CA certificate: {e}"),
+            })?;
+        }
+        t = t.client_ca_root(Certificate::from_pem(pem));
+    }
+    builder.tls_config(t).map_err(|e| ServerError::TlsSetup {
+        cert: tls.cert.clone(),
+        key: tls.key.clone(),
+        message: error_chain(&e),
     })
 }
 
@@ -317,12 +399,7 @@ pub async fn start(
 
     let mut builder = Server::builder();
     if let Some(tls) = &config.tls {
-        let identity = Identity::from_pem(read(&tls.cert)?, read(&tls.key)?);
-        let mut t = ServerTlsConfig::new().identity(identity);
-        if let Some(ca) = &tls.client_ca {
-            t = t.client_ca_root(Certificate::from_pem(read(ca)?));
-        }
-        builder = builder.tls_config(t)?;
+        builder = apply_tls(builder, tls)?;
     }
     let router = builder
         .add_service(health_service.clone())
