@@ -52,8 +52,22 @@ pub struct ImportArgs {
     skip_invalid: bool,
     /// Hash lists: plain (`HEX[,id,list,category,note]`) or CSV with a header
     /// (`hash,kind,id,list,category[,note]`); `-` reads stdin.
-    #[arg(required = true)]
+    #[arg(required_unless_present = "enroll_images")]
     inputs: Vec<PathBuf>,
+    /// Enrol the originals in DIR (every file directly in it, not
+    /// recursive): each image's PDQ hash is stored with the file name stem as
+    /// entry id, in --list with --category. An image that cannot be read or
+    /// decoded is an error naming the file and the cause (--skip-invalid
+    /// reports, counts and skips it).
+    #[arg(long, value_name = "DIR")]
+    enroll_images: Option<PathBuf>,
+    /// With --enroll-images: also store the hashes of crops (90% and 80% of
+    /// each side, at the centre and the 4 corners) and small rotations (+-3,
+    /// +-6 degrees) of each original, all under the original's entry id
+    /// (about 15 hashes per image). Measured recall and false-positive rate:
+    /// docs/robustness.md.
+    #[arg(long, requires = "enroll_images")]
+    augment: bool,
 }
 
 #[derive(clap::Args)]
@@ -226,7 +240,173 @@ fn import_all(a: &ImportArgs) -> anyhow::Result<SegmentBuilder> {
             }
         );
     }
+    if let Some(dir) = &a.enroll_images {
+        enroll_images(dir, a, &mut b)?;
+    }
     Ok(b)
+}
+
+/// What enrolling one file came to.
+struct Enrolled {
+    path: PathBuf,
+    id: String,
+    result: Result<Vec<(PdqHash, Option<String>)>, String>,
+    low_quality: Option<u32>,
+}
+
+/// Reads, decodes and hashes one original: its own PDQ hash first (as
+/// `sigil scan` and `sigil serve` compute it), then, with `augment`, the
+/// hashes of its crops and small rotations, each with a note naming the
+/// variant.
+fn enroll_one(path: &Path, augment: bool, hasher: &mut sigil_core::pdq::PdqHasher) -> Enrolled {
+    use sigil_core::pdq::Profile;
+    use sigil_core::{DecodeOptions, Pixels};
+    use sigil_eval::robust::{enrollment_hashes, AugmentOptions};
+
+    let id = path
+        .file_stem()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned();
+    let decode_opts = DecodeOptions::default();
+    let decoded = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read: {e}"))
+        .and_then(|m| {
+            if m.len() > decode_opts.limits.max_bytes {
+                Err(format!(
+                    "{} bytes, over the decode limit of {} bytes",
+                    m.len(),
+                    decode_opts.limits.max_bytes
+                ))
+            } else {
+                std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
+            }
+        })
+        .and_then(|bytes| {
+            sigil_core::decode::decode(&bytes, &decode_opts)
+                .map_err(|e| format!("cannot decode: {e}"))
+        });
+    let img = match decoded {
+        Ok(img) => img,
+        Err(e) => {
+            return Enrolled {
+                path: path.to_path_buf(),
+                id,
+                result: Err(e),
+                low_quality: None,
+            }
+        }
+    };
+    let (w, h) = (img.width, img.height);
+    let plain = match &img.pixels {
+        Pixels::Rgb8(px) => hasher.hash_rgb8(w, h, px, Profile::Full),
+        Pixels::Luma8(px) => hasher.hash_luma8(w, h, px, Profile::Full),
+    };
+    let mut hashes = vec![(plain.hash, None)];
+    if augment {
+        for e in enrollment_hashes(hasher, &img, &AugmentOptions::default())
+            .into_iter()
+            .skip(1)
+        {
+            if hashes.iter().all(|(h, _)| *h != e.hash) {
+                hashes.push((e.hash, Some(format!("augmented: {}", e.variant.name()))));
+            }
+        }
+    }
+    Enrolled {
+        path: path.to_path_buf(),
+        id,
+        result: Ok(hashes),
+        low_quality: (plain.quality < 50).then_some(plain.quality),
+    }
+}
+
+/// `--enroll-images DIR [--augment]`: hashes every file directly in DIR (in
+/// name order, on all cores) into `b`.
+fn enroll_images(dir: &Path, a: &ImportArgs, b: &mut SegmentBuilder) -> anyhow::Result<()> {
+    use rayon::prelude::*;
+
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)
+        .with_context(|| format!("--enroll-images {}: cannot list", dir.display()))?
+    {
+        let entry = entry.with_context(|| format!("{}: cannot list", dir.display()))?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        // Follows symbolic links to files; directories are not descended.
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    let enrolled: Vec<Enrolled> = files
+        .par_iter()
+        .map_init(sigil_core::pdq::PdqHasher::new, |hasher, p| {
+            enroll_one(p, a.augment, hasher)
+        })
+        .collect();
+    let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
+    let (mut images, mut entries, mut skipped) = (0u64, 0u64, 0u64);
+    for e in enrolled {
+        let hashes = match e.result {
+            Ok(h) => h,
+            Err(cause) if a.skip_invalid => {
+                eprintln!("sigil: {}: {cause} (skipped)", e.path.display());
+                skipped += 1;
+                continue;
+            }
+            Err(cause) => bail!(
+                "{}: {cause} (--skip-invalid skips such files)",
+                e.path.display()
+            ),
+        };
+        if let Some(prev) = ids.insert(e.id.clone(), e.path.clone()) {
+            bail!(
+                "{} and {} both give entry id {:?} (the file name stem); rename one",
+                prev.display(),
+                e.path.display(),
+                e.id
+            );
+        }
+        if let Some(q) = e.low_quality {
+            eprintln!(
+                "sigil: {}: warning: PDQ quality {q} is under 50 (flat or tiny image); \
+                 its hash matches unreliably",
+                e.path.display()
+            );
+        }
+        for (hash, note) in &hashes {
+            b.push_pdq(
+                &hash.0,
+                sigil_index::EntryMeta {
+                    id: &e.id,
+                    list: &a.list,
+                    category: &a.category,
+                    note: note.as_deref(),
+                },
+            )?;
+        }
+        images += 1;
+        entries += hashes.len() as u64;
+    }
+    eprintln!(
+        "{}: {images} images enrolled, {entries} PDQ entries{}{}",
+        dir.display(),
+        if a.augment {
+            format!(" ({} augmented)", entries - images)
+        } else {
+            String::new()
+        },
+        if skipped > 0 {
+            format!(", {skipped} invalid files skipped")
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
 }
 
 fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {

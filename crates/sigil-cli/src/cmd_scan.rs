@@ -68,6 +68,14 @@ pub struct Args {
     /// Also match rotated and mirrored copies (8 dihedral variants).
     #[arg(long)]
     dihedral: bool,
+    /// Robust matching: also query the dihedral variants of the image and of
+    /// its content inside detected flat or mirrored borders (padding,
+    /// letterboxing, rotations by 90/180/270 degrees, flips); each entry is
+    /// reported once, at its smallest distance, with the query variant that
+    /// matched. Implies --dihedral. Measured recall and false-positive rate:
+    /// docs/robustness.md.
+    #[arg(long)]
+    robust: bool,
     /// PDQ hashes below this quality are not matched (verdict low_quality).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     min_quality: u32,
@@ -156,6 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         threads,
         radius: args.radius,
         dihedral: args.dihedral,
+        robust: args.robust,
         min_quality: args.min_quality,
         profile: args.profile,
         decode: DecodeOptions::default(),
@@ -177,6 +186,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         index: args.index.to_string_lossy().into_owned(),
         radius: args.radius,
         dihedral: args.dihedral,
+        robust: args.robust,
         min_quality: args.min_quality,
         fast: args.fast,
     };

@@ -1,0 +1,240 @@
+//! `sigil scan --robust` and `sigil index build --enroll-images DIR
+//! [--augment]` as processes: edited copies that the plain path misses are
+//! found by the robust options, and resume refuses to mix the two.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use image::RgbImage;
+use sigil_core::pdq::{PdqHasher, Profile};
+use sigil_eval::rng::SplitMix64;
+use sigil_eval::robust::rgb_of;
+use sigil_eval::transforms::{crop_frac, pad_flat, resize_by, Edit, Transform};
+
+fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
+}
+
+fn sigil(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sigil"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// A testdata original decoded and scaled so its longer side is 400 px (the
+/// tests' "original"; small keeps the unoptimised test build quick).
+fn original(file: &str) -> RgbImage {
+    let bytes = fs::read(testdata().join("originals").join(file)).unwrap();
+    let img = rgb_of(&sigil_core::decode::decode(&bytes, &Default::default()).unwrap());
+    let f = 400.0 / img.width().max(img.height()) as f32;
+    resize_by(&img, f, f)
+}
+
+fn records(out: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn record<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a serde_json::Value {
+    recs.iter()
+        .find(|r| r["path"].as_str().unwrap().ends_with(name))
+        .unwrap_or_else(|| panic!("no record for {name}: {recs:#?}"))
+}
+
+/// The original of bridge-mods/aaa-orig.jpg is indexed by its PDQ hash; a
+/// copy padded by 20% (black border) and a copy rotated by 90 degrees are
+/// missed by the plain scan and matched by `--robust`, which says which
+/// query variant matched.
+#[test]
+fn robust_scan_finds_padded_and_rotated_copies() {
+    let d = tempfile::tempdir().unwrap();
+    let orig = original("bridge-mods/aaa-orig.jpg");
+    let pdq = PdqHasher::new()
+        .hash_rgb8(orig.width(), orig.height(), orig.as_raw(), Profile::Full)
+        .hash;
+    let list = d.path().join("list.txt");
+    fs::write(&list, format!("{},bridge,demo,test\n", pdq.to_hex())).unwrap();
+    let idx = d.path().join("index");
+    let out = sigil(&["index", "build", "--output", s(&idx), s(&list)]);
+    assert!(out.status.success(), "{out:?}");
+
+    let tree = d.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    pad_flat(&orig, 0.2, [0, 0, 0])
+        .save(tree.join("padded.png"))
+        .unwrap();
+    let rot90 = Transform {
+        name: "rotate_90".into(),
+        edits: vec![Edit::Rot90],
+    };
+    rot90
+        .apply(&orig, &mut SplitMix64::new(1))
+        .unwrap()
+        .save(tree.join("rotated.png"))
+        .unwrap();
+
+    let plain = sigil(&["scan", s(&tree), "--index", s(&idx), "--quiet"]);
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+    let recs = records(&plain);
+    assert_eq!(recs.len(), 2);
+    for name in ["padded.png", "rotated.png"] {
+        assert_eq!(record(&recs, name)["verdict"], "no_match", "{recs:#?}");
+    }
+
+    let robust = sigil(&["scan", s(&tree), "--index", s(&idx), "--quiet", "--robust"]);
+    assert_eq!(robust.status.code(), Some(1), "{robust:?}");
+    let recs = records(&robust);
+    for (name, variant) in [("padded.png", "trim"), ("rotated.png", "dih:")] {
+        let r = record(&recs, name);
+        assert_eq!(r["verdict"], "match", "{r}");
+        let m = r["matches"].as_array().unwrap();
+        assert_eq!(m.len(), 1, "one match per entry: {r}");
+        assert_eq!(m[0]["id"], "bridge");
+        assert!(m[0]["distance"].as_u64().unwrap() <= 31, "{r}");
+        let v = m[0]["query_variant"].as_str().unwrap();
+        assert!(v.starts_with(variant), "{name} matched via {v}");
+    }
+}
+
+/// The resume manifest records --robust: a robust scan cannot be resumed
+/// without it (nor the other way round).
+#[test]
+fn resume_refuses_to_mix_robust_and_plain() {
+    let d = tempfile::tempdir().unwrap();
+    let idx = d.path().join("index");
+    let out = sigil(&[
+        "index",
+        "build",
+        "--output",
+        s(&idx),
+        s(&testdata().join("lists/demo.csv")),
+    ]);
+    assert!(out.status.success(), "{out:?}");
+    let tree = d.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    fs::copy(
+        testdata().join("originals/bridge-mods/square-128x128.jpg"),
+        tree.join("a.jpg"),
+    )
+    .unwrap();
+    let rec = d.path().join("out.jsonl");
+    let base = [
+        "scan",
+        s(&tree),
+        "--index",
+        s(&idx),
+        "--quiet",
+        "--output",
+        s(&rec),
+    ];
+    let first = sigil(&[&base[..], &["--robust"]].concat());
+    assert_eq!(first.status.code(), Some(1), "{first:?}");
+    let mixed = sigil(&[&base[..], &["--resume"]].concat());
+    assert_eq!(mixed.status.code(), Some(2), "{mixed:?}");
+    let err = String::from_utf8_lossy(&mixed.stderr);
+    assert!(err.contains("robust"), "{err}");
+    let same = sigil(&[&base[..], &["--resume", "--robust"]].concat());
+    assert_eq!(same.status.code(), Some(1), "{same:?}");
+}
+
+/// `--enroll-images DIR --augment` stores crops of each original under its
+/// id: a copy with 10% cropped off (the bottom-right 90% of each side kept)
+/// is missed against the plain enrolment and found against the augmented
+/// one. A file that is not an image is an error naming it, or is skipped
+/// and counted with --skip-invalid.
+#[test]
+fn augmented_enrolment_finds_a_cropped_copy() {
+    let d = tempfile::tempdir().unwrap();
+    let originals = d.path().join("originals");
+    fs::create_dir(&originals).unwrap();
+    let orig = original("bridge-mods/aaa-orig.jpg");
+    orig.save(originals.join("bridge.png")).unwrap();
+    original("reg-test-input/pen-and-coaster.png")
+        .save(originals.join("pen.png"))
+        .unwrap();
+    fs::write(originals.join("notes.jpg"), b"not an image\n").unwrap();
+
+    let tree = d.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    crop_frac(&orig, 0.1, 0.1, 0.9, 0.9)
+        .save(tree.join("cropped.png"))
+        .unwrap();
+
+    // A bad file stops the build, naming the file and the cause.
+    let plain_idx = d.path().join("plain");
+    let enroll = ["index", "build", "--list", "bank", "--enroll-images"];
+    let bad = sigil(&[&enroll[..], &[s(&originals), "--output", s(&plain_idx)]].concat());
+    assert!(!bad.status.success(), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        err.contains("notes.jpg") && err.contains("cannot decode"),
+        "{err}"
+    );
+
+    let args = |idx: &Path, augment: bool| {
+        let mut v = vec![s(&originals).to_string(), "--output".into(), s(idx).into()];
+        v.push("--skip-invalid".into());
+        if augment {
+            v.push("--augment".into());
+        }
+        v
+    };
+    let run = |extra: Vec<String>| {
+        let mut a: Vec<&str> = enroll.to_vec();
+        a.extend(extra.iter().map(String::as_str));
+        sigil(&a)
+    };
+    let out = run(args(&plain_idx, false));
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("2 images enrolled, 2 PDQ entries") && err.contains("1 invalid"),
+        "{err}"
+    );
+    let aug_idx = d.path().join("augmented");
+    let out = run(args(&aug_idx, true));
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("2 images enrolled"), "{err}");
+
+    // Every augmented entry carries the original's id.
+    let export = sigil(&["index", "export", s(&aug_idx)]);
+    assert!(export.status.success(), "{export:?}");
+    let rows = String::from_utf8_lossy(&export.stdout).into_owned();
+    let ids: Vec<&str> = rows
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').nth(2).unwrap())
+        .collect();
+    assert!(ids.len() > 10, "{rows}");
+    assert!(
+        ids.iter().all(|id| *id == "bridge" || *id == "pen"),
+        "{rows}"
+    );
+
+    let plain = sigil(&["scan", s(&tree), "--index", s(&plain_idx), "--quiet"]);
+    assert_eq!(plain.status.code(), Some(0), "{plain:?}");
+    assert_eq!(
+        record(&records(&plain), "cropped.png")["verdict"],
+        "no_match"
+    );
+
+    let aug = sigil(&["scan", s(&tree), "--index", s(&aug_idx), "--quiet"]);
+    assert_eq!(aug.status.code(), Some(1), "{aug:?}");
+    let recs = records(&aug);
+    let r = record(&recs, "cropped.png");
+    assert_eq!(r["verdict"], "match", "{r}");
+    assert!(r["matches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|m| m["id"] == "bridge" && m["list"] == "bank"));
+}
