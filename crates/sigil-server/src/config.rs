@@ -170,6 +170,9 @@ pub struct Matching {
     pub quality_threshold: u32,
     /// Match dihedral variants unless the request says otherwise.
     pub dihedral: bool,
+    /// Robust matching of images (dihedral variants of the image and of its
+    /// border-trimmed content) unless the request says otherwise.
+    pub robust: bool,
     /// Per-list radius caps (a list's matches never exceed its cap).
     pub list_radius: BTreeMap<String, u32>,
     /// Most matches returned per result.
@@ -183,6 +186,7 @@ impl Default for Matching {
             max_radius: 64,
             quality_threshold: 50,
             dihedral: false,
+            robust: false,
             list_radius: BTreeMap::new(),
             max_matches: 100,
         }

@@ -1,9 +1,10 @@
 //! From signatures (or caller-supplied hashes) to a verdict and matches,
 //! against one index generation. Pure logic: no I/O, no gRPC.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
-use sigil_core::{FileSignatures, HashKind, PdqHash};
+use sigil_core::{Dihedral, FileSignatures, HashKind, PdqHash};
+use sigil_eval::robust::{QueryHash, QueryVariant};
 use sigil_index::{IndexReader, Match, SearchOptions};
 
 use crate::config::Matching;
@@ -35,6 +36,8 @@ pub struct ResolvedOptions {
     /// `None`: all lists.
     pub lists: Option<BTreeSet<String>>,
     pub dihedral: bool,
+    /// Robust matching of images (see `MatchOptions.robust`).
+    pub robust: bool,
     pub max_matches: usize,
 }
 
@@ -53,6 +56,7 @@ pub fn resolve_options(
     radius: Option<u32>,
     lists: &[String],
     dihedral: Option<bool>,
+    robust: Option<bool>,
     max_matches: Option<u32>,
     known_lists: &BTreeSet<String>,
 ) -> Result<ResolvedOptions, OptionsError> {
@@ -90,6 +94,7 @@ pub fn resolve_options(
         radius,
         lists,
         dihedral: dihedral.unwrap_or(policy.dihedral),
+        robust: robust.unwrap_or(policy.robust),
         max_matches,
     })
 }
@@ -101,6 +106,21 @@ pub struct Outcome {
     pub matches: Vec<Match>,
     /// For `Verdict::Error`: the cause.
     pub error: Option<String>,
+    /// Robust matching: the query variant that matched each PDQ entry,
+    /// keyed by (list, id).
+    pub query_variants: BTreeMap<(String, String), String>,
+}
+
+impl Outcome {
+    /// The query variant that matched `m` (robust matching of PDQ only).
+    pub fn query_variant(&self, m: &Match) -> Option<&str> {
+        if m.kind != HashKind::Pdq {
+            return None;
+        }
+        self.query_variants
+            .get(&(m.list.clone(), m.id.clone()))
+            .map(String::as_str)
+    }
 }
 
 /// Runs lookups against one generation with one request's options.
@@ -167,19 +187,63 @@ impl Matcher<'_> {
                 verdict: fallback,
                 matches,
                 error,
+                query_variants: BTreeMap::new(),
             }
         } else {
             Outcome {
                 verdict: Verdict::Match,
                 matches,
                 error: None,
+                query_variants: BTreeMap::new(),
             }
         }
     }
 
+    /// Robust lookup: every query variant (derived ones under the quality
+    /// threshold skipped), each entry kept once at its smallest distance
+    /// (ties: the earlier variant), with the name of the variant.
+    fn pdq_robust(
+        &self,
+        variants: &[QueryHash],
+    ) -> (Vec<Match>, BTreeMap<(String, String), String>) {
+        let opts = self.search_options();
+        let mut best: BTreeMap<(String, String), (Match, String)> = BTreeMap::new();
+        for (i, v) in variants.iter().enumerate() {
+            if i > 0 && v.quality < self.policy.quality_threshold {
+                continue;
+            }
+            for mut m in self.reader.search_pdq(&v.hash, &opts) {
+                if !self.keep(&m) {
+                    continue;
+                }
+                m.variant = match v.variant {
+                    QueryVariant::Original | QueryVariant::Trimmed => Some(Dihedral::Orig),
+                    QueryVariant::Dihedral(d) | QueryVariant::TrimmedDihedral(d) => Some(d),
+                    _ => None,
+                };
+                let key = (m.list.clone(), m.id.clone());
+                match best.get(&key) {
+                    Some((b, _)) if b.distance <= m.distance => {}
+                    _ => {
+                        best.insert(key, (m, v.variant.name()));
+                    }
+                }
+            }
+        }
+        let mut names = BTreeMap::new();
+        let mut matches = Vec::with_capacity(best.len());
+        for (key, (m, name)) in best {
+            names.insert(key, name);
+            matches.push(m);
+        }
+        (matches, names)
+    }
+
     /// Matches a hashed file: exact digests always, PDQ when the image
-    /// decoded with enough quality.
-    pub fn signatures(&self, sigs: &FileSignatures) -> Outcome {
+    /// decoded with enough quality. With robust options and `robust`
+    /// variants (from `sigil_eval::robust::robust_query_hashes`), PDQ is
+    /// looked up for every variant.
+    pub fn signatures(&self, sigs: &FileSignatures, robust: &[QueryHash]) -> Outcome {
         let mut matches = Vec::new();
         for kind in [HashKind::Md5, HashKind::Sha1, HashKind::Sha256] {
             if let Some(d) = sigs.exact.get(kind) {
@@ -194,6 +258,13 @@ impl Matcher<'_> {
             ),
             Ok(img) if img.quality < self.policy.quality_threshold => {
                 self.finish(matches, Verdict::LowQuality, None)
+            }
+            Ok(_) if self.options.robust && !robust.is_empty() => {
+                let (found, names) = self.pdq_robust(robust);
+                matches.extend(found);
+                let mut o = self.finish(matches, Verdict::NoMatch, None);
+                o.query_variants = names;
+                o
             }
             Ok(img) => {
                 let variants = if self.options.dihedral {

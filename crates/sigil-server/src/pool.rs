@@ -10,9 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
-use sigil_core::decode::{DecodeLimits, DecodeOptions};
-use sigil_core::pdq::Profile;
-use sigil_core::{FileSignatures, SignOptions, Signer};
+use sigil_core::decode::{decode, DecodeLimits, DecodeOptions};
+use sigil_core::pdq::{PdqHasher, Profile};
+use sigil_core::{
+    Dihedral, ExactDigests, FileSignatures, ImageSignature, PdqHash, SignOptions, Signer,
+};
+use sigil_eval::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustQueryOptions};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Why an image was not hashed.
@@ -28,11 +31,30 @@ pub enum PoolError {
     WorkerPanic(String),
 }
 
+/// What a worker computed for one image.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub sigs: FileSignatures,
+    /// With robust hashing: every query variant
+    /// ([`RobustQueryOptions::recommended`]), the image as given first.
+    /// Empty otherwise (or when the bytes did not decode).
+    pub robust: Vec<QueryHash>,
+}
+
+/// How to hash one image.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct HashMode {
+    /// The 8 dihedral hashes.
+    pub dihedral: bool,
+    /// The robust query variants (implies the dihedral hashes).
+    pub robust: bool,
+}
+
 struct Job {
     image: Vec<u8>,
-    dihedral: bool,
+    mode: HashMode,
     deadline: Instant,
-    reply: oneshot::Sender<Result<FileSignatures, PoolError>>,
+    reply: oneshot::Sender<Result<Signed, PoolError>>,
     /// Released when the job is done, making room for the next one.
     _permit: OwnedSemaphorePermit,
 }
@@ -80,44 +102,44 @@ impl HashPool {
     pub async fn try_sign(
         &self,
         image: Vec<u8>,
-        dihedral: bool,
+        mode: HashMode,
         deadline: Instant,
-    ) -> Result<FileSignatures, PoolError> {
+    ) -> Result<Signed, PoolError> {
         let permit = self
             .admission
             .clone()
             .try_acquire_owned()
             .map_err(|_| PoolError::Full(self.capacity))?;
-        self.submit(image, dihedral, deadline, permit).await
+        self.submit(image, mode, deadline, permit).await
     }
 
     /// Hashes `image`, waiting for room in the pool.
     pub async fn sign_waiting(
         &self,
         image: Vec<u8>,
-        dihedral: bool,
+        mode: HashMode,
         deadline: Instant,
-    ) -> Result<FileSignatures, PoolError> {
+    ) -> Result<Signed, PoolError> {
         let permit = self
             .admission
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| PoolError::ShutDown)?;
-        self.submit(image, dihedral, deadline, permit).await
+        self.submit(image, mode, deadline, permit).await
     }
 
     async fn submit(
         &self,
         image: Vec<u8>,
-        dihedral: bool,
+        mode: HashMode,
         deadline: Instant,
         permit: OwnedSemaphorePermit,
-    ) -> Result<FileSignatures, PoolError> {
+    ) -> Result<Signed, PoolError> {
         let (reply, rx) = oneshot::channel();
         let job = Job {
             image,
-            dihedral,
+            mode,
             deadline,
             reply,
             _permit: permit,
@@ -168,6 +190,7 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
     };
     let mut plain = Signer::new(options(false));
     let mut with_dihedral: Option<Signer> = None;
+    let mut robust_hasher: Option<PdqHasher> = None;
     loop {
         let job = {
             let guard = rx.lock().unwrap_or_else(|p| p.into_inner());
@@ -178,7 +201,7 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
         };
         let Job {
             image,
-            dihedral,
+            mode,
             deadline,
             reply,
             _permit,
@@ -190,25 +213,82 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
             let _ = reply.send(Err(PoolError::DeadlineExpired));
             continue;
         }
-        let signer = if dihedral {
-            with_dihedral.get_or_insert_with(|| Signer::new(options(true)))
-        } else {
-            &mut plain
-        };
-        // sign() catches decoder panics itself; this guards the hasher too,
-        // so one bad image cannot take a worker down.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| signer.sign(&image)))
-            .map_err(|p| {
-                PoolError::WorkerPanic(
-                    p.downcast_ref::<&str>()
-                        .map(|s| s.to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".into()),
-                )
-            });
+        // sign() and decode() catch decoder panics themselves; this guards
+        // the hashers too, so one bad image cannot take a worker down.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            if mode.robust {
+                let decode_opts = options(false).decode;
+                let hasher = robust_hasher.get_or_insert_with(PdqHasher::new);
+                sign_robust(hasher, &image, &decode_opts)
+            } else {
+                let signer = if mode.dihedral {
+                    with_dihedral.get_or_insert_with(|| Signer::new(options(true)))
+                } else {
+                    &mut plain
+                };
+                Signed {
+                    sigs: signer.sign(&image),
+                    robust: Vec::new(),
+                }
+            }
+        }))
+        .map_err(|p| {
+            PoolError::WorkerPanic(
+                p.downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "panic".into()),
+            )
+        });
         // The image buffer is dropped as soon as it is hashed: nothing after
         // this point can reach the bytes.
         drop(image);
         let _ = reply.send(result);
+    }
+}
+
+/// Exact digests and the robust query variants of one image. The
+/// signature's PDQ hash, quality and dihedral hashes are those of the image
+/// as given (the first 8 variants), so nothing is hashed twice.
+fn sign_robust(hasher: &mut PdqHasher, bytes: &[u8], decode_opts: &DecodeOptions) -> Signed {
+    let exact = ExactDigests::of(bytes);
+    let img = match decode(bytes, decode_opts) {
+        Ok(img) => img,
+        Err(e) => {
+            return Signed {
+                sigs: FileSignatures {
+                    exact,
+                    image: Err(e),
+                },
+                robust: Vec::new(),
+            }
+        }
+    };
+    let opts = RobustQueryOptions::recommended();
+    let variants = robust_query_hashes(hasher, &img, &opts);
+    let is_dihedral = variants.len() >= 8
+        && variants[..8].iter().enumerate().all(|(i, v)| {
+            v.variant
+                == if i == 0 {
+                    QueryVariant::Original
+                } else {
+                    QueryVariant::Dihedral(Dihedral::ALL[i])
+                }
+        });
+    let dihedral: Option<[PdqHash; 8]> =
+        is_dihedral.then(|| std::array::from_fn(|i| variants[i].hash));
+    let sig = ImageSignature {
+        width: img.width,
+        height: img.height,
+        pdq: variants[0].hash,
+        quality: variants[0].quality,
+        dihedral,
+    };
+    Signed {
+        sigs: FileSignatures {
+            exact,
+            image: Ok(sig),
+        },
+        robust: variants,
     }
 }

@@ -15,7 +15,7 @@ use crate::auth::Caller;
 use crate::config::ServerConfig;
 use crate::matching::{resolve_options, Matcher, Outcome, ResolvedOptions, Verdict};
 use crate::metrics::Metrics;
-use crate::pool::{HashPool, PoolError};
+use crate::pool::{HashMode, HashPool, PoolError, Signed};
 use crate::proto;
 use crate::store::{
     NewReport, ReportFilter, ReportRecord, ReportStatus, ReportStore, ReportUpdate, StoreError,
@@ -103,6 +103,7 @@ impl AppState {
             o.radius,
             &o.lists,
             if image { o.dihedral } else { Some(false) },
+            if image { o.robust } else { Some(false) },
             o.max_matches,
             &Self::known_lists(reader),
         )
@@ -195,12 +196,16 @@ impl AppState {
             ));
         }
         let image_len = image.len();
-        let sigs = if wait_for_pool {
-            self.pool.sign_waiting(image, opts.dihedral, deadline).await
-        } else {
-            self.pool.try_sign(image, opts.dihedral, deadline).await
+        let mode = HashMode {
+            dihedral: opts.dihedral,
+            robust: opts.robust,
         };
-        let sigs = sigs.map_err(|e| match e {
+        let signed = if wait_for_pool {
+            self.pool.sign_waiting(image, mode, deadline).await
+        } else {
+            self.pool.try_sign(image, mode, deadline).await
+        };
+        let Signed { sigs, robust } = signed.map_err(|e| match e {
             PoolError::Full(_) => {
                 self.metrics.pool_rejections.inc();
                 Status::resource_exhausted(e.to_string())
@@ -214,7 +219,7 @@ impl AppState {
             policy: &self.config.matching,
             options: &opts,
         }
-        .signatures(&sigs);
+        .signatures(&sigs, &robust);
         self.count_outcome(method, &outcome);
         let hashes = computed_hashes(&sigs);
         let report_id = if outcome.verdict == Verdict::Match {
@@ -258,7 +263,14 @@ impl AppState {
         Ok(proto::MatchResult {
             request_id,
             verdict: proto_verdict(outcome.verdict) as i32,
-            matches: outcome.matches.iter().map(proto_match).collect(),
+            matches: outcome
+                .matches
+                .iter()
+                .map(|m| proto::Match {
+                    query_variant: outcome.query_variant(m).unwrap_or_default().to_string(),
+                    ..proto_match(m)
+                })
+                .collect(),
             hashes: Some(hashes),
             report_id,
             error: outcome.error.unwrap_or_default(),
@@ -344,6 +356,7 @@ fn proto_match(m: &Match) -> proto::Match {
         kind: proto_kind(m.kind) as i32,
         variant: proto_variant(m.variant.map(|v| v.as_str())) as i32,
         note: m.note.clone().unwrap_or_default(),
+        query_variant: String::new(),
     }
 }
 
@@ -372,6 +385,7 @@ fn stored_to_proto_match(m: &StoredMatch) -> proto::Match {
         kind: kind as i32,
         variant: proto_variant(m.variant.as_deref()) as i32,
         note: m.note.clone().unwrap_or_default(),
+        query_variant: String::new(),
     }
 }
 
