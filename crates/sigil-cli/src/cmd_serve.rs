@@ -35,6 +35,12 @@ pub struct Args {
     /// use and trials; never for production).
     #[arg(long)]
     insecure_loopback: bool,
+    /// Robust image matching by default (sets `[matching] robust`): also
+    /// match padded, rotated (90/180/270) and mirrored copies. A request can
+    /// still turn it off with `MatchOptions.robust = false`. Measured recall
+    /// and false-positive rate: docs/robustness.md.
+    #[arg(long)]
+    robust: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -70,6 +76,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     if let Some(m) = args.metrics_listen {
         config.metrics_listen = Some(m);
+    }
+    if args.robust {
+        config.matching.robust = true;
     }
     config.insecure_loopback = args.insecure_loopback;
     if config.insecure_loopback && !config.api_keys.is_empty() {
