@@ -179,12 +179,19 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
+/// How long a client may take to complete the TLS handshake. Without a
+/// limit, a connection that never sends its ClientHello holds a socket and a
+/// task for as long as the peer keeps it open.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Applies `[tls]` to the server builder. Every failure names the file(s)
 /// at fault: tonic's own error says only "transport error".
 fn apply_tls(builder: Server, tls: &TlsConfig) -> Result<Server, ServerError> {
     let (cert_pem, _) = read_certificates(&tls.cert)?;
     let identity = Identity::from_pem(cert_pem, read_private_key(&tls.key)?);
-    let mut t = ServerTlsConfig::new().identity(identity);
+    let mut t = ServerTlsConfig::new()
+        .identity(identity)
+        .timeout(TLS_HANDSHAKE_TIMEOUT);
     if let Some(ca) = &tls.client_ca {
         let (pem, certs) = read_certificates(ca)?;
         // tonic skips certificates it cannot use as trust anchors; refuse

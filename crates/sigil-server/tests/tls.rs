@@ -438,6 +438,33 @@ async fn mtls_serves_only_clients_with_a_certificate_from_the_configured_ca() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_is_dropped_while_others_are_served() {
+    use tokio::io::AsyncReadExt;
+    let fx = start_tls(true, |_| {}).await;
+    let addr = fx.addr();
+    // Connects and never sends a ClientHello.
+    let mut stalled = tokio::net::TcpStream::connect(addr).await.unwrap();
+    served(
+        addr,
+        &ClientSpec {
+            trust: Some(&fx.pki.ca_pem),
+            identity: Some(&fx.pki.client),
+            ..Default::default()
+        },
+    )
+    .await;
+    // The server gives up on it (handshake timeout) and closes it; before
+    // the fix it was held for as long as the peer kept it open.
+    let mut buf = [0u8; 64];
+    let outcome = no_hang("stalled handshake", stalled.read(&mut buf)).await;
+    assert!(
+        matches!(outcome, Ok(0) | Err(_)),
+        "expected the server to close the connection: {outcome:?}"
+    );
+    fx.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plaintext_health_listener_serves_health_only_beside_tls() {
     let fx = start_tls(true, |c| {
         c.health_listen = Some("127.0.0.1:0".parse().unwrap());
