@@ -196,16 +196,20 @@ fn authed<T>(msg: T, key: &str) -> Request<T> {
     r
 }
 
-/// Polls IndexInfo until the server answers; fails if the process exits or
-/// nothing answers within `START_CAP`.
-async fn wait_ready(addr: SocketAddr, server: &mut ChildGuard, stderr: &Path) {
+/// Polls IndexInfo until the server answers. Err(stderr) if the process
+/// exits first; fails if nothing answers within `START_CAP`.
+async fn wait_ready(
+    addr: SocketAddr,
+    server: &mut ChildGuard,
+    stderr: &Path,
+) -> Result<(), String> {
     let start = Instant::now();
     loop {
         if let Some(st) = server.child().try_wait().unwrap() {
-            panic!(
+            return Err(format!(
                 "sigil serve exited during start-up ({st}): {}",
                 fs::read_to_string(stderr).unwrap_or_default()
-            );
+            ));
         }
         if let Ok(mut m) = MatcherClient::connect(format!("http://{addr}")).await {
             if let Ok(info) = m
@@ -213,7 +217,7 @@ async fn wait_ready(addr: SocketAddr, server: &mut ChildGuard, stderr: &Path) {
                 .await
             {
                 assert_eq!(info.into_inner().pdq_entries, 1);
-                return;
+                return Ok(());
             }
         }
         assert!(
@@ -223,6 +227,25 @@ async fn wait_ready(addr: SocketAddr, server: &mut ChildGuard, stderr: &Path) {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Writes the config with a port picked free just before and starts
+/// `sigil serve` on it, waiting until it answers. Another process may take
+/// the port in between: then the server fails to bind, and a new port is
+/// tried (a few times).
+async fn serve_ready(root: &Path, index: &Path, tag: &str) -> (ChildGuard, SocketAddr) {
+    let mut last = String::new();
+    for _ in 0..5 {
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = write_config(root, addr, index, "");
+        let mut server = spawn_serve(&config, root, tag);
+        match wait_ready(addr, &mut server, &root.join(format!("{tag}.stderr"))).await {
+            Ok(()) => return (server, addr),
+            Err(e) if e.contains("cannot listen on") => last = e,
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no free port after 5 tries: {last}");
 }
 
 fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -267,12 +290,9 @@ async fn acknowledged_match_survives_kill_9_and_image_bytes_are_nowhere() {
     let image = fs::read(testdata(KNOWN)).unwrap();
     let index = root.join("index");
     build_index(&index, &image);
-    let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-    let config = write_config(root, addr, &index, "");
     let db = root.join("reports.db");
 
-    let mut server = spawn_serve(&config, root, "first");
-    wait_ready(addr, &mut server, &root.join("first.stderr")).await;
+    let (mut server, addr) = serve_ready(root, &index, "first").await;
 
     let mut m = MatcherClient::connect(format!("http://{addr}"))
         .await
@@ -348,8 +368,7 @@ async fn acknowledged_match_survives_kill_9_and_image_bytes_are_nowhere() {
 
     // A restarted server on the same database serves the stub to reviewers
     // and stops cleanly on SIGTERM.
-    let mut server = spawn_serve(&config, root, "second");
-    wait_ready(addr, &mut server, &root.join("second.stderr")).await;
+    let (mut server, addr) = serve_ready(root, &index, "second").await;
     let mut r = ReportsClient::connect(format!("http://{addr}"))
         .await
         .unwrap();
