@@ -22,7 +22,7 @@ REPEAT=${REPEAT:-3}
 mkdir -p "$WORK"
 cd "$ROOT"
 cargo build --release -q -p sigil-cli
-SIGIL=$ROOT/target/release/sigil
+SIGIL=${CARGO_TARGET_DIR:-$ROOT/target}/release/sigil
 IDX=$ROOT/testdata/index
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"

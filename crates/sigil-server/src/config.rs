@@ -31,7 +31,8 @@ pub enum ConfigError {
 pub struct ServerConfig {
     /// gRPC listen address.
     pub listen: SocketAddr,
-    /// Prometheus `/metrics` listen address (plain HTTP); unset disables it.
+    /// Prometheus `/metrics` listen address (plain HTTP); 127.0.0.1:9464 when
+    /// the key is absent (loopback: expose it deliberately, e.g. 0.0.0.0:9464).
     pub metrics_listen: Option<SocketAddr>,
     /// Optional plaintext listener serving only `grpc.health.v1` (for
     /// kubelet probes, which cannot speak TLS).
