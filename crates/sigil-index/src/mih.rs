@@ -242,15 +242,14 @@ pub fn range_search(
         qsub[j] = extract(&qw, v.sub.start, v.sub.len);
     }
     cands.clear();
+    // Pass 1: the posting range of every bucket to visit. The offset reads
+    // are independent of each other, so the CPU overlaps their misses.
+    let mut ranges: Vec<(u32, u32, u16, u16)> = Vec::with_capacity(2048);
     for (j, v) in subs.iter().enumerate() {
         let low_bits = v.sub.low_bits();
-        let qv = qsub[j];
-        let qh = qv >> low_bits;
-        let ql = (qv & ((1u32 << low_bits) - 1)) as u8;
+        let qh = qsub[j] >> low_bits;
         let n = v.rows.len();
-        let has_lows = low_bits > 0 && v.lows.len() == n;
         for dh in 0..=s.min(BUCKET_BITS) {
-            let allowed = s - dh;
             // Gosper's hack: every 16-bit mask with `dh` bits set.
             let mut mask: u32 = (1u32 << dh) - 1;
             while mask < (1 << BUCKET_BITS) {
@@ -258,22 +257,7 @@ pub fn range_search(
                 let a = (*v.offsets.get(h).unwrap_or(&0) as usize).min(n);
                 let b = (*v.offsets.get(h + 1).unwrap_or(&0) as usize).min(n);
                 if a < b {
-                    let rows = &v.rows[a..b];
-                    if !has_lows || allowed >= low_bits {
-                        cands.extend(rows.iter().map(|&r| (r, j as u32)));
-                    } else if allowed == 0 {
-                        let lows = &v.lows[a..b];
-                        let lo = lows.partition_point(|&x| x < ql);
-                        let hi = lo + lows[lo..].partition_point(|&x| x <= ql);
-                        cands.extend(rows[lo..hi].iter().map(|&r| (r, j as u32)));
-                    } else {
-                        let lows = &v.lows[a..b];
-                        for (i, &l) in lows.iter().enumerate() {
-                            if (l ^ ql).count_ones() <= allowed {
-                                cands.push((rows[i], j as u32));
-                            }
-                        }
-                    }
+                    ranges.push((a as u32, b as u32, j as u16, (s - dh) as u16));
                 }
                 if mask == 0 {
                     break;
@@ -284,7 +268,50 @@ pub fn range_search(
             }
         }
     }
-    for &(row, j) in cands.iter() {
+    // Pass 2: scan each range, prefetching the postings of ranges ahead:
+    // each bucket is a random place in a large table (a cache and TLB miss).
+    const AHEAD: usize = 16;
+    for (i, &(a, b, j, allowed)) in ranges.iter().enumerate() {
+        if let Some(&(na, _, nj, _)) = ranges.get(i + AHEAD) {
+            let nv = &subs[nj as usize];
+            if let Some(x) = nv.lows.get(na as usize) {
+                prefetch(x);
+            }
+            if let Some(x) = nv.rows.get(na as usize) {
+                prefetch(x);
+            }
+        }
+        let (a, b, allowed) = (a as usize, b as usize, allowed as u32);
+        let v = &subs[j as usize];
+        let low_bits = v.sub.low_bits();
+        let ql = (qsub[j as usize] & ((1u32 << low_bits) - 1)) as u8;
+        let n = v.rows.len();
+        let has_lows = low_bits > 0 && v.lows.len() == n;
+        let rows = &v.rows[a..b];
+        let j = j as u32;
+        if !has_lows || allowed >= low_bits {
+            cands.extend(rows.iter().map(|&r| (r, j)));
+        } else if allowed == 0 {
+            let lows = &v.lows[a..b];
+            let lo = lows.partition_point(|&x| x < ql);
+            let hi = lo + lows[lo..].partition_point(|&x| x <= ql);
+            cands.extend(rows[lo..hi].iter().map(|&r| (r, j)));
+        } else {
+            let lows = &v.lows[a..b];
+            for (i, &l) in lows.iter().enumerate() {
+                if (l ^ ql).count_ones() <= allowed {
+                    cands.push((rows[i], j));
+                }
+            }
+        }
+    }
+    // Candidates are random rows of the key array: prefetch a few ahead.
+    for (i, &(row, j)) in cands.iter().enumerate() {
+        if let Some(&(next, _)) = cands.get(i + AHEAD) {
+            if let Some(k) = keys.get(next as usize) {
+                prefetch(k);
+            }
+        }
         let Some(k) = keys.get(row as usize) else {
             continue;
         };
@@ -303,6 +330,20 @@ pub fn range_search(
             out.push((row, d));
         }
     }
+}
+
+/// A hint to load the cache line of `r`; no effect on results.
+#[inline(always)]
+fn prefetch<T>(r: &T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is only a hint: it never faults and changes no
+    // memory; the pointer comes from a reference, so it is valid anyway.
+    unsafe {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>((r as *const T).cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = r;
 }
 
 /// Flat scan: every key within `radius`.
