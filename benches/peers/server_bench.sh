@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# gRPC service load benchmark (BENCHMARKS.md, "gRPC service"): one run, one machine.
+#
+# usage: benches/peers/server_bench.sh INDEX IMAGES_DIR [SOAK_SECONDS]
+#   INDEX       e.g. /work/bench-data/idx10m/sigil-index (10M entries)
+#   IMAGES_DIR  e.g. /work/bench-data/corpus/img (the photo corpus, also scanned by scan_bench.sh)
+#   SOAK_SECONDS default 600
+# Starts `sigil serve --insecure-loopback` on the index, then with `sigil bench-server`:
+# 1. MatchHashes peak: random PDQ hashes (no match), 1000 per call, 4 callers, 20 s;
+# 2. MatchImage peak on IMAGES_DIR, 4 callers, 20 s; then `sigil scan --threads 2` on the same
+#    directory and index for the comparison;
+# 3. p99 at 80% of the MatchImage peak: open loop at a fixed call rate, 30 s;
+# 4. soak: MatchImage for SOAK_SECONDS at 2 callers, the server's RSS sampled every 10 s.
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+INDEX=$1
+IMAGES=$2
+SOAK=${3:-600}
+cd "$ROOT"
+cargo build --release -q -p sigil-cli
+SIGIL=${CARGO_TARGET_DIR:-$ROOT/target}/release/sigil
+WORK=$(mktemp -d /tmp/sigil-server-bench.XXXXXX)
+PORT=${PORT:-50071}
+"$SIGIL" serve --index "$INDEX" --listen "127.0.0.1:$PORT" --db "$WORK/reports.db" \
+    --metrics-listen 127.0.0.1:0 --insecure-loopback --log-format text 2>"$WORK/serve.log" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
+for _ in $(seq 300); do
+    "$SIGIL" bench-server --addr "127.0.0.1:$PORT" --mode hashes --batch 1 --concurrency 1 \
+        --seconds 0.2 --warmup 0 >/dev/null 2>&1 && break
+    sleep 0.2
+done
+echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "index: $INDEX; images: $IMAGES ($(ls "$IMAGES" | wc -l) files)"
+bench() { "$SIGIL" bench-server --addr "127.0.0.1:$PORT" "$@"; }
+rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER/status"; }
+
+echo "== 1. MatchHashes peak"
+bench --mode hashes --batch 1000 --concurrency 4 --seconds 20 | tee "$WORK/hashes.json"
+echo "== 2. MatchImage peak, then sigil scan --threads 2 on the same files"
+bench --mode image --images "$IMAGES" --concurrency 4 --seconds 20 | tee "$WORK/image.json"
+"$SIGIL" scan --quiet --threads 2 --index "$INDEX" "$IMAGES" --output "$WORK/scan.jsonl" \
+    --summary-json "$WORK/scan.json" || [ $? -eq 1 ]
+python3 -c 'import json,sys; s=json.load(open(sys.argv[1])); print(json.dumps({"scan_threads2_files_per_s": s["files_per_s"]}))' "$WORK/scan.json"
+PEAK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["calls_per_s"])' "$WORK/image.json")
+RATE=$(python3 -c "print(round(0.8 * $PEAK, 2))")
+echo "== 3. MatchImage open loop at 80% of peak ($RATE calls/s)"
+# bench-server exits non-zero when any call failed; the errors are in its JSON line.
+bench --mode image --images "$IMAGES" --rate "$RATE" --concurrency 64 --seconds 30 || true
+echo "== 4. soak ${SOAK}s, server RSS (KiB) every 10 s"
+(bench --mode image --images "$IMAGES" --concurrency 2 --seconds "$SOAK" --warmup 0 > "$WORK/soak.json" || true) &
+LOAD=$!
+samples=()
+while kill -0 $LOAD 2>/dev/null; do samples+=("$(rss)"); sleep 10; done
+cat "$WORK/soak.json"
+python3 - "${samples[@]}" <<'PYEOF'
+import sys
+s = [int(x) for x in sys.argv[1:] if x]
+print(f"rss samples: {len(s)}, first {s[0]/1024:.1f} MiB, min {min(s)/1024:.1f}, max {max(s)/1024:.1f}, "
+      f"last {s[-1]/1024:.1f} MiB; last vs 2nd minute {100*(s[-1]/s[min(12,len(s)-1)]-1):+.1f}%")
+print("rss trace (MiB): " + " ".join(f"{x/1024:.0f}" for x in s))
+PYEOF
