@@ -314,6 +314,61 @@ fn killed_writer_leaves_the_previous_generation_intact() {
         ]));
         assert!(out.contains("\"id\":\"keep\""), "{out}");
     }
+    // kill -9 during `compact` (which rewrites the 300k entries): the index
+    // still verifies and holds the first entry.
+    for delay_ms in [20u64, 120] {
+        let mut child = sigil()
+            .args(["index", "compact", i])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        ok(run(&["index", "verify", i]));
+        let q = d.join("q.txt");
+        let out = ok(run(&[
+            "index",
+            "query",
+            i,
+            "--radius",
+            "0",
+            q.to_str().unwrap(),
+        ]));
+        assert!(out.contains("\"id\":\"keep\""), "{out}");
+    }
+    // kill -9 during `build` of a new index: the output is either no index
+    // at all (a rerun of the build then succeeds) or a complete one; never
+    // a half-written index that opens.
+    for delay_ms in [10u64, 60, 200] {
+        let fresh = d.join(format!("fresh-{delay_ms}"));
+        let f = fresh.to_str().unwrap();
+        let mut child = sigil()
+            .args(["index", "build", "--output", f, big.to_str().unwrap()])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        if fresh.join("MANIFEST").exists() {
+            ok(run(&["index", "verify", f]));
+        } else {
+            let o = run(&["index", "stats", f]);
+            assert!(
+                !o.status.success(),
+                "a killed build left an index that opens"
+            );
+            ok(run(&[
+                "index",
+                "build",
+                "--output",
+                f,
+                big.to_str().unwrap(),
+            ]));
+            ok(run(&["index", "verify", f]));
+        }
+    }
     // Leftover temporary files from the killed writers are swept by compact.
     std::fs::write(idx.join(".tmp-seg-9999999999.sgs-1-1"), b"partial").unwrap();
     ok(run(&["index", "verify", i]));
