@@ -261,6 +261,29 @@ fn bad_lines_and_corrupt_indexes_get_clear_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not an index"));
 }
 
+/// Runs `sigil ARGS` and kills it (SIGKILL) after `delay_ms`, whatever it
+/// is doing by then.
+fn kill_during(args: &[&str], delay_ms: u64) {
+    let mut child = sigil().args(args).stderr(Stdio::null()).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The index verifies and still finds the entry `keep` for the query file `q`.
+fn verifies_and_keeps(index: &str, q: &Path) {
+    ok(run(&["index", "verify", index]));
+    let out = ok(run(&[
+        "index",
+        "query",
+        index,
+        "--radius",
+        "0",
+        q.to_str().unwrap(),
+    ]));
+    assert!(out.contains("\"id\":\"keep\""), "{out}");
+}
+
 #[test]
 fn killed_writer_leaves_the_previous_generation_intact() {
     let d = scratch("kill");
@@ -290,52 +313,19 @@ fn killed_writer_leaves_the_previous_generation_intact() {
         writeln!(f, "{line}").unwrap();
     }
     drop(f);
+    let q = d.join("q.txt");
+    std::fs::write(&q, format!("{H1}\n")).unwrap();
     for delay_ms in [5u64, 40, 150] {
-        let mut child = sigil()
-            .args(["index", "add", i, big.to_str().unwrap()])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_during(&["index", "add", i, big.to_str().unwrap()], delay_ms);
         // Whatever the moment of the kill, the index opens, verifies and
         // still holds the first entry.
-        ok(run(&["index", "verify", i]));
-        let q = d.join("q.txt");
-        std::fs::write(&q, format!("{H1}\n")).unwrap();
-        let out = ok(run(&[
-            "index",
-            "query",
-            i,
-            "--radius",
-            "0",
-            q.to_str().unwrap(),
-        ]));
-        assert!(out.contains("\"id\":\"keep\""), "{out}");
+        verifies_and_keeps(i, &q);
     }
     // kill -9 during `compact` (which rewrites the 300k entries): the index
     // still verifies and holds the first entry.
     for delay_ms in [20u64, 120] {
-        let mut child = sigil()
-            .args(["index", "compact", i])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
-        ok(run(&["index", "verify", i]));
-        let q = d.join("q.txt");
-        let out = ok(run(&[
-            "index",
-            "query",
-            i,
-            "--radius",
-            "0",
-            q.to_str().unwrap(),
-        ]));
-        assert!(out.contains("\"id\":\"keep\""), "{out}");
+        kill_during(&["index", "compact", i], delay_ms);
+        verifies_and_keeps(i, &q);
     }
     // kill -9 during `build` of a new index: the output is either no index
     // at all (a rerun of the build then succeeds) or a complete one; never
@@ -343,14 +333,10 @@ fn killed_writer_leaves_the_previous_generation_intact() {
     for delay_ms in [10u64, 60, 200] {
         let fresh = d.join(format!("fresh-{delay_ms}"));
         let f = fresh.to_str().unwrap();
-        let mut child = sigil()
-            .args(["index", "build", "--output", f, big.to_str().unwrap()])
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-        let _ = child.kill();
-        let _ = child.wait();
+        kill_during(
+            &["index", "build", "--output", f, big.to_str().unwrap()],
+            delay_ms,
+        );
         if fresh.join("MANIFEST").exists() {
             ok(run(&["index", "verify", f]));
         } else {
