@@ -44,6 +44,18 @@ pub enum QueryVariant {
 }
 
 impl QueryVariant {
+    /// The dihedral transform this variant applied to the image (the
+    /// identity for the image and its trimmed content), reported as a
+    /// match's variant; `None` for rotations and zooms, which are not
+    /// dihedral.
+    pub fn dihedral(&self) -> Option<Dihedral> {
+        match *self {
+            QueryVariant::Original | QueryVariant::Trimmed => Some(Dihedral::Orig),
+            QueryVariant::Dihedral(d) | QueryVariant::TrimmedDihedral(d) => Some(d),
+            QueryVariant::Rotated(_) | QueryVariant::Zoomed(_) => None,
+        }
+    }
+
     /// Short, stable name for reports and match output.
     pub fn name(&self) -> String {
         match self {

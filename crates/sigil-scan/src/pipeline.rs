@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{DecodeError, DecodeOptions, DecodedImage, ExactDigests, HashKind, Pixels};
-use sigil_eval::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustQueryOptions};
+use sigil_eval::robust::{robust_query_hashes, QueryHash, RobustQueryOptions};
 
 use crate::fast_jpeg;
 use crate::journal::record_key;
@@ -380,11 +380,7 @@ fn robust_lookup(lookup: &dyn Lookup, variants: &[QueryHash], radius: u32) -> Ve
     let mut best: Vec<MatchRecord> = Vec::new();
     for v in variants {
         for mut m in lookup.pdq(&v.hash, None, radius) {
-            m.variant = match v.variant {
-                QueryVariant::Original | QueryVariant::Trimmed => Some(sigil_core::Dihedral::Orig),
-                QueryVariant::Dihedral(d) | QueryVariant::TrimmedDihedral(d) => Some(d),
-                _ => None,
-            };
+            m.variant = v.variant.dihedral();
             m.query_variant = Some(v.variant.name());
             match best
                 .iter_mut()

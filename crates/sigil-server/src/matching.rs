@@ -3,8 +3,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use sigil_core::{Dihedral, FileSignatures, HashKind, PdqHash};
-use sigil_eval::robust::{QueryHash, QueryVariant};
+use sigil_core::{FileSignatures, HashKind, PdqHash};
+use sigil_eval::robust::QueryHash;
 use sigil_index::{IndexReader, Match, SearchOptions};
 
 use crate::config::Matching;
@@ -216,11 +216,7 @@ impl Matcher<'_> {
                 if !self.keep(&m) {
                     continue;
                 }
-                m.variant = match v.variant {
-                    QueryVariant::Original | QueryVariant::Trimmed => Some(Dihedral::Orig),
-                    QueryVariant::Dihedral(d) | QueryVariant::TrimmedDihedral(d) => Some(d),
-                    _ => None,
-                };
+                m.variant = v.variant.dihedral();
                 let key = (m.list.clone(), m.id.clone());
                 match best.get(&key) {
                     Some((b, _)) if b.distance <= m.distance => {}
