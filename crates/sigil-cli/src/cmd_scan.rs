@@ -13,6 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use sigil_core::pdq::Profile;
 use sigil_core::DecodeOptions;
+use sigil_eval::robust::RobustLevel;
 use sigil_index::IndexReader;
 use sigil_scan::journal::{open_for_resume, read_journal, ScanManifest};
 use sigil_scan::output::OutputTarget;
@@ -68,14 +69,25 @@ pub struct Args {
     /// Also match rotated and mirrored copies (8 dihedral variants).
     #[arg(long)]
     dihedral: bool,
-    /// Robust matching: also query the dihedral variants of the image and of
-    /// its content inside detected flat or mirrored borders (padding,
-    /// letterboxing, rotations by 90/180/270 degrees, flips); each entry is
-    /// reported once, at its smallest distance, with the query variant that
-    /// matched. Implies --dihedral. Measured recall and false-positive rate:
-    /// docs/robustness.md.
-    #[arg(long)]
-    robust: bool,
+    /// Robust matching. `--robust` (= `standard`): also query the dihedral
+    /// variants of the image and of its content inside detected flat or
+    /// mirrored borders (padding, letterboxing, rotations by 90/180/270
+    /// degrees, flips), ~13 hashes per image. `--robust=full`: also query
+    /// copies rotated back by 3, 6 and 9 degrees either way and zoomed to
+    /// 85% and 115% (small rotations, crops, padding of any kind), ~21
+    /// hashes per image. Each entry is reported once, at its smallest
+    /// distance, with the query variant that matched. Implies --dihedral.
+    /// Measured recall and false-positive rate: docs/robustness.md.
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "standard",
+        default_value = "off",
+        value_parser = parse_robust_level
+    )]
+    robust: RobustLevel,
     /// PDQ hashes below this quality are not matched (verdict low_quality).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     min_quality: u32,
@@ -102,6 +114,11 @@ pub struct Args {
     /// Test hook: sleep this many milliseconds per file.
     #[arg(long, hide = true)]
     test_delay_ms: Option<u64>,
+}
+
+/// `--robust[=LEVEL]` of scan and serve.
+pub(crate) fn parse_robust_level(s: &str) -> Result<RobustLevel, String> {
+    s.parse()
 }
 
 fn parse_format(s: &str) -> Result<OutputFormat, String> {

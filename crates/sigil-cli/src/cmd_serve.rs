@@ -35,12 +35,21 @@ pub struct Args {
     /// use and trials; never for production).
     #[arg(long)]
     insecure_loopback: bool,
-    /// Robust image matching by default (sets `[matching] robust`): also
-    /// match padded, rotated (90/180/270) and mirrored copies. A request can
-    /// still turn it off with `MatchOptions.robust = false`. Measured recall
+    /// Robust image matching by default (sets `[matching] robust`).
+    /// `--robust` (= `standard`): also match padded, rotated (90/180/270)
+    /// and mirrored copies; `--robust=full`: also small rotations, crops
+    /// and padding of any kind, at ~21 hashes per image instead of ~13. A
+    /// request can still choose with `MatchOptions.robust`. Measured recall
     /// and false-positive rate: docs/robustness.md.
-    #[arg(long)]
-    robust: bool,
+    #[arg(
+        long,
+        value_name = "LEVEL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "standard",
+        value_parser = crate::cmd_scan::parse_robust_level
+    )]
+    robust: Option<sigil_eval::robust::RobustLevel>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
@@ -77,8 +86,8 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(m) = args.metrics_listen {
         config.metrics_listen = Some(m);
     }
-    if args.robust {
-        config.matching.robust = true;
+    if let Some(level) = args.robust {
+        config.matching.robust = level;
     }
     config.insecure_loopback = args.insecure_loopback;
     if config.insecure_loopback && !config.api_keys.is_empty() {

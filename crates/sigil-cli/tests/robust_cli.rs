@@ -52,7 +52,8 @@ fn record<'a>(recs: &'a [serde_json::Value], name: &str) -> &'a serde_json::Valu
 /// The original of bridge-mods/aaa-orig.jpg is indexed by its PDQ hash; a
 /// copy padded by 20% (black border) and a copy rotated by 90 degrees are
 /// missed by the plain scan and matched by `--robust`, which says which
-/// query variant matched.
+/// query variant matched; a copy tilted by 6 degrees is only matched by
+/// `--robust=full`; an unknown level stops the scan (exit 2).
 #[test]
 fn robust_scan_finds_padded_and_rotated_copies() {
     let d = tempfile::tempdir().unwrap();
@@ -81,11 +82,15 @@ fn robust_scan_finds_padded_and_rotated_copies() {
         .save(tree.join("rotated.png"))
         .unwrap();
 
+    sigil_eval::transforms::rotate_degrees(&orig, 6.0, [0, 0, 0])
+        .save(tree.join("tilted.png"))
+        .unwrap();
+
     let plain = sigil(&["scan", s(&tree), "--index", s(&idx), "--quiet"]);
     assert_eq!(plain.status.code(), Some(0), "{plain:?}");
     let recs = records(&plain);
-    assert_eq!(recs.len(), 2);
-    for name in ["padded.png", "rotated.png"] {
+    assert_eq!(recs.len(), 3);
+    for name in ["padded.png", "rotated.png", "tilted.png"] {
         assert_eq!(record(&recs, name)["verdict"], "no_match", "{recs:#?}");
     }
 
@@ -102,6 +107,30 @@ fn robust_scan_finds_padded_and_rotated_copies() {
         let v = m[0]["query_variant"].as_str().unwrap();
         assert!(v.starts_with(variant), "{name} matched via {v}");
     }
+    assert_eq!(record(&recs, "tilted.png")["verdict"], "no_match");
+
+    let full = sigil(&[
+        "scan",
+        s(&tree),
+        "--index",
+        s(&idx),
+        "--quiet",
+        "--robust=full",
+    ]);
+    assert_eq!(full.status.code(), Some(1), "{full:?}");
+    let recs = records(&full);
+    for name in ["padded.png", "rotated.png", "tilted.png"] {
+        assert_eq!(record(&recs, name)["verdict"], "match", "{recs:#?}");
+    }
+    let tilted = &record(&recs, "tilted.png")["matches"][0];
+    let v = tilted["query_variant"].as_str().unwrap();
+    assert!(v.starts_with("rot:"), "tilted.png matched via {v}");
+
+    let bad = sigil(&["scan", s(&tree), "--index", s(&idx), "--robust=sideways"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("sideways"), "{err}");
+    assert!(bad.stdout.is_empty());
 }
 
 /// The resume manifest records --robust: a robust scan cannot be resumed

@@ -167,6 +167,98 @@ impl RobustQueryOptions {
     }
 }
 
+/// How much robust query work scan and serve do (`--robust[=LEVEL]`,
+/// `[matching] robust`, `MatchOptions.robust`).
+///
+/// Levels rather than a switch because the cost differs by a factor of two:
+/// `standard` is about 13 hashes per image, `full` about 21 (and as many
+/// index lookups). The measured recall and false-positive rate of each are
+/// in docs/robustness.md.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RobustLevel {
+    /// The plain PDQ query (and the dihedral variants if asked separately).
+    #[default]
+    Off,
+    /// Dihedral variants of the image and of its border-trimmed content
+    /// ([`RobustQueryOptions::recommended`]).
+    Standard,
+    /// `standard` plus rotation compensation and zooms
+    /// ([`RobustQueryOptions::everything`]).
+    Full,
+}
+
+impl RobustLevel {
+    pub const NAMES: [&'static str; 3] = ["off", "standard", "full"];
+
+    pub fn is_on(self) -> bool {
+        self != RobustLevel::Off
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            RobustLevel::Off => "off",
+            RobustLevel::Standard => "standard",
+            RobustLevel::Full => "full",
+        }
+    }
+
+    /// The query variants of this level (the plain query for `Off`).
+    pub fn query_options(self) -> RobustQueryOptions {
+        match self {
+            RobustLevel::Off => RobustQueryOptions::default(),
+            RobustLevel::Standard => RobustQueryOptions::recommended(),
+            RobustLevel::Full => RobustQueryOptions::everything(),
+        }
+    }
+
+    /// `true`/`false` (the switch this setting used to be) or a level name.
+    fn from_switch_or_name(v: SwitchOrName) -> Result<Self, String> {
+        match v {
+            SwitchOrName::Switch(true) => Ok(RobustLevel::Standard),
+            SwitchOrName::Switch(false) => Ok(RobustLevel::Off),
+            SwitchOrName::Name(n) => n.parse(),
+        }
+    }
+}
+
+impl fmt::Display for RobustLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for RobustLevel {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "off" | "false" => Ok(RobustLevel::Off),
+            "standard" | "true" => Ok(RobustLevel::Standard),
+            "full" => Ok(RobustLevel::Full),
+            other => Err(format!(
+                "unknown robust level {other:?} (expected one of: {})",
+                RobustLevel::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum SwitchOrName {
+    Switch(bool),
+    Name(String),
+}
+
+/// Accepts `true`/`false` as well as a level name, so configs and scan
+/// manifests written when robust matching was a switch still read.
+impl<'de> serde::Deserialize<'de> for RobustLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let v = SwitchOrName::deserialize(d)?;
+        RobustLevel::from_switch_or_name(v).map_err(serde::de::Error::custom)
+    }
+}
+
 /// Converts a decoded image to RGB8 (grey is replicated).
 pub fn rgb_of(img: &DecodedImage) -> RgbImage {
     let raw = match &img.pixels {

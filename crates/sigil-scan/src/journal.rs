@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::output::{one_line, OutputFormat, CSV_HEADER};
 use crate::record::Verdict;
+use sigil_eval::robust::RobustLevel;
 
 /// Why an existing output cannot be resumed.
 #[derive(Debug, thiserror::Error)]
@@ -211,10 +212,11 @@ pub struct ScanManifest {
     pub index: String,
     pub radius: u32,
     pub dihedral: bool,
-    /// `--robust` (absent in manifests written before the option existed:
-    /// those runs were not robust).
+    /// `--robust[=LEVEL]` (absent in manifests written before the option
+    /// existed: those runs were not robust; `true`/`false` in manifests
+    /// written when it was a switch read as `standard`/`off`).
     #[serde(default)]
-    pub robust: bool,
+    pub robust: RobustLevel,
     pub min_quality: u32,
     pub fast: bool,
 }
@@ -394,7 +396,7 @@ mod tests {
             index: "idx".into(),
             radius: 31,
             dihedral: false,
-            robust: false,
+            robust: RobustLevel::Off,
             min_quality: 50,
             fast: false,
         };
@@ -407,8 +409,15 @@ mod tests {
         other.radius = 10;
         assert_eq!(m.differences(&other), vec!["shard", "radius"]);
         let mut robust = m.clone();
-        robust.robust = true;
+        robust.robust = RobustLevel::Standard;
         assert_eq!(m.differences(&robust), vec!["robust"]);
+        let mut full = robust.clone();
+        full.robust = RobustLevel::Full;
+        assert_eq!(robust.differences(&full), vec!["robust"]);
+        full.write(&out).unwrap();
+        let text = std::fs::read_to_string(ScanManifest::path_for(&out)).unwrap();
+        assert!(text.contains(r#""robust": "full""#), "{text}");
+        assert_eq!(ScanManifest::read(&out).unwrap().unwrap(), full);
     }
 
     #[test]
@@ -420,6 +429,31 @@ mod tests {
             "radius":31,"dihedral":false,"min_quality":50,"fast":false}"#;
         std::fs::write(ScanManifest::path_for(&out), old).unwrap();
         let m = ScanManifest::read(&out).unwrap().unwrap();
-        assert!(!m.robust);
+        assert_eq!(m.robust, RobustLevel::Off);
+    }
+
+    /// Manifests written when `--robust` was a switch still resume.
+    #[test]
+    fn manifest_with_robust_switch_reads_as_level() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("out.jsonl");
+        for (switch, level) in [("true", RobustLevel::Standard), ("false", RobustLevel::Off)] {
+            let old = format!(
+                r#"{{"version":1,"format":"jsonl","roots":["/data"],"shard":"0/1",
+                "include":[],"exclude":[],"follow_symlinks":false,"index":"idx",
+                "radius":31,"dihedral":false,"robust":{switch},"min_quality":50,"fast":false}}"#
+            );
+            std::fs::write(ScanManifest::path_for(&out), old).unwrap();
+            assert_eq!(ScanManifest::read(&out).unwrap().unwrap().robust, level);
+        }
+        std::fs::write(
+            ScanManifest::path_for(&out),
+            r#"{"version":1,"format":"jsonl","roots":[],"shard":"0/1","include":[],
+            "exclude":[],"follow_symlinks":false,"index":"idx","radius":31,
+            "dihedral":false,"robust":"sideways","min_quality":50,"fast":false}"#,
+        )
+        .unwrap();
+        let err = ScanManifest::read(&out).unwrap_err().to_string();
+        assert!(err.contains("sideways"), "{err}");
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{DecodeError, DecodeOptions, DecodedImage, ExactDigests, HashKind, Pixels};
-use sigil_eval::robust::{robust_query_hashes, QueryHash, RobustQueryOptions};
+use sigil_eval::robust::{robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions};
 
 use crate::fast_jpeg;
 use crate::journal::record_key;
@@ -42,12 +42,13 @@ pub struct ScanConfig {
     pub radius: u32,
     /// Hash and search all 8 dihedral variants.
     pub dihedral: bool,
-    /// Robust matching (`--robust`): search every query variant of
-    /// [`sigil_eval::robust::RobustQueryOptions::recommended`] (the 8
-    /// dihedral variants of the image and of its content inside detected
-    /// flat or mirrored borders) and report each entry once, at its smallest
-    /// distance, with the variant that reached it. Implies `dihedral`.
-    pub robust: bool,
+    /// Robust matching (`--robust[=LEVEL]`): search every query variant of
+    /// the level (`standard`: the 8 dihedral variants of the image and of
+    /// its content inside detected flat or mirrored borders; `full`: also
+    /// rotation-compensated and zoomed copies) and report each entry once,
+    /// at its smallest distance, with the variant that reached it. Any level
+    /// but `Off` implies `dihedral`.
+    pub robust: RobustLevel,
     /// PDQ hashes under this quality are not looked up (verdict `low_quality`).
     pub min_quality: u32,
     pub profile: Profile,
@@ -66,7 +67,7 @@ impl Default for ScanConfig {
             threads: 1,
             radius: 31,
             dihedral: false,
-            robust: false,
+            robust: RobustLevel::Off,
             min_quality: 50,
             profile: Profile::Full,
             decode: DecodeOptions::default(),
@@ -480,11 +481,11 @@ fn scan_file(
                 message: e.to_string(),
             });
         }
-        Ok(img) if cfg.robust => {
+        Ok(img) if cfg.robust.is_on() => {
             let opts = RobustQueryOptions {
                 profile: cfg.profile,
                 min_quality: cfg.min_quality,
-                ..RobustQueryOptions::recommended()
+                ..cfg.robust.query_options()
             };
             let variants = timed(&mut times.pdq, || robust_query_hashes(hasher, &img, &opts));
             drop(img);

@@ -383,7 +383,7 @@ fn robust_scan_matches_rotated_and_padded_copies() {
     assert_eq!(m["padded.png"].verdict, Verdict::NoMatch, "{m:#?}");
 
     let robust = ScanConfig {
-        robust: true,
+        robust: sigil_eval::robust::RobustLevel::Standard,
         ..plain
     };
     let (recs, summary) = scan(&robust, &lookup, &HashSet::new(), None);

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Role;
+use sigil_eval::robust::RobustLevel;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -171,9 +172,11 @@ pub struct Matching {
     pub quality_threshold: u32,
     /// Match dihedral variants unless the request says otherwise.
     pub dihedral: bool,
-    /// Robust matching of images (dihedral variants of the image and of its
-    /// border-trimmed content) unless the request says otherwise.
-    pub robust: bool,
+    /// Robust matching of images unless the request says otherwise: `off`,
+    /// `standard` (dihedral variants of the image and of its border-trimmed
+    /// content; `true` means this) or `full` (also rotation-compensated and
+    /// zoomed copies).
+    pub robust: RobustLevel,
     /// Per-list radius caps (a list's matches never exceed its cap).
     pub list_radius: BTreeMap<String, u32>,
     /// Most matches returned per result.
@@ -187,7 +190,7 @@ impl Default for Matching {
             max_radius: 64,
             quality_threshold: 50,
             dihedral: false,
-            robust: false,
+            robust: RobustLevel::Off,
             list_radius: BTreeMap::new(),
             max_matches: 100,
         }
@@ -502,6 +505,36 @@ role = "matcher"
         assert_eq!(c.index.as_deref(), Some(Path::new("/data/index")));
         assert_eq!(c.api_keys[0].role, Role::Matcher);
         assert_eq!(c.api_keys[0].burst(), 200);
+    }
+
+    /// `[matching] robust` takes a level name, and the switch it used to be.
+    #[test]
+    fn robust_level_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigil.toml");
+        for (text, level) in [
+            ("true", RobustLevel::Standard),
+            ("false", RobustLevel::Off),
+            ("\"full\"", RobustLevel::Full),
+            ("\"standard\"", RobustLevel::Standard),
+        ] {
+            std::fs::write(&path, format!("[matching]\nrobust = {text}\n")).unwrap();
+            let c = ServerConfig::load(Some(&path), env(&[])).unwrap();
+            assert_eq!(c.matching.robust, level, "{text}");
+        }
+        let c = ServerConfig::load(None, env(&[("SIGIL_MATCHING__ROBUST", "full")])).unwrap();
+        assert_eq!(c.matching.robust, RobustLevel::Full);
+        std::fs::write(&path, "[matching]\nrobust = \"maximum\"\n").unwrap();
+        let err = ServerConfig::load(Some(&path), env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("maximum"), "{err:#}");
+    }
+
+    /// The documented example config parses (every key it shows exists).
+    #[test]
+    fn example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/sigil.example.toml");
+        let c = ServerConfig::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.matching.robust, RobustLevel::Off);
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sigil_core::{FileSignatures, HashKind, PdqHash};
-use sigil_eval::robust::QueryHash;
+use sigil_eval::robust::{QueryHash, RobustLevel};
 use sigil_index::{IndexReader, Match, SearchOptions};
 
 use crate::config::Matching;
@@ -37,7 +37,7 @@ pub struct ResolvedOptions {
     pub lists: Option<BTreeSet<String>>,
     pub dihedral: bool,
     /// Robust matching of images (see `MatchOptions.robust`).
-    pub robust: bool,
+    pub robust: RobustLevel,
     pub max_matches: usize,
 }
 
@@ -56,7 +56,7 @@ pub fn resolve_options(
     radius: Option<u32>,
     lists: &[String],
     dihedral: Option<bool>,
-    robust: Option<bool>,
+    robust: Option<RobustLevel>,
     max_matches: Option<u32>,
     known_lists: &BTreeSet<String>,
 ) -> Result<ResolvedOptions, OptionsError> {
@@ -255,7 +255,7 @@ impl Matcher<'_> {
             Ok(img) if img.quality < self.policy.quality_threshold => {
                 self.finish(matches, Verdict::LowQuality, None)
             }
-            Ok(_) if self.options.robust && !robust.is_empty() => {
+            Ok(_) if self.options.robust.is_on() && !robust.is_empty() => {
                 let (found, names) = self.pdq_robust(robust);
                 matches.extend(found);
                 let mut o = self.finish(matches, Verdict::NoMatch, None);

@@ -15,7 +15,7 @@ use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{
     Dihedral, ExactDigests, FileSignatures, ImageSignature, PdqHash, SignOptions, Signer,
 };
-use sigil_eval::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustQueryOptions};
+use sigil_eval::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustLevel};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
 
 /// Why an image was not hashed.
@@ -35,8 +35,8 @@ pub enum PoolError {
 #[derive(Debug, Clone)]
 pub struct Signed {
     pub sigs: FileSignatures,
-    /// With robust hashing: every query variant
-    /// ([`RobustQueryOptions::recommended`]), the image as given first.
+    /// With robust hashing: every query variant of the level
+    /// ([`RobustLevel::query_options`]), the image as given first.
     /// Empty otherwise (or when the bytes did not decode).
     pub robust: Vec<QueryHash>,
 }
@@ -46,8 +46,9 @@ pub struct Signed {
 pub struct HashMode {
     /// The 8 dihedral hashes.
     pub dihedral: bool,
-    /// The robust query variants (implies the dihedral hashes).
-    pub robust: bool,
+    /// The robust query variants of this level (any level but `Off`
+    /// implies the dihedral hashes).
+    pub robust: RobustLevel,
 }
 
 struct Job {
@@ -216,10 +217,10 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
         // sign() and decode() catch decoder panics themselves; this guards
         // the hashers too, so one bad image cannot take a worker down.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if mode.robust {
+            if mode.robust.is_on() {
                 let decode_opts = options(false).decode;
                 let hasher = robust_hasher.get_or_insert_with(PdqHasher::new);
-                sign_robust(hasher, &image, &decode_opts)
+                sign_robust(hasher, &image, &decode_opts, mode.robust)
             } else {
                 let signer = if mode.dihedral {
                     with_dihedral.get_or_insert_with(|| Signer::new(options(true)))
@@ -250,7 +251,12 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
 /// Exact digests and the robust query variants of one image. The
 /// signature's PDQ hash, quality and dihedral hashes are those of the image
 /// as given (the first 8 variants), so nothing is hashed twice.
-fn sign_robust(hasher: &mut PdqHasher, bytes: &[u8], decode_opts: &DecodeOptions) -> Signed {
+fn sign_robust(
+    hasher: &mut PdqHasher,
+    bytes: &[u8],
+    decode_opts: &DecodeOptions,
+    level: RobustLevel,
+) -> Signed {
     let exact = ExactDigests::of(bytes);
     let img = match decode(bytes, decode_opts) {
         Ok(img) => img,
@@ -264,7 +270,7 @@ fn sign_robust(hasher: &mut PdqHasher, bytes: &[u8], decode_opts: &DecodeOptions
             }
         }
     };
-    let opts = RobustQueryOptions::recommended();
+    let opts = level.query_options();
     let variants = robust_query_hashes(hasher, &img, &opts);
     let is_dihedral = variants.len() >= 8
         && variants[..8].iter().enumerate().all(|(i, v)| {

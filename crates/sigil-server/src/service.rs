@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use futures_util::{Stream, StreamExt};
 use sigil_core::hash::encode_hex;
 use sigil_core::{FileSignatures, HashKind};
+use sigil_eval::robust::RobustLevel;
 use sigil_index::{IndexReader, Match, SharedIndex};
 use tonic::{Request, Response, Status, Streaming};
 
@@ -98,12 +99,17 @@ impl AppState {
     ) -> Result<ResolvedOptions, Status> {
         let default = proto::MatchOptions::default();
         let o = opts.unwrap_or(&default);
+        let robust = match o.robust {
+            _ if !image => Some(RobustLevel::Off),
+            None => None,
+            Some(v) => Some(robust_level(v)?),
+        };
         resolve_options(
             &self.config.matching,
             o.radius,
             &o.lists,
             if image { o.dihedral } else { Some(false) },
-            if image { o.robust } else { Some(false) },
+            robust,
             o.max_matches,
             &Self::known_lists(reader),
         )
@@ -295,6 +301,18 @@ impl AppState {
         self.metrics
             .observe_call(method, code, start.elapsed().as_secs_f64());
         result
+    }
+}
+
+/// `MatchOptions.robust` as sent (an enum, or the bool it used to be).
+fn robust_level(v: i32) -> Result<RobustLevel, Status> {
+    match proto::RobustLevel::try_from(v) {
+        Ok(proto::RobustLevel::Off) => Ok(RobustLevel::Off),
+        Ok(proto::RobustLevel::Standard) => Ok(RobustLevel::Standard),
+        Ok(proto::RobustLevel::Full) => Ok(RobustLevel::Full),
+        Err(_) => Err(Status::invalid_argument(format!(
+            "options: robust level {v} is not one of OFF (0), STANDARD (1), FULL (2)"
+        ))),
     }
 }
 
