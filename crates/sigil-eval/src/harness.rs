@@ -173,7 +173,7 @@ pub fn methods() -> Vec<Method> {
             vec![Original, Dihedral, Trim, TrimDihedral, Rotation, Zoom],
             false,
         ),
-        pdq("pdq+augment", Regime::OwnBank, "index stores crops (90%, 80%; centre + corners) and rotations (+-3, +-6 deg) of each original", vec![Original], true),
+        pdq("pdq+augment", Regime::OwnBank, "index stores crops (90%, 80%; 3x3 grid of positions) and rotations (+-3, +-6 deg) of each original", vec![Original], true),
         pdq(
             "pdq+augment+dihedral+trim",
             Regime::OwnBank,

@@ -431,8 +431,8 @@ pub fn zoom(img: &RgbImage, z: f32) -> RgbImage {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum EnrollVariant {
     Original,
-    /// A crop keeping `keep_percent` of each side at a position
-    /// (0 centre, 1 top-left, 2 top-right, 3 bottom-left, 4 bottom-right).
+    /// A crop keeping `keep_percent` of each side at a position: an index
+    /// into [`CROP_POSITIONS`] (centre, corners, edge midpoints).
     Crop {
         keep_percent: u8,
         position: u8,
@@ -449,13 +449,31 @@ impl EnrollVariant {
                 keep_percent,
                 position,
             } => {
-                let pos = ["c", "tl", "tr", "bl", "br"][(*position as usize).min(4)];
+                let pos = CROP_POSITIONS.get(*position as usize).map_or("?", |p| p.0);
                 format!("crop{keep_percent}:{pos}")
             }
             EnrollVariant::Rotated(t) => format!("rot:{:+.1}", *t as f32 / 10.0),
         }
     }
 }
+
+/// Where enrollment crops sit: name, and the crop's offset as a share of
+/// the margin (0 = flush left/top, 1 = flush right/bottom). A 3x3 grid
+/// rather than the centre and corners alone: PDQ moves by 30-50 bits when
+/// a crop window shifts by 5% of the side, so a crop taken anywhere must
+/// land within about 2.5% of a stored one (measured in docs/robustness.md:
+/// crop 10% at random positions, 66% recall with 5 positions).
+pub const CROP_POSITIONS: [(&str, f32, f32); 9] = [
+    ("c", 0.5, 0.5),
+    ("tl", 0.0, 0.0),
+    ("tr", 1.0, 0.0),
+    ("bl", 0.0, 1.0),
+    ("br", 1.0, 1.0),
+    ("t", 0.5, 0.0),
+    ("b", 0.5, 1.0),
+    ("l", 0.0, 0.5),
+    ("r", 1.0, 0.5),
+];
 
 /// One enrollment hash.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -468,7 +486,7 @@ pub struct EnrollHash {
 /// What [`enrollment_hashes`] stores per original.
 #[derive(Clone, Debug, PartialEq)]
 pub struct AugmentOptions {
-    /// Crops: share of each side kept; each at the centre and 4 corners.
+    /// Crops: share of each side kept; each at every [`CROP_POSITIONS`].
     pub crop_keeps: Vec<f32>,
     /// Rotations in degrees (counter-clockwise), corners filled black.
     pub rotations: Vec<f32>,
@@ -529,9 +547,8 @@ pub fn enrollment_hashes_rgb(
     };
     for &k in &opts.crop_keeps {
         let m = 1.0 - k;
-        let positions = [(m / 2.0, m / 2.0), (0.0, 0.0), (m, 0.0), (0.0, m), (m, m)];
-        for (i, (x0, y0)) in positions.iter().enumerate() {
-            let c = crop_frac(&work, *x0, *y0, k, k);
+        for (i, (_, fx, fy)) in CROP_POSITIONS.iter().enumerate() {
+            let c = crop_frac(&work, m * fx, m * fy, k, k);
             push(
                 &mut out,
                 &c,
