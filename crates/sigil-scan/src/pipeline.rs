@@ -20,7 +20,9 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{DecodeError, DecodeOptions, DecodedImage, ExactDigests, HashKind, Pixels};
-use sigil_eval::robust::{robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions};
+use sigil_eval::robust::{
+    best_per_entry, robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions,
+};
 
 use crate::fast_jpeg;
 use crate::journal::record_key;
@@ -378,21 +380,20 @@ fn exact_matches(lookup: &dyn Lookup, d: &ExactDigests) -> Vec<MatchRecord> {
 /// Looks up every robust query variant and keeps each list entry once, at
 /// its smallest distance (ties: the earlier variant), tagged with the variant.
 fn robust_lookup(lookup: &dyn Lookup, variants: &[QueryHash], radius: u32) -> Vec<MatchRecord> {
-    let mut best: Vec<MatchRecord> = Vec::new();
-    for v in variants {
-        for mut m in lookup.pdq(&v.hash, None, radius) {
+    let found = best_per_entry(
+        variants,
+        |_, v| lookup.pdq(&v.hash, None, radius),
+        |m| (m.list.clone(), m.id.clone()),
+        |m| m.distance,
+    );
+    let mut best: Vec<MatchRecord> = found
+        .into_iter()
+        .map(|(mut m, v)| {
             m.variant = v.variant.dihedral();
             m.query_variant = Some(v.variant.name());
-            match best
-                .iter_mut()
-                .find(|b| b.kind == m.kind && b.list == m.list && b.id == m.id)
-            {
-                Some(b) if m.distance < b.distance => *b = m,
-                Some(_) => {}
-                None => best.push(m),
-            }
-        }
-    }
+            m
+        })
+        .collect();
     best.sort_by(|a, b| (a.distance, &a.list, &a.id).cmp(&(b.distance, &b.list, &b.id)));
     best
 }

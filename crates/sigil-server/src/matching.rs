@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use sigil_core::{FileSignatures, HashKind, PdqHash};
-use sigil_eval::robust::{QueryHash, RobustLevel};
+use sigil_eval::robust::{best_per_entry, QueryHash, RobustLevel};
 use sigil_index::{IndexReader, Match, SearchOptions};
 
 use crate::config::Matching;
@@ -207,29 +207,24 @@ impl Matcher<'_> {
         variants: &[QueryHash],
     ) -> (Vec<Match>, BTreeMap<(String, String), String>) {
         let opts = self.search_options();
-        let mut best: BTreeMap<(String, String), (Match, String)> = BTreeMap::new();
-        for (i, v) in variants.iter().enumerate() {
-            if i > 0 && v.quality < self.policy.quality_threshold {
-                continue;
-            }
-            for mut m in self.reader.search_pdq(&v.hash, &opts) {
-                if !self.keep(&m) {
-                    continue;
+        let best = best_per_entry(
+            variants,
+            |i, v| {
+                if i > 0 && v.quality < self.policy.quality_threshold {
+                    return Vec::new();
                 }
-                m.variant = v.variant.dihedral();
-                let key = (m.list.clone(), m.id.clone());
-                match best.get(&key) {
-                    Some((b, _)) if b.distance <= m.distance => {}
-                    _ => {
-                        best.insert(key, (m, v.variant.name()));
-                    }
-                }
-            }
-        }
+                let mut found = self.reader.search_pdq(&v.hash, &opts);
+                found.retain(|m| self.keep(m));
+                found
+            },
+            |m| (m.list.clone(), m.id.clone()),
+            |m| m.distance,
+        );
         let mut names = BTreeMap::new();
         let mut matches = Vec::with_capacity(best.len());
-        for (key, (m, name)) in best {
-            names.insert(key, name);
+        for (mut m, v) in best {
+            m.variant = v.variant.dihedral();
+            names.insert((m.list.clone(), m.id.clone()), v.variant.name());
             matches.push(m);
         }
         (matches, names)
