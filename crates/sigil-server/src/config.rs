@@ -33,7 +33,9 @@ pub struct ServerConfig {
     /// gRPC listen address.
     pub listen: SocketAddr,
     /// Prometheus `/metrics` listen address (plain HTTP); 127.0.0.1:9464 when
-    /// the key is absent (loopback: expose it deliberately, e.g. 0.0.0.0:9464).
+    /// the key is absent (loopback: expose it deliberately, e.g. 0.0.0.0:9464);
+    /// `"off"` serves no metrics (TOML has no null to say so).
+    #[serde(deserialize_with = "addr_or_off")]
     pub metrics_listen: Option<SocketAddr>,
     /// Optional plaintext listener serving only `grpc.health.v1` (for
     /// kubelet probes, which cannot speak TLS).
@@ -259,6 +261,19 @@ fn default_rate() -> f64 {
 struct ApiKeysFile {
     #[serde(rename = "api_key", default)]
     api_keys: Vec<ApiKeyConfig>,
+}
+
+/// A socket address, or `"off"` for none.
+fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let s = String::deserialize(d)?;
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(None);
+    }
+    s.trim().parse().map(Some).map_err(|e| {
+        serde::de::Error::custom(format!(
+            "{s:?} is not a socket address (e.g. 127.0.0.1:9464) or \"off\": {e}"
+        ))
+    })
 }
 
 /// Sections of the config whose keys may be overridden from the environment.
@@ -527,6 +542,28 @@ role = "matcher"
         std::fs::write(&path, "[matching]\nrobust = \"maximum\"\n").unwrap();
         let err = ServerConfig::load(Some(&path), env(&[])).unwrap_err();
         assert!(format!("{err:#}").contains("maximum"), "{err:#}");
+    }
+
+    /// `metrics_listen = "off"` (file or environment) serves no metrics; a
+    /// bad address is named.
+    #[test]
+    fn metrics_listener_can_be_turned_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigil.toml");
+        std::fs::write(&path, "metrics_listen = \"off\"\n").unwrap();
+        let c = ServerConfig::load(Some(&path), env(&[])).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        let c = ServerConfig::load(None, env(&[("SIGIL_METRICS_LISTEN", "OFF")])).unwrap();
+        assert_eq!(c.metrics_listen, None);
+        let c = ServerConfig::load(None, env(&[("SIGIL_METRICS_LISTEN", "0.0.0.0:9000")])).unwrap();
+        assert_eq!(c.metrics_listen, Some("0.0.0.0:9000".parse().unwrap()));
+        assert!(ServerConfig::load(None, env(&[]))
+            .unwrap()
+            .metrics_listen
+            .is_some());
+        std::fs::write(&path, "metrics_listen = \"localhost-ish\"\n").unwrap();
+        let err = ServerConfig::load(Some(&path), env(&[])).unwrap_err();
+        assert!(format!("{err:#}").contains("localhost-ish"), "{err:#}");
     }
 
     /// The documented example config parses (every key it shows exists).
