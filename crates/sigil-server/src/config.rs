@@ -145,6 +145,14 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Decoded width/height limit per image.
     pub max_dimension: u32,
+    /// Most client connections open at once on the gRPC listener; at the
+    /// cap the server stops accepting until one closes (idle connections
+    /// would otherwise hold sockets and memory without bound).
+    pub max_connections: usize,
+    /// Seconds between HTTP/2 keepalive pings to each client (0: none); a
+    /// peer that does not answer within 20 s is disconnected, so vanished
+    /// clients do not hold connection slots.
+    pub keepalive_interval_s: u64,
 }
 
 impl Default for Limits {
@@ -158,6 +166,8 @@ impl Default for Limits {
             stream_window: 4,
             max_pixels: 100_000_000,
             max_dimension: 30_000,
+            max_connections: 1024,
+            keepalive_interval_s: 60,
         }
     }
 }
@@ -369,6 +379,11 @@ impl ServerConfig {
                 "reports.backend = \"postgres\" needs reports.postgres_url \
                  (or SIGIL_REPORTS__POSTGRES_URL), e.g. postgres://sigil:PASSWORD@HOST:5432/sigil"
                     .into(),
+            ));
+        }
+        if self.limits.max_connections == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_connections must be at least 1".into(),
             ));
         }
         if self.limits.max_batch == 0 || self.limits.stream_window == 0 {

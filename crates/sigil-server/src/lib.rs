@@ -11,6 +11,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod connections;
 pub mod export;
 pub mod matching;
 pub mod metrics;

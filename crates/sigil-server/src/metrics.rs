@@ -35,6 +35,8 @@ pub struct Metrics {
     pub index_entries: IntGauge,
     /// Index reloads by outcome ("ok", "unchanged", "error").
     pub reloads: IntCounterVec,
+    /// Open client connections on the gRPC listener.
+    pub connections_open: IntGauge,
 }
 
 impl Metrics {
@@ -80,6 +82,12 @@ impl Metrics {
             &["outcome"],
         )
         .expect("static metric");
+        let connections_open = IntGauge::new(
+            "connections_open",
+            "Open client connections on the gRPC listener (at limits.max_connections \
+             the server stops accepting until one closes)",
+        )
+        .expect("static metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(latency.clone()),
@@ -90,6 +98,7 @@ impl Metrics {
             Box::new(index_generation.clone()),
             Box::new(index_entries.clone()),
             Box::new(reloads.clone()),
+            Box::new(connections_open.clone()),
         ] {
             registry.register(c).expect("metric names are unique");
         }
@@ -104,6 +113,7 @@ impl Metrics {
             index_generation,
             index_entries,
             reloads,
+            connections_open,
         }
     }
 

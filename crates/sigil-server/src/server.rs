@@ -21,6 +21,7 @@ use tonic::{Request, Status};
 
 use crate::auth::{KeyRing, Role};
 use crate::config::{ConfigError, ReportsBackend, ServerConfig, TlsConfig};
+use crate::connections;
 use crate::metrics::{serve_metrics, Metrics};
 use crate::pool::HashPool;
 use crate::proto;
@@ -183,6 +184,9 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// limit, a connection that never sends its ClientHello holds a socket and a
 /// task for as long as the peer keeps it open.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a client has to answer a keepalive ping.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Applies `[tls]` to the server builder. Every failure names the file(s)
 /// at fault: tonic's own error says only "transport error".
@@ -404,7 +408,11 @@ pub async fn start(
         }
     };
 
-    let mut builder = Server::builder();
+    let keepalive = (config.limits.keepalive_interval_s > 0)
+        .then(|| Duration::from_secs(config.limits.keepalive_interval_s));
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
     if let Some(tls) = &config.tls {
         builder = apply_tls(builder, tls)?;
     }
@@ -414,6 +422,11 @@ pub async fn start(
         .add_service(InterceptedService::new(matcher, auth(Role::Matcher)))
         .add_service(InterceptedService::new(reports, auth(Role::Reviewer)));
 
+    let incoming = connections::limited(
+        listener,
+        config.limits.max_connections,
+        metrics.connections_open.clone(),
+    );
     let grpc_task = {
         let shutdown = wait_shutdown(shutdown_rx.clone());
         let reporter = health_reporter.clone();
@@ -426,7 +439,7 @@ pub async fn start(
                     .await;
             };
             router
-                .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
+                .serve_with_incoming_shutdown(incoming, shutdown)
                 .await
         })
     };

@@ -1028,3 +1028,47 @@ async fn image_bytes_never_reach_disk_or_logs() {
         );
     }
 }
+
+/// `limits.max_connections`: with the one slot held by an idle client, a
+/// second client is not served (its call does not complete); once the idle
+/// one disconnects, the waiting client is accepted and answered. The gauge
+/// `sigil_connections_open` counts open connections.
+#[tokio::test]
+async fn connection_cap_holds_new_clients_until_a_slot_frees() {
+    let f = start_with(|c| c.limits.max_connections = 1).await;
+    let idle = f.matcher().await;
+    let mut idle_for_info = idle.clone();
+    idle_for_info
+        .index_info(authed(proto::IndexInfoRequest {}, MATCHER_KEY))
+        .await
+        .unwrap();
+    assert!(
+        f.server
+            .as_ref()
+            .unwrap()
+            .metrics_text()
+            .contains("sigil_connections_open 1"),
+        "one connection open"
+    );
+
+    let addr = f.addr();
+    let waiting = tokio::spawn(async move {
+        let mut m = MatcherClient::connect(format!("http://{addr}")).await?;
+        m.index_info(authed(proto::IndexInfoRequest {}, MATCHER_KEY))
+            .await
+            .map_err(Into::into)
+            .map(|r| r.into_inner())
+    });
+    // Not served while the slot is taken. (Only "not yet" is asserted here:
+    // a slow machine cannot make this fail.)
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(!waiting.is_finished(), "second client served over the cap");
+
+    drop(idle_for_info);
+    drop(idle);
+    let info: Result<proto::IndexInfoResponse, Box<dyn std::error::Error + Send + Sync>> =
+        waiting.await.unwrap();
+    let info = info.unwrap();
+    assert!(info.entries > 0, "{info:?}");
+    f.stop().await;
+}
