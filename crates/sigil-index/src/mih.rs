@@ -109,59 +109,80 @@ pub struct SubstringTable {
 }
 
 /// Builds substring `sub`'s table over sorted keys: postings grouped by the
-/// top 16 bits, sorted by the low bits, then by row (two stable counting sorts).
+/// top 16 bits, sorted by the low bits, then by row.
+///
+/// Each posting is packed as `value << 32 | row` and LSD-radix-sorted on the
+/// value in digits of at most 8 bits. Every pass reads sequentially and
+/// writes at most 256 streams, which stays in cache; the previous two-pass
+/// counting sort gathered `vals[row]` at random and scattered into 65536
+/// buckets, which missed cache and TLB on nearly every posting (about 1.8 s
+/// per substring at 10M keys). Rows enter in ascending order and every pass
+/// is stable, so equal values keep row order, as the format requires.
 pub fn build_substring(keys: &[[u8; 32]], sub: Substring) -> SubstringTable {
     let n = keys.len();
     let low_bits = sub.low_bits();
     let low_mask = (1u32 << low_bits) - 1;
-    let vals: Vec<u32> = keys
+    let mut a: Vec<u64> = keys
         .iter()
-        .map(|k| extract(&to_words(k), sub.start, sub.len))
+        .enumerate()
+        .map(|(row, k)| ((extract(&to_words(k), sub.start, sub.len) as u64) << 32) | row as u64)
         .collect();
-    // Pass 1: stable counting sort of rows by low bits.
-    let mut by_low: Vec<u32> = Vec::with_capacity(n);
-    if low_bits == 0 {
-        by_low.extend(0..n as u32);
-    } else {
-        let mut count = vec![0u32; (1usize << low_bits) + 1];
-        for &v in &vals {
-            count[(v & low_mask) as usize + 1] += 1;
-        }
-        for i in 1..count.len() {
-            count[i] += count[i - 1];
-        }
-        by_low.resize(n, 0);
-        for (row, &v) in vals.iter().enumerate() {
-            let c = &mut count[(v & low_mask) as usize];
-            by_low[*c as usize] = row as u32;
-            *c += 1;
-        }
+    // One counting pass: the low digit and the 16 bucket bits (the two
+    // 8-bit bucket digits' counts follow from the bucket histogram).
+    let mut low_count = vec![0usize; 1usize << low_bits];
+    let mut bucket_count = vec![0usize; 1usize << BUCKET_BITS];
+    for &p in &a {
+        let v = (p >> 32) as u32;
+        low_count[(v & low_mask) as usize] += 1;
+        bucket_count[(v >> low_bits) as usize] += 1;
     }
-    // Pass 2: stable counting sort by the bucket bits.
-    let mut offsets = vec![0u32; OFFSETS_LEN];
-    for &v in &vals {
-        offsets[(v >> low_bits) as usize + 1] += 1;
+    let mut mid_count = vec![0usize; 256];
+    let mut high_count = vec![0usize; 256];
+    for (b, &c) in bucket_count.iter().enumerate() {
+        mid_count[b & 0xff] += c;
+        high_count[b >> 8] += c;
     }
-    for i in 1..OFFSETS_LEN {
-        offsets[i] += offsets[i - 1];
+    let mut b = vec![0u64; n];
+    for (shift, count) in [
+        (32, &low_count),
+        (32 + low_bits, &mid_count),
+        (32 + low_bits + 8, &high_count),
+    ] {
+        // A digit with a single occupied value (or none: low_bits == 0)
+        // would leave the order unchanged.
+        if count.iter().any(|&c| c == n) {
+            continue;
+        }
+        let mask = count.len() as u64 - 1;
+        let mut fill = Vec::with_capacity(count.len());
+        let mut sum = 0;
+        for &c in count.iter() {
+            fill.push(sum);
+            sum += c;
+        }
+        for &p in &a {
+            let d = ((p >> shift) & mask) as usize;
+            b[fill[d]] = p;
+            fill[d] += 1;
+        }
+        std::mem::swap(&mut a, &mut b);
     }
-    let mut fill = offsets.clone();
-    let mut rows = vec![0u32; n];
-    let mut lows = if low_bits == 0 {
+    drop(b);
+    let mut offsets = Vec::with_capacity(OFFSETS_LEN);
+    let mut sum = 0u32;
+    offsets.push(0);
+    for &c in &bucket_count {
+        sum += c as u32;
+        offsets.push(sum);
+    }
+    let rows: Vec<u32> = a.iter().map(|&p| p as u32).collect();
+    let lows = if low_bits == 0 {
         Vec::new()
     } else {
-        vec![0u8; n]
+        a.iter()
+            .map(|&p| ((p >> 32) as u32 & low_mask) as u8)
+            .collect()
     };
-    for &row in &by_low {
-        let v = vals[row as usize];
-        let b = (v >> low_bits) as usize;
-        let at = fill[b] as usize;
-        fill[b] += 1;
-        rows[at] = row;
-        if low_bits > 0 {
-            lows[at] = (v & low_mask) as u8;
-        }
-    }
     SubstringTable {
         offsets,
         lows,
@@ -375,6 +396,60 @@ mod tests {
                 v = (v << 1) | bit as u32;
             }
             assert_eq!(extract(&w, sub.start, sub.len), v, "{sub:?}");
+        }
+    }
+
+    /// The radix build equals the definition: postings sorted by
+    /// (substring value, row), bucket offsets from the top 16 bits.
+    #[test]
+    fn build_substring_matches_sort_by_value_then_row() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Few distinct bytes so that values repeat and rows must tie-break.
+        let mut keys: Vec<[u8; 32]> = (0..20_000)
+            .map(|_| {
+                let mut k = [0u8; 32];
+                for b in k.iter_mut() {
+                    *b = (next() % 3) as u8 * 0x55;
+                }
+                k
+            })
+            .collect();
+        keys.sort_unstable();
+        let mut layout = default_layout();
+        layout.push(Substring { start: 3, len: 16 });
+        for sub in layout {
+            let t = build_substring(&keys, sub);
+            let mut want: Vec<(u32, u32)> = keys
+                .iter()
+                .enumerate()
+                .map(|(r, k)| (extract(&to_words(k), sub.start, sub.len), r as u32))
+                .collect();
+            want.sort_unstable();
+            let rows: Vec<u32> = want.iter().map(|w| w.1).collect();
+            assert_eq!(t.rows, rows, "{sub:?}");
+            if sub.low_bits() == 0 {
+                assert!(t.lows.is_empty());
+            } else {
+                let lows: Vec<u8> = want
+                    .iter()
+                    .map(|w| (w.0 & ((1 << sub.low_bits()) - 1)) as u8)
+                    .collect();
+                assert_eq!(t.lows, lows, "{sub:?}");
+            }
+            assert_eq!(t.offsets.len(), OFFSETS_LEN);
+            for h in 0..1usize << BUCKET_BITS {
+                let (a, b) = (t.offsets[h] as usize, t.offsets[h + 1] as usize);
+                assert!(want[a..b]
+                    .iter()
+                    .all(|w| (w.0 >> sub.low_bits()) as usize == h));
+            }
+            assert_eq!(t.offsets[OFFSETS_LEN - 1] as usize, keys.len());
         }
     }
 
