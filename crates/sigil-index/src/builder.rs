@@ -3,6 +3,8 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::mpsc::SyncSender;
+use std::sync::Arc;
 
 use rayon::prelude::*;
 use sigil_core::HashKind;
@@ -12,6 +14,7 @@ use crate::format::{section, ContainerWriter, MAGIC_SEGMENT};
 use crate::mih;
 use crate::record::{
     kind_code, numeric_id, push_string, RawRecord, ID_HAS_OVERFLOW, ID_IS_STRING, OVERFLOW_LEN,
+    RECORD_LEN,
 };
 
 /// Accumulates entries for one segment. Memory per entry is the key plus a
@@ -24,10 +27,19 @@ pub struct SegmentBuilder {
     sha256: Vec<([u8; 32], u32)>,
     records: Vec<RawRecord>,
     strings: Vec<u8>,
-    lists: Vec<String>,
-    list_ids: HashMap<String, u16>,
-    categories: Vec<String>,
-    category_ids: HashMap<String, u16>,
+    lists: Names,
+    categories: Names,
+}
+
+/// Interned names (lists, categories) in order of first use.
+#[derive(Default)]
+struct Names {
+    names: Vec<String>,
+    ids: HashMap<String, u16>,
+    /// The last name returned: nearly every entry of an import repeats the
+    /// previous entry's list and category, and a string compare is much
+    /// cheaper than hashing the name.
+    last: Option<u16>,
 }
 
 /// Metadata of one entry (borrowed while adding).
@@ -39,24 +51,38 @@ pub struct EntryMeta<'a> {
     pub note: Option<&'a str>,
 }
 
-fn intern(
-    names: &mut Vec<String>,
-    ids: &mut HashMap<String, u16>,
-    s: &str,
-    what: &str,
-) -> Result<u16> {
-    if let Some(&i) = ids.get(s) {
-        return Ok(i);
+/// The id of an entry: a string, or a number known without formatting it
+/// (the line number of a list entry that has no id).
+#[derive(Clone, Copy, Debug)]
+pub enum EntryId<'a> {
+    Text(&'a str),
+    Number(u64),
+}
+
+impl Names {
+    fn intern(&mut self, s: &str, what: &str) -> Result<u16> {
+        if let Some(i) = self.last {
+            if self.names[i as usize] == s {
+                return Ok(i);
+            }
+        }
+        let i = match self.ids.get(s) {
+            Some(&i) => i,
+            None => {
+                if self.names.len() > u16::MAX as usize {
+                    return Err(IndexError::Limit(format!(
+                        "more than 65536 {what} in one segment"
+                    )));
+                }
+                let i = self.names.len() as u16;
+                self.names.push(s.to_owned());
+                self.ids.insert(s.to_owned(), i);
+                i
+            }
+        };
+        self.last = Some(i);
+        Ok(i)
     }
-    if names.len() > u16::MAX as usize {
-        return Err(IndexError::Limit(format!(
-            "more than 65536 {what} in one segment"
-        )));
-    }
-    let i = names.len() as u16;
-    names.push(s.to_owned());
-    ids.insert(s.to_owned(), i);
-    Ok(i)
 }
 
 impl SegmentBuilder {
@@ -82,24 +108,30 @@ impl SegmentBuilder {
         Ok(off as u32)
     }
 
-    fn record(&mut self, meta: EntryMeta<'_>) -> Result<u32> {
+    fn record(
+        &mut self,
+        id: EntryId<'_>,
+        list: &str,
+        category: &str,
+        note: Option<&str>,
+    ) -> Result<u32> {
         if self.records.len() >= u32::MAX as usize {
             return Err(IndexError::Limit(
                 "more than 2^32 entries in one segment".into(),
             ));
         }
-        let id = match numeric_id(meta.id) {
-            Some(v) => v,
-            None => ID_IS_STRING | self.string_ref(meta.id)? as u64,
+        let id = match id {
+            // As `numeric_id` of its decimal form: at most 18 digits.
+            EntryId::Number(v) if v < 1_000_000_000_000_000_000 => v,
+            EntryId::Number(v) => ID_IS_STRING | self.string_ref(&v.to_string())? as u64,
+            EntryId::Text(t) => match numeric_id(t) {
+                Some(v) => v,
+                None => ID_IS_STRING | self.string_ref(t)? as u64,
+            },
         };
-        let list = intern(&mut self.lists, &mut self.list_ids, meta.list, "lists")?;
-        let category = intern(
-            &mut self.categories,
-            &mut self.category_ids,
-            meta.category,
-            "categories",
-        )?;
-        let note = match meta.note {
+        let list = self.lists.intern(list, "lists")?;
+        let category = self.categories.intern(category, "categories")?;
+        let note = match note {
             Some(n) => self.string_ref(n)? + 1,
             None => 0,
         };
@@ -112,15 +144,40 @@ impl SegmentBuilder {
         Ok(self.records.len() as u32 - 1)
     }
 
+    fn record_meta(&mut self, meta: EntryMeta<'_>) -> Result<u32> {
+        self.record(EntryId::Text(meta.id), meta.list, meta.category, meta.note)
+    }
+
     /// Adds a PDQ entry.
     pub fn push_pdq(&mut self, hash: &[u8; 32], meta: EntryMeta<'_>) -> Result<()> {
-        let r = self.record(meta)?;
+        let r = self.record_meta(meta)?;
         self.pdq.push((*hash, r));
         Ok(())
     }
 
     /// Adds an entry of any kind; `digest` must have the kind's length.
     pub fn push(&mut self, kind: HashKind, digest: &[u8], meta: EntryMeta<'_>) -> Result<()> {
+        self.push_with_id(
+            kind,
+            digest,
+            EntryId::Text(meta.id),
+            meta.list,
+            meta.category,
+            meta.note,
+        )
+    }
+
+    /// [`push`](Self::push) with the id given as a number or a string
+    /// (`EntryId::Number(n)` is stored exactly like `EntryId::Text(&n.to_string())`).
+    pub fn push_with_id(
+        &mut self,
+        kind: HashKind,
+        digest: &[u8],
+        id: EntryId<'_>,
+        list: &str,
+        category: &str,
+        note: Option<&str>,
+    ) -> Result<()> {
         if digest.len() != kind.byte_len() {
             return Err(IndexError::InvalidOption(format!(
                 "{kind} digest must be {} bytes, got {}",
@@ -128,7 +185,7 @@ impl SegmentBuilder {
                 digest.len()
             )));
         }
-        let r = self.record(meta)?;
+        let r = self.record(id, list, category, note)?;
         match kind {
             HashKind::Pdq => self.pdq.push((digest.try_into().unwrap_or([0; 32]), r)),
             HashKind::Md5 => self.md5.push((digest.try_into().unwrap_or([0; 16]), r)),
@@ -140,148 +197,323 @@ impl SegmentBuilder {
 
     /// Writes the segment to `path` (a new file; the caller renames it into
     /// place) and fsyncs it. Returns (file length, header checksum).
-    pub fn write(mut self, path: &Path) -> Result<(u64, u64)> {
+    ///
+    /// A writer thread writes and checksums the sections while this thread
+    /// builds the next ones (sorting, merging, MIH tables); sections reach
+    /// the file in the same order as ever, so the bytes are unchanged.
+    pub fn write(self, path: &Path) -> Result<(u64, u64)> {
         let entry_count = self.records.len() as u64;
-        let mut w = ContainerWriter::create(path, MAGIC_SEGMENT, 64)?;
-        let res = (|| {
-            w.section(section::STRINGS, 0, &self.strings)?;
-            let mut names = Vec::new();
-            for l in &self.lists {
-                push_string(&mut names, l);
+        let w = ContainerWriter::create(path, MAGIC_SEGMENT, 64)?;
+        // A few sections in flight bound the memory held for the writer.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Section>(4);
+        let writer = std::thread::spawn(move || -> Result<ContainerWriter> {
+            let mut w = w;
+            for (id, param, body) in rx {
+                w.section(id, param, body.bytes())?;
             }
-            w.section(section::LISTS, 0, &names)?;
-            names.clear();
-            for c in &self.categories {
-                push_string(&mut names, c);
-            }
-            w.section(section::CATEGORIES, 0, &names)?;
-
-            let records = std::mem::take(&mut self.records);
-            let pdq = std::mem::take(&mut self.pdq);
-            let pdq_keys = write_table(&mut w, HashKind::Pdq, pdq, &records)?;
-            write_table(
-                &mut w,
-                HashKind::Md5,
-                std::mem::take(&mut self.md5),
-                &records,
-            )?;
-            write_table(
-                &mut w,
-                HashKind::Sha1,
-                std::mem::take(&mut self.sha1),
-                &records,
-            )?;
-            write_table(
-                &mut w,
-                HashKind::Sha256,
-                std::mem::take(&mut self.sha256),
-                &records,
-            )?;
-            drop(records);
-            if pdq_keys.len() >= mih::MIH_MIN_ROWS {
-                write_mih(&mut w, &pdq_keys)?;
-            }
-            Ok(())
-        })();
-        match res {
-            Ok(()) => w.finish(entry_count),
-            Err(e) => Err(e),
+            Ok(w)
+        });
+        let produced = self.produce(&tx);
+        drop(tx);
+        let written = match writer.join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        match (produced, written) {
+            // The writer's own error explains a send that failed.
+            (_, Err(e)) => Err(e),
+            (Err(e), Ok(_)) => Err(e),
+            (Ok(()), Ok(w)) => w.finish(entry_count),
         }
     }
+
+    /// Builds every section in file order and hands it to the writer.
+    fn produce(mut self, tx: &SyncSender<Section>) -> Result<()> {
+        let send = |id: u32, param: u32, body: Box<dyn SectionBytes>| {
+            // A closed channel means the writer failed; `write` reports its error.
+            tx.send((id, param, body))
+                .map_err(|_| IndexError::Limit("segment writer stopped".into()))
+        };
+        send(
+            section::STRINGS,
+            0,
+            Box::new(std::mem::take(&mut self.strings)),
+        )?;
+        let mut names = Vec::new();
+        for l in &self.lists.names {
+            push_string(&mut names, l);
+        }
+        send(section::LISTS, 0, Box::new(names))?;
+        let mut names = Vec::new();
+        for c in &self.categories.names {
+            push_string(&mut names, c);
+        }
+        send(section::CATEGORIES, 0, Box::new(names))?;
+
+        let records = std::mem::take(&mut self.records);
+        let pdq = std::mem::take(&mut self.pdq);
+        let pdq_keys = Arc::new(build_table(pdq, &records));
+        send_table(&send, HashKind::Pdq, &pdq_keys)?;
+        for (kind, t) in [
+            (
+                HashKind::Md5,
+                build_table(std::mem::take(&mut self.md5), &records).erase(),
+            ),
+            (
+                HashKind::Sha1,
+                build_table(std::mem::take(&mut self.sha1), &records).erase(),
+            ),
+            (
+                HashKind::Sha256,
+                build_table(std::mem::take(&mut self.sha256), &records).erase(),
+            ),
+        ] {
+            let code = kind_code(kind);
+            if let Some((keys, primary, overflow)) = t {
+                send(section::KEYS, code, keys)?;
+                send(section::RECORDS, code, primary)?;
+                if let Some(o) = overflow {
+                    send(section::OVERFLOW, code, o)?;
+                }
+            }
+        }
+        drop(records);
+        if pdq_keys.keys.len() >= mih::MIH_MIN_ROWS {
+            write_mih(&send, &pdq_keys.keys)?;
+        }
+        Ok(())
+    }
+}
+
+/// A section for the writer thread: (id, param, contents).
+type Section = (u32, u32, Box<dyn SectionBytes>);
+
+/// Owned section contents viewed as bytes.
+trait SectionBytes: Send {
+    fn bytes(&self) -> &[u8];
+}
+
+impl<T: bytemuck::Pod + Send> SectionBytes for Vec<T> {
+    fn bytes(&self) -> &[u8] {
+        bytemuck::cast_slice(self)
+    }
+}
+
+/// A part of the PDQ table, shared with the MIH build that reads the keys
+/// meanwhile (shared rather than copied: the table is hundreds of MB).
+struct SharedPart(Arc<Table<32>>, u32);
+
+impl SectionBytes for SharedPart {
+    fn bytes(&self) -> &[u8] {
+        match self.1 {
+            section::KEYS => bytemuck::cast_slice(&self.0.keys),
+            section::RECORDS => bytemuck::cast_slice(&self.0.primary),
+            _ => &self.0.overflow,
+        }
+    }
+}
+
+/// One kind's merged table: distinct sorted keys, the primary record of
+/// each (encoded), and the OVERFLOW entries.
+struct Table<const W: usize> {
+    keys: Vec<[u8; W]>,
+    primary: Vec<[u8; RECORD_LEN]>,
+    overflow: Vec<u8>,
+}
+
+type ErasedTable = Option<(
+    Box<dyn SectionBytes>,
+    Box<dyn SectionBytes>,
+    Option<Box<dyn SectionBytes>>,
+)>;
+
+impl<const W: usize> Table<W> {
+    /// The sections to write (None if the kind has no entries).
+    fn erase(self) -> ErasedTable {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let overflow: Option<Box<dyn SectionBytes>> = if self.overflow.is_empty() {
+            None
+        } else {
+            Some(Box::new(self.overflow))
+        };
+        Some((Box::new(self.keys), Box::new(self.primary), overflow))
+    }
+}
+
+fn send_table(
+    send: &impl Fn(u32, u32, Box<dyn SectionBytes>) -> Result<()>,
+    kind: HashKind,
+    t: &Arc<Table<32>>,
+) -> Result<()> {
+    if t.keys.is_empty() {
+        return Ok(());
+    }
+    let code = kind_code(kind);
+    for id in [section::KEYS, section::RECORDS, section::OVERFLOW] {
+        if id != section::OVERFLOW || !t.overflow.is_empty() {
+            send(id, code, Box::new(SharedPart(Arc::clone(t), id)))?;
+        }
+    }
+    Ok(())
 }
 
 /// Sorts entries by key, merges duplicates (first record primary, the rest
-/// in OVERFLOW), writes KEYS/RECORDS/OVERFLOW. Returns the distinct keys.
-fn write_table<const W: usize>(
-    w: &mut ContainerWriter,
-    kind: HashKind,
+/// in OVERFLOW). The sorted entries are cut into ranges at key boundaries,
+/// merged in parallel into their place in the output.
+fn build_table<const W: usize>(
     mut entries: Vec<([u8; W], u32)>,
     records: &[RawRecord],
-) -> Result<Vec<[u8; W]>> {
+) -> Table<W> {
     if entries.is_empty() {
-        return Ok(Vec::new());
+        return Table {
+            keys: Vec::new(),
+            primary: Vec::new(),
+            overflow: Vec::new(),
+        };
     }
     sort_entries(&mut entries);
-    let code = kind_code(kind);
-    let mut keys: Vec<[u8; W]> = Vec::with_capacity(entries.len());
-    let mut primary: Vec<RawRecord> = Vec::with_capacity(entries.len());
-    let mut overflow: Vec<u8> = Vec::new();
-    let mut i = 0;
-    while i < entries.len() {
-        let key = entries[i].0;
-        let mut j = i + 1;
-        while j < entries.len() && entries[j].0 == key {
-            j += 1;
+    let n = entries.len();
+    let parts = (n / (1 << 16)).clamp(1, 256);
+    let mut cuts = vec![0usize];
+    for p in 1..parts {
+        let mut c = (n * p / parts).max(*cuts.last().unwrap_or(&0));
+        // Never split a run of equal keys.
+        while c > 0 && c < n && entries[c].0 == entries[c - 1].0 {
+            c += 1;
         }
-        let row = keys.len() as u32;
-        let mut rec = records[entries[i].1 as usize];
-        if j - i > 1 {
-            rec.id |= ID_HAS_OVERFLOW;
-            for e in &entries[i + 1..j] {
-                let mut b = [0u8; OVERFLOW_LEN];
-                b[0..4].copy_from_slice(&row.to_le_bytes());
-                b[8..24].copy_from_slice(&records[e.1 as usize].encode());
-                overflow.extend_from_slice(&b);
+        cuts.push(c);
+    }
+    cuts.push(n);
+    cuts.dedup();
+    let ranges: Vec<&[([u8; W], u32)]> = cuts.windows(2).map(|c| &entries[c[0]..c[1]]).collect();
+    let distinct: Vec<usize> = ranges
+        .par_iter()
+        .map(|r| 1 + r.windows(2).filter(|w| w[0].0 != w[1].0).count())
+        .collect();
+    let total: usize = distinct.iter().sum();
+    let mut keys = vec![[0u8; W]; total];
+    let mut primary = vec![[0u8; RECORD_LEN]; total];
+    let mut jobs = Vec::with_capacity(ranges.len());
+    let (mut ks, mut ps): (&mut [[u8; W]], &mut [[u8; RECORD_LEN]]) = (&mut keys, &mut primary);
+    let mut base = 0usize;
+    for (r, &d) in ranges.iter().zip(&distinct) {
+        let (k, krest) = ks.split_at_mut(d);
+        let (p, prest) = ps.split_at_mut(d);
+        jobs.push((*r, k, p, base));
+        ks = krest;
+        ps = prest;
+        base += d;
+    }
+    let overflows: Vec<Vec<u8>> = jobs
+        .into_par_iter()
+        .map(|(entries, keys, primary, base)| {
+            let mut overflow = Vec::new();
+            let mut i = 0;
+            let mut row = 0;
+            while i < entries.len() {
+                let key = entries[i].0;
+                let mut j = i + 1;
+                while j < entries.len() && entries[j].0 == key {
+                    j += 1;
+                }
+                let mut rec = records[entries[i].1 as usize];
+                if j - i > 1 {
+                    rec.id |= ID_HAS_OVERFLOW;
+                    let global = (base + row) as u32;
+                    for e in &entries[i + 1..j] {
+                        let mut b = [0u8; OVERFLOW_LEN];
+                        b[0..4].copy_from_slice(&global.to_le_bytes());
+                        b[8..24].copy_from_slice(&records[e.1 as usize].encode());
+                        overflow.extend_from_slice(&b);
+                    }
+                }
+                keys[row] = key;
+                primary[row] = rec.encode();
+                row += 1;
+                i = j;
             }
-        }
-        keys.push(key);
-        primary.push(rec);
-        i = j;
-    }
+            overflow
+        })
+        .collect();
     drop(entries);
-    w.begin(section::KEYS, code)?;
-    for chunk in keys.chunks(1 << 16) {
-        w.write(bytemuck::cast_slice(chunk))?;
+    Table {
+        keys,
+        primary,
+        overflow: overflows.concat(),
     }
-    w.begin(section::RECORDS, code)?;
-    let mut buf = Vec::with_capacity(16 << 16);
-    for chunk in primary.chunks(1 << 16) {
-        buf.clear();
-        for r in chunk {
-            buf.extend_from_slice(&r.encode());
-        }
-        w.write(&buf)?;
-    }
-    if !overflow.is_empty() {
-        w.section(section::OVERFLOW, code, &overflow)?;
-    }
-    Ok(keys)
 }
 
-/// Sorts by (key, record number). Keys are bucketed by their first two
-/// bytes first (hashes are uniform), then each bucket sorted in parallel.
+/// Sorts by (key, record number), a total order (record numbers are
+/// unique), so the result does not depend on the method. Keys are
+/// distributed by their first byte (256 output streams stay in cache),
+/// then each of those 256 buckets is sorted in parallel the same way by the
+/// second byte and the small sub-buckets sorted.
 fn sort_entries<const W: usize>(entries: &mut Vec<([u8; W], u32)>) {
     if entries.len() < 1 << 16 {
         entries.sort_unstable();
         return;
     }
-    let mut counts = vec![0usize; 65537];
-    for e in entries.iter() {
-        counts[u16::from_be_bytes([e.0[0], e.0[1]]) as usize + 1] += 1;
-    }
-    for i in 1..counts.len() {
-        counts[i] += counts[i - 1];
-    }
-    let mut fill = counts.clone();
     let mut out = vec![([0u8; W], 0u32); entries.len()];
-    for e in entries.iter() {
-        let b = u16::from_be_bytes([e.0[0], e.0[1]]) as usize;
-        out[fill[b]] = *e;
-        fill[b] += 1;
-    }
-    // Split `out` into the 65536 buckets and sort each.
+    let counts = scatter_by_byte(entries, &mut out, 0);
     let mut rest: &mut [([u8; W], u32)] = &mut out;
-    let mut buckets = Vec::with_capacity(65536);
-    for b in 0..65536 {
-        let (head, tail) = rest.split_at_mut(counts[b + 1] - counts[b]);
+    let mut buckets = Vec::with_capacity(256);
+    for c in counts {
+        let (head, tail) = rest.split_at_mut(c);
         buckets.push(head);
         rest = tail;
     }
-    buckets.par_iter_mut().for_each(|b| b.sort_unstable());
+    buckets.into_par_iter().for_each(|b| {
+        if b.len() < 1 << 10 {
+            b.sort_unstable();
+            return;
+        }
+        let mut tmp = b.to_vec();
+        let counts = scatter_by_byte(&tmp, b, 1);
+        tmp.clear();
+        let mut rest: &mut [([u8; W], u32)] = b;
+        for c in counts {
+            let (head, tail) = rest.split_at_mut(c);
+            head.sort_unstable();
+            rest = tail;
+        }
+    });
     *entries = out;
 }
 
-fn write_mih(w: &mut ContainerWriter, keys: &[[u8; 32]]) -> Result<()> {
+/// Stable distribution of `src` into `dst` by key byte `at`; returns the
+/// 256 bucket sizes.
+fn scatter_by_byte<const W: usize>(
+    src: &[([u8; W], u32)],
+    dst: &mut [([u8; W], u32)],
+    at: usize,
+) -> Vec<usize> {
+    let mut counts = vec![0usize; 256];
+    for e in src {
+        counts[e.0[at] as usize] += 1;
+    }
+    let mut fill = Vec::with_capacity(256);
+    let mut sum = 0;
+    for &c in &counts {
+        fill.push(sum);
+        sum += c;
+    }
+    for e in src {
+        let b = e.0[at] as usize;
+        dst[fill[b]] = *e;
+        fill[b] += 1;
+    }
+    counts
+}
+
+/// Writes the MIH sections; the tables of two substrings are built in
+/// parallel (bounded memory, both cores busy) while the writer thread
+/// writes the previous two.
+fn write_mih(
+    send: &impl Fn(u32, u32, Box<dyn SectionBytes>) -> Result<()>,
+    keys: &[[u8; 32]],
+) -> Result<()> {
     let layout = mih::default_layout();
     let mut desc = Vec::with_capacity(8 + 8 * layout.len());
     desc.extend_from_slice(&(layout.len() as u32).to_le_bytes());
@@ -290,23 +522,19 @@ fn write_mih(w: &mut ContainerWriter, keys: &[[u8; 32]]) -> Result<()> {
         desc.extend_from_slice(&s.start.to_le_bytes());
         desc.extend_from_slice(&s.len.to_le_bytes());
     }
-    w.section(section::MIH_LAYOUT, 0, &desc)?;
-    // Two substrings at a time in parallel: bounded memory, both cores busy.
+    send(section::MIH_LAYOUT, 0, Box::new(desc))?;
     for (pair_no, pair) in layout.chunks(2).enumerate() {
         let tables: Vec<mih::SubstringTable> = pair
             .par_iter()
             .map(|&s| mih::build_substring(keys, s))
             .collect();
-        for (k, t) in tables.iter().enumerate() {
+        for (k, t) in tables.into_iter().enumerate() {
             let j = (pair_no * 2 + k) as u32;
-            w.section(section::MIH_OFFSETS, j, bytemuck::cast_slice(&t.offsets))?;
+            send(section::MIH_OFFSETS, j, Box::new(t.offsets))?;
             if !t.lows.is_empty() {
-                w.section(section::MIH_LOWS, j, &t.lows)?;
+                send(section::MIH_LOWS, j, Box::new(t.lows))?;
             }
-            w.begin(section::MIH_ROWS, j)?;
-            for chunk in t.rows.chunks(1 << 16) {
-                w.write(bytemuck::cast_slice(chunk))?;
-            }
+            send(section::MIH_ROWS, j, Box::new(t.rows))?;
         }
     }
     Ok(())

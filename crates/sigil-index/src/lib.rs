@@ -32,7 +32,7 @@ pub mod shared;
 pub mod tombstone;
 pub mod writer;
 
-pub use builder::{EntryMeta, SegmentBuilder};
+pub use builder::{EntryId, EntryMeta, SegmentBuilder};
 pub use error::{IndexError, Result};
 pub use import::{ImportOptions, ImportStats, RemoveBy};
 pub use kernels::SearchKernel;

@@ -150,7 +150,7 @@ pub fn build_substring(keys: &[[u8; 32]], sub: Substring) -> SubstringTable {
     ] {
         // A digit with a single occupied value (or none: low_bits == 0)
         // would leave the order unchanged.
-        if count.iter().any(|&c| c == n) {
+        if count.contains(&n) {
             continue;
         }
         let mask = count.len() as u64 - 1;
