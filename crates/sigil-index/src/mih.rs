@@ -111,78 +111,88 @@ pub struct SubstringTable {
 /// Builds substring `sub`'s table over sorted keys: postings grouped by the
 /// top 16 bits, sorted by the low bits, then by row.
 ///
-/// Each posting is packed as `value << 32 | row` and LSD-radix-sorted on the
-/// value in digits of at most 8 bits. Every pass reads sequentially and
-/// writes at most 256 streams, which stays in cache; the previous two-pass
-/// counting sort gathered `vals[row]` at random and scattered into 65536
-/// buckets, which missed cache and TLB on nearly every posting (about 1.8 s
-/// per substring at 10M keys). Rows enter in ascending order and every pass
-/// is stable, so equal values keep row order, as the format requires.
+/// Each posting is packed as `value << 32 | row`. One stable pass
+/// distributes them by the top 8 bucket bits (256 output streams stay in
+/// cache); each of those 256 groups (about n/256 postings, a few hundred KB)
+/// is then radix-sorted by the low bits and the next 8 bucket bits while it
+/// sits in cache. The previous counting sort gathered `vals[row]` at random
+/// and scattered into 65536 buckets, which missed cache and TLB on nearly
+/// every posting (about 1.8 s per substring at 10M keys). Rows enter in
+/// ascending order and every pass is stable, so equal values keep row
+/// order, as the format requires.
 pub fn build_substring(keys: &[[u8; 32]], sub: Substring) -> SubstringTable {
     let n = keys.len();
     let low_bits = sub.low_bits();
     let low_mask = (1u32 << low_bits) - 1;
-    let mut a: Vec<u64> = keys
+    let vals: Vec<u32> = keys
         .iter()
-        .enumerate()
-        .map(|(row, k)| ((extract(&to_words(k), sub.start, sub.len) as u64) << 32) | row as u64)
+        .map(|k| extract(&to_words(k), sub.start, sub.len))
         .collect();
-    // One counting pass: the low digit and the 16 bucket bits (the two
-    // 8-bit bucket digits' counts follow from the bucket histogram).
-    let mut low_count = vec![0usize; 1usize << low_bits];
-    let mut bucket_count = vec![0usize; 1usize << BUCKET_BITS];
-    for &p in &a {
-        let v = (p >> 32) as u32;
-        low_count[(v & low_mask) as usize] += 1;
-        bucket_count[(v >> low_bits) as usize] += 1;
+    let mut offsets = vec![0u32; OFFSETS_LEN];
+    for &v in &vals {
+        offsets[(v >> low_bits) as usize + 1] += 1;
     }
-    let mut mid_count = vec![0usize; 256];
-    let mut high_count = vec![0usize; 256];
-    for (b, &c) in bucket_count.iter().enumerate() {
-        mid_count[b & 0xff] += c;
-        high_count[b >> 8] += c;
+    for i in 1..OFFSETS_LEN {
+        offsets[i] += offsets[i - 1];
     }
-    let mut b = vec![0u64; n];
-    for (shift, count) in [
-        (32, &low_count),
-        (32 + low_bits, &mid_count),
-        (32 + low_bits + 8, &high_count),
-    ] {
-        // A digit with a single occupied value (or none: low_bits == 0)
-        // would leave the order unchanged.
-        if count.contains(&n) {
-            continue;
-        }
-        let mask = count.len() as u64 - 1;
-        let mut fill = Vec::with_capacity(count.len());
-        let mut sum = 0;
-        for &c in count.iter() {
-            fill.push(sum);
-            sum += c;
-        }
-        for &p in &a {
-            let d = ((p >> shift) & mask) as usize;
-            b[fill[d]] = p;
-            fill[d] += 1;
-        }
-        std::mem::swap(&mut a, &mut b);
+    // Pass 1: by the top 8 bucket bits; group g starts at bucket g << 8.
+    let group_start = |g: usize| offsets[g << 8] as usize;
+    let mut fill: Vec<usize> = (0..256).map(group_start).collect();
+    let mut a = vec![0u64; n];
+    for (row, &v) in vals.iter().enumerate() {
+        let g = (v >> (low_bits + 8)) as usize;
+        a[fill[g]] = ((v as u64) << 32) | row as u64;
+        fill[g] += 1;
     }
-    drop(b);
-    let mut offsets = Vec::with_capacity(OFFSETS_LEN);
-    let mut sum = 0u32;
-    offsets.push(0);
-    for &c in &bucket_count {
-        sum += c as u32;
-        offsets.push(sum);
-    }
-    let rows: Vec<u32> = a.iter().map(|&p| p as u32).collect();
-    let lows = if low_bits == 0 {
+    drop(vals);
+    // Pass 2: within each group, stable LSD passes on the low bits, then on
+    // the low 8 bucket bits.
+    let mut rows = vec![0u32; n];
+    let mut lows = if low_bits == 0 {
         Vec::new()
     } else {
-        a.iter()
-            .map(|&p| ((p >> 32) as u32 & low_mask) as u8)
-            .collect()
+        vec![0u8; n]
     };
+    let mut tmp: Vec<u64> = Vec::new();
+    for g in 0..256 {
+        let (s, e) = (group_start(g), offsets[(g + 1) << 8] as usize);
+        if s == e {
+            continue;
+        }
+        let grp = &mut a[s..e];
+        tmp.clear();
+        tmp.resize(grp.len(), 0);
+        for (shift, bits) in [(32, low_bits), (32 + low_bits, 8)] {
+            if bits == 0 {
+                continue;
+            }
+            let mask = (1u64 << bits) - 1;
+            let mut count = [0usize; 256];
+            for &p in grp.iter() {
+                count[((p >> shift) & mask) as usize] += 1;
+            }
+            let mut sum = 0;
+            for c in count.iter_mut() {
+                let k = *c;
+                *c = sum;
+                sum += k;
+            }
+            for &p in grp.iter() {
+                let d = ((p >> shift) & mask) as usize;
+                tmp[count[d]] = p;
+                count[d] += 1;
+            }
+            grp.copy_from_slice(&tmp);
+        }
+        for (i, &p) in grp.iter().enumerate() {
+            rows[s + i] = p as u32;
+        }
+        if low_bits > 0 {
+            for (i, &p) in grp.iter().enumerate() {
+                lows[s + i] = ((p >> 32) as u32 & low_mask) as u8;
+            }
+        }
+    }
     SubstringTable {
         offsets,
         lows,
@@ -355,7 +365,7 @@ pub fn range_search(
 
 /// A hint to load the cache line of `r`; no effect on results.
 #[inline(always)]
-fn prefetch<T>(r: &T) {
+pub(crate) fn prefetch<T>(r: &T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is only a hint: it never faults and changes no
     // memory; the pointer comes from a reference, so it is valid anyway.
