@@ -15,6 +15,10 @@ use sigil_server::proto::matcher_client::MatcherClient;
 use sigil_server::proto::{self, HashKind as PKind};
 use tonic::transport::Channel;
 
+/// The message of a call the open-loop generator skipped because `--concurrency`
+/// calls were already in flight (reported as `ClientInFlightCap`).
+const CLIENT_CAP: &str = "client in-flight cap";
+
 #[derive(clap::Args)]
 pub struct Args {
     /// Server address (host:port).
@@ -207,7 +211,16 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                         t.latencies_us.push(start.elapsed().as_micros() as u64);
                         t.items += n as u64;
                     }
-                    Err(s) => *t.errors.entry(format!("{:?}", s.code())).or_insert(0) += 1,
+                    Err(s) => {
+                        // Calls the generator itself skipped are not the
+                        // server's refusals: keep the two apart.
+                        let key = if s.message() == CLIENT_CAP {
+                            "ClientInFlightCap".to_string()
+                        } else {
+                            format!("{:?}", s.code())
+                        };
+                        *t.errors.entry(key).or_insert(0) += 1
+                    }
                 }
             }
         };
@@ -240,7 +253,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
                     let start = Instant::now();
                     let Ok(permit) = sem.clone().try_acquire_owned() else {
                         // Over the in-flight cap: the server is not keeping up.
-                        record(start, Err(tonic::Status::resource_exhausted("client cap")));
+                        record(start, Err(tonic::Status::resource_exhausted(CLIENT_CAP)));
                         continue;
                     };
                     let (load, mut client, record) = (load.clone(), client.clone(), record.clone());
