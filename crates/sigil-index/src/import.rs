@@ -184,38 +184,10 @@ fn kind_for(hex: &str, explicit: Option<HashKind>) -> std::result::Result<HashKi
     }
 }
 
-/// Nibble value of each byte, 0xff for a non-hex byte.
-const HEX_VALUE: [u8; 256] = {
-    let mut t = [0xffu8; 256];
-    let mut c = 0;
-    while c < 10 {
-        t[b'0' as usize + c] = c as u8;
-        c += 1;
-    }
-    let mut c = 0;
-    while c < 6 {
-        t[b'a' as usize + c] = 10 + c as u8;
-        t[b'A' as usize + c] = 10 + c as u8;
-        c += 1;
-    }
-    t
-};
-
-/// Table decode of exactly `2 * len` hex bytes; `None` on any other input.
-/// (The sigil-core decoder, which reports the bad character, was the
-/// largest single cost of a 10M-line import.)
+/// Exactly `2 * len` hex bytes as a digest; `None` on any other input.
 fn decode_hex_fast(h: &[u8], len: usize) -> Option<[u8; 32]> {
     let mut out = [0u8; 32];
-    if len > out.len() || h.len() != len * 2 {
-        return None;
-    }
-    let mut bad = 0u8;
-    for (o, pair) in out[..len].iter_mut().zip(h.chunks_exact(2)) {
-        let (hi, lo) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
-        bad |= hi | lo;
-        *o = (hi << 4) | (lo & 0x0f);
-    }
-    (bad & 0xf0 == 0).then_some(out)
+    (len <= out.len() && sigil_core::hash::decode_hex_bytes(h, &mut out[..len])).then_some(out)
 }
 
 fn parse_digest(hex: &str, kind: HashKind) -> std::result::Result<[u8; 32], String> {
