@@ -537,25 +537,29 @@ role = "matcher"
         assert_eq!(c.api_keys[0].burst(), 200);
     }
 
+    /// Loads `text` as a config file, with no environment overrides.
+    fn load_text(text: &str) -> Result<ServerConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sigil.toml");
+        std::fs::write(&path, text).unwrap();
+        ServerConfig::load(Some(&path), env(&[]))
+    }
+
     /// `[matching] robust` takes a level name, and the switch it used to be.
     #[test]
     fn robust_level_from_file_and_env() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sigil.toml");
         for (text, level) in [
             ("true", RobustLevel::Standard),
             ("false", RobustLevel::Off),
             ("\"full\"", RobustLevel::Full),
             ("\"standard\"", RobustLevel::Standard),
         ] {
-            std::fs::write(&path, format!("[matching]\nrobust = {text}\n")).unwrap();
-            let c = ServerConfig::load(Some(&path), env(&[])).unwrap();
+            let c = load_text(&format!("[matching]\nrobust = {text}\n")).unwrap();
             assert_eq!(c.matching.robust, level, "{text}");
         }
         let c = ServerConfig::load(None, env(&[("SIGIL_MATCHING__ROBUST", "full")])).unwrap();
         assert_eq!(c.matching.robust, RobustLevel::Full);
-        std::fs::write(&path, "[matching]\nrobust = \"maximum\"\n").unwrap();
-        let err = ServerConfig::load(Some(&path), env(&[])).unwrap_err();
+        let err = load_text("[matching]\nrobust = \"maximum\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("maximum"), "{err:#}");
     }
 
@@ -563,10 +567,7 @@ role = "matcher"
     /// bad address is named.
     #[test]
     fn metrics_listener_can_be_turned_off() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sigil.toml");
-        std::fs::write(&path, "metrics_listen = \"off\"\n").unwrap();
-        let c = ServerConfig::load(Some(&path), env(&[])).unwrap();
+        let c = load_text("metrics_listen = \"off\"\n").unwrap();
         assert_eq!(c.metrics_listen, None);
         let c = ServerConfig::load(None, env(&[("SIGIL_METRICS_LISTEN", "OFF")])).unwrap();
         assert_eq!(c.metrics_listen, None);
@@ -576,8 +577,7 @@ role = "matcher"
             .unwrap()
             .metrics_listen
             .is_some());
-        std::fs::write(&path, "metrics_listen = \"localhost-ish\"\n").unwrap();
-        let err = ServerConfig::load(Some(&path), env(&[])).unwrap_err();
+        let err = load_text("metrics_listen = \"localhost-ish\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("localhost-ish"), "{err:#}");
     }
 
@@ -591,10 +591,7 @@ role = "matcher"
 
     #[test]
     fn unknown_key_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sigil.toml");
-        std::fs::write(&path, "[limits]\nmax_bach = 5\n").unwrap();
-        let err = ServerConfig::load(Some(&path), env(&[])).unwrap_err();
+        let err = load_text("[limits]\nmax_bach = 5\n").unwrap_err();
         assert!(err.to_string().contains("max_bach"), "{err}");
     }
 
