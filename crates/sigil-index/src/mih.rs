@@ -249,17 +249,141 @@ fn binom(n: u32, k: u32) -> f64 {
     r
 }
 
+/// Reusable buffers of [`range_search`], so a query allocates nothing
+/// once they have grown.
+#[derive(Default)]
+pub struct MihScratch {
+    /// (bucket, substring, allowed low-bit distance) of every bucket to visit.
+    probes: Vec<(u32, u16, u16)>,
+    /// (first posting, end, substring, allowed) of every bucket visited
+    /// (an empty range for an empty bucket).
+    ranges: Vec<(u32, u32, u16, u16)>,
+    /// (substring, posting index) of every posting that passed the low bits.
+    postings: Vec<(u32, u32)>,
+    /// (row, substring) of every candidate key.
+    cands: Vec<(u32, u32)>,
+}
+
+/// Prefetches the cache lines holding `s[a..b]`, at most `max_lines` of them.
+#[inline(always)]
+fn prefetch_span<T>(s: &[T], a: usize, b: usize, max_lines: usize) {
+    let size = std::mem::size_of::<T>().max(1);
+    let base = s.as_ptr() as usize;
+    let first = base + a * size;
+    let end = base + b.min(s.len()) * size;
+    let mut line = first & !63;
+    let mut lines = 0;
+    while line < end && lines < max_lines {
+        if let Some(x) = s.get((line.max(first) - base) / size) {
+            prefetch(x);
+        }
+        line += 64;
+        lines += 1;
+    }
+}
+
+/// How a search filters the low bytes of a bucket: portable code here, a
+/// SIMD version in [`crate::kernels`]. Every implementation gives the same
+/// answers (tested there).
+pub trait LowFilter: Copy {
+    /// The postings `lo..hi` within `a..b` whose low byte equals `ql`; the
+    /// low bytes of a bucket are sorted, so they form one run.
+    fn equal_run(self, lows: &[u8], a: usize, b: usize, ql: u8) -> (usize, usize);
+    /// Calls `keep(p)`, in ascending order, for every `p` in `a..b` whose
+    /// low byte is within `allowed` bits of `ql`.
+    fn within(self, lows: &[u8], a: usize, b: usize, ql: u8, allowed: u32, keep: impl FnMut(usize));
+}
+
+/// The portable [`LowFilter`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ScalarLows;
+
+/// Buckets larger than this (skewed lists) are searched by bisection rather
+/// than counted.
+pub const COUNT_MAX: usize = 1024;
+
+impl LowFilter for ScalarLows {
+    /// A bucket of a 10M index holds ~150 postings: counting the smaller
+    /// and the equal bytes is branch-free, where a bisection mispredicts
+    /// about every other step.
+    #[inline(always)]
+    fn equal_run(self, lows: &[u8], a: usize, b: usize, ql: u8) -> (usize, usize) {
+        let b = b.min(lows.len());
+        let Some(run) = lows.get(a..b) else {
+            return (a, a);
+        };
+        if run.len() > COUNT_MAX {
+            let lo = run.partition_point(|&x| x < ql);
+            return (a + lo, a + lo + run[lo..].partition_point(|&x| x <= ql));
+        }
+        let (mut lt, mut eq) = (0usize, 0usize);
+        // u8 counters cannot overflow within a 240-byte chunk.
+        for chunk in run.chunks(240) {
+            let (mut l, mut e) = (0u8, 0u8);
+            for &x in chunk {
+                l += (x < ql) as u8;
+                e += (x == ql) as u8;
+            }
+            lt += l as usize;
+            eq += e as usize;
+        }
+        (a + lt, a + lt + eq)
+    }
+
+    #[inline(always)]
+    fn within(
+        self,
+        lows: &[u8],
+        a: usize,
+        b: usize,
+        ql: u8,
+        allowed: u32,
+        mut keep: impl FnMut(usize),
+    ) {
+        let b = b.min(lows.len());
+        for (p, &l) in lows.iter().enumerate().take(b).skip(a) {
+            if (l ^ ql).count_ones() <= allowed {
+                keep(p);
+            }
+        }
+    }
+}
+
 /// Range search with the MIH tables: pushes `(row, distance)` for every key
 /// within `radius` of `q`, each row once. Corrupt tables (offsets out of
 /// order or out of range, rows past the end) cannot cause a panic: bad
 /// ranges are clamped and bad rows skipped (`verify` reports the corruption).
+///
+/// A query touches ~1,500 random buckets and a few thousand random keys in
+/// tables far larger than the caches, so its cost is memory latency: four
+/// dependent misses per candidate (bucket offset, low bytes, row, key).
+/// The search is therefore software-pipelined: while it filters bucket
+/// `i`, the low bytes of bucket `i + D` and the offsets of bucket `i + 2D`
+/// are on their way, and while it checks candidate `k`, the key of
+/// candidate `k + D2`. Many misses overlap, and each line arrives shortly
+/// before its use. (Issuing each stage's prefetches all at once measured
+/// slower: the miss buffers fill and lines arrive long before their use.)
 #[inline(always)]
 pub fn range_search(
     keys: &[[u8; 32]],
     subs: &[SubstringView<'_>],
     q: &[u8; 32],
     radius: u32,
-    cands: &mut Vec<(u32, u32)>,
+    scratch: &mut MihScratch,
+    out: &mut Vec<(u32, u32)>,
+) {
+    range_search_with(ScalarLows, keys, subs, q, radius, scratch, out)
+}
+
+/// [`range_search`] with the bucket filter of a kernel.
+#[inline(always)]
+pub fn range_search_with<L: LowFilter>(
+    filter: L,
+    keys: &[[u8; 32]],
+    subs: &[SubstringView<'_>],
+    q: &[u8; 32],
+    radius: u32,
+    scratch: &mut MihScratch,
     out: &mut Vec<(u32, u32)>,
 ) {
     let m = subs.len() as u32;
@@ -272,24 +396,25 @@ pub fn range_search(
     for (j, v) in subs.iter().enumerate() {
         qsub[j] = extract(&qw, v.sub.start, v.sub.len);
     }
+    let MihScratch {
+        probes,
+        ranges,
+        postings,
+        cands,
+    } = scratch;
+    probes.clear();
+    ranges.clear();
+    postings.clear();
     cands.clear();
-    // Pass 1: the posting range of every bucket to visit. The offset reads
-    // are independent of each other, so the CPU overlaps their misses.
-    let mut ranges: Vec<(u32, u32, u16, u16)> = Vec::with_capacity(2048);
+
+    // Stage 1: every bucket to visit (no memory reads yet).
     for (j, v) in subs.iter().enumerate() {
-        let low_bits = v.sub.low_bits();
-        let qh = qsub[j] >> low_bits;
-        let n = v.rows.len();
+        let qh = qsub[j] >> v.sub.low_bits();
         for dh in 0..=s.min(BUCKET_BITS) {
             // Gosper's hack: every 16-bit mask with `dh` bits set.
             let mut mask: u32 = (1u32 << dh) - 1;
             while mask < (1 << BUCKET_BITS) {
-                let h = (qh ^ mask) as usize;
-                let a = (*v.offsets.get(h).unwrap_or(&0) as usize).min(n);
-                let b = (*v.offsets.get(h + 1).unwrap_or(&0) as usize).min(n);
-                if a < b {
-                    ranges.push((a as u32, b as u32, j as u16, (s - dh) as u16));
-                }
+                probes.push((qh ^ mask, j as u16, (s - dh) as u16));
                 if mask == 0 {
                     break;
                 }
@@ -299,60 +424,111 @@ pub fn range_search(
             }
         }
     }
-    // Pass 2: scan each range, prefetching the postings of ranges ahead:
-    // each bucket is a random place in a large table (a cache and TLB miss).
-    const AHEAD: usize = 16;
-    for (i, &(a, b, j, allowed)) in ranges.iter().enumerate() {
-        if let Some(&(na, _, nj, _)) = ranges.get(i + AHEAD) {
-            let nv = &subs[nj as usize];
-            if let Some(x) = nv.lows.get(na as usize) {
+
+    // Stages 2 and 3, software-pipelined: at step i, prefetch the offset
+    // entries of bucket i + 2D, read the posting range of bucket i + D and
+    // prefetch its low bytes, and filter bucket i on its low bits.
+    const D: usize = 6;
+    let np = probes.len();
+    let prefetch_offsets = |i: usize| {
+        if let Some(&(h, j, _)) = probes.get(i) {
+            if let Some(x) = subs[j as usize].offsets.get(h as usize) {
                 prefetch(x);
             }
-            if let Some(x) = nv.rows.get(na as usize) {
-                prefetch(x);
-            }
+        }
+    };
+    // The range of bucket `i`, empty when the bucket is; prefetches what
+    // stage 3 reads of it (the low bytes, or the rows when all are taken).
+    let range_of = |i: usize| -> (u32, u32, u16, u16) {
+        let (h, j, allowed) = probes[i];
+        let v = &subs[j as usize];
+        let n = v.rows.len();
+        let h = h as usize;
+        let a = (*v.offsets.get(h).unwrap_or(&0) as usize).min(n);
+        let b = (*v.offsets.get(h + 1).unwrap_or(&0) as usize).min(n);
+        if a >= b {
+            return (0, 0, j, allowed);
+        }
+        let low_bits = v.sub.low_bits();
+        if low_bits > 0 && v.lows.len() == n && (allowed as u32) < low_bits {
+            prefetch_span(v.lows, a, b, 4);
+        } else {
+            prefetch_span(v.rows, a, b, 16);
+        }
+        (a as u32, b as u32, j, allowed)
+    };
+    ranges.resize(np, (0, 0, 0, 0));
+    (0..(2 * D).min(np)).for_each(prefetch_offsets);
+    for (i, r) in ranges.iter_mut().enumerate().take(D) {
+        *r = range_of(i);
+    }
+    for i in 0..np {
+        prefetch_offsets(i + 2 * D);
+        if i + D < np {
+            ranges[i + D] = range_of(i + D);
+        }
+        let (a, b, j, allowed) = ranges[i];
+        if a >= b {
+            continue;
         }
         let (a, b, allowed) = (a as usize, b as usize, allowed as u32);
         let v = &subs[j as usize];
         let low_bits = v.sub.low_bits();
-        let ql = (qsub[j as usize] & ((1u32 << low_bits) - 1)) as u8;
         let n = v.rows.len();
-        let has_lows = low_bits > 0 && v.lows.len() == n;
-        let rows = &v.rows[a..b];
         let j = j as u32;
-        if !has_lows || allowed >= low_bits {
-            cands.extend(rows.iter().map(|&r| (r, j)));
-        } else if allowed == 0 {
-            let lows = &v.lows[a..b];
-            let lo = lows.partition_point(|&x| x < ql);
-            let hi = lo + lows[lo..].partition_point(|&x| x <= ql);
-            cands.extend(rows[lo..hi].iter().map(|&r| (r, j)));
+        let mut keep = |p: usize| {
+            if let Some(x) = v.rows.get(p) {
+                prefetch(x);
+            }
+            postings.push((j, p as u32));
+        };
+        if low_bits == 0 || v.lows.len() != n || allowed >= low_bits {
+            (a..b).for_each(&mut keep);
         } else {
-            let lows = &v.lows[a..b];
-            for (i, &l) in lows.iter().enumerate() {
-                if (l ^ ql).count_ones() <= allowed {
-                    cands.push((rows[i], j));
-                }
+            let ql = (qsub[j as usize] & ((1u32 << low_bits) - 1)) as u8;
+            if allowed == 0 {
+                let (lo, hi) = filter.equal_run(v.lows, a, b, ql);
+                (lo..hi).for_each(&mut keep);
+            } else {
+                filter.within(v.lows, a, b, ql, allowed, &mut keep);
             }
         }
     }
-    // Candidates are random rows of the key array: prefetch a few ahead.
-    for (i, &(row, j)) in cands.iter().enumerate() {
-        if let Some(&(next, _)) = cands.get(i + AHEAD) {
-            if let Some(k) = keys.get(next as usize) {
-                prefetch(k);
+
+    // Stages 4 and 5, pipelined the same way: read the row of posting
+    // k + D2 and prefetch its key, then check candidate k on all 256 bits.
+    const D2: usize = 12;
+    let nc = postings.len();
+    // (row, substring) of posting k; row u32::MAX when the tables are corrupt.
+    let resolve = |k: usize| -> (u32, u32) {
+        let (j, p) = postings[k];
+        match subs[j as usize].rows.get(p as usize) {
+            Some(&row) if (row as usize) < keys.len() => {
+                prefetch(&keys[row as usize]);
+                (row, j)
             }
+            _ => (u32::MAX, j),
         }
-        let Some(k) = keys.get(row as usize) else {
+    };
+    cands.resize(nc, (0, 0));
+    for (k, c) in cands.iter_mut().enumerate().take(D2) {
+        *c = resolve(k);
+    }
+    for k in 0..nc {
+        if k + D2 < nc {
+            cands[k + D2] = resolve(k + D2);
+        }
+        let (row, j) = cands[k];
+        let Some(key) = keys.get(row as usize) else {
             continue;
         };
-        let d = hamming32(q, k);
+        let d = hamming32(q, key);
         if d > radius {
             continue;
         }
         // Report a row only from the first substring that finds it: an
         // earlier substring within `s` found it already (exact dedup without a set).
-        let kw = to_words(k);
+        let kw = to_words(key);
         let earlier = subs[..j as usize]
             .iter()
             .enumerate()

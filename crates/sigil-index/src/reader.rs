@@ -259,7 +259,7 @@ impl IndexReader {
 
     /// Raw range search of one query hash over every segment.
     fn raw_pdq(&self, q: &[u8; 32], radius: u32, variant: u8, hits: &mut Vec<Hit>) {
-        let mut cands = Vec::new();
+        let mut scratch = mih::MihScratch::default();
         let mut out = Vec::new();
         for (si, (seg, _)) in self.segments.iter().enumerate() {
             let keys = seg.pdq_keys();
@@ -276,7 +276,7 @@ impl IndexReader {
                 };
             if use_mih {
                 self.kernel
-                    .mih_search(keys, &views, q, radius, &mut cands, &mut out);
+                    .mih_search(keys, &views, q, radius, &mut scratch, &mut out);
             } else {
                 self.kernel.flat_scan(keys, q, radius, &mut out);
             }
