@@ -249,8 +249,8 @@ fn binom(n: u32, k: u32) -> f64 {
     r
 }
 
-/// Reusable buffers of [`range_search`], so a query allocates nothing
-/// once they have grown.
+/// Buffers of [`range_search`], reused across the segments and dihedral
+/// variants of one search.
 #[derive(Default)]
 pub struct MihScratch {
     /// (bucket, substring, allowed low-bit distance) of every bucket to visit.
@@ -408,6 +408,10 @@ pub fn range_search_with<L: LowFilter>(
     cands.clear();
 
     // Stage 1: every bucket to visit (no memory reads yet).
+    let per_sub: usize = (0..=s.min(BUCKET_BITS))
+        .map(|d| binom(BUCKET_BITS, d) as usize)
+        .sum();
+    probes.reserve(per_sub * subs.len());
     for (j, v) in subs.iter().enumerate() {
         let qh = qsub[j] >> v.sub.low_bits();
         for dh in 0..=s.min(BUCKET_BITS) {

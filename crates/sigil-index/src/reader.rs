@@ -258,8 +258,14 @@ impl IndexReader {
     }
 
     /// Raw range search of one query hash over every segment.
-    fn raw_pdq(&self, q: &[u8; 32], radius: u32, variant: u8, hits: &mut Vec<Hit>) {
-        let mut scratch = mih::MihScratch::default();
+    fn raw_pdq(
+        &self,
+        q: &[u8; 32],
+        radius: u32,
+        variant: u8,
+        scratch: &mut mih::MihScratch,
+        hits: &mut Vec<Hit>,
+    ) {
         let mut out = Vec::new();
         for (si, (seg, _)) in self.segments.iter().enumerate() {
             let keys = seg.pdq_keys();
@@ -276,7 +282,7 @@ impl IndexReader {
                 };
             if use_mih {
                 self.kernel
-                    .mih_search(keys, &views, q, radius, &mut scratch, &mut out);
+                    .mih_search(keys, &views, q, radius, scratch, &mut out);
             } else {
                 self.kernel.flat_scan(keys, q, radius, &mut out);
             }
@@ -359,8 +365,9 @@ impl IndexReader {
         radius: u32,
     ) -> Vec<Match> {
         let mut hits = Vec::new();
+        let mut scratch = mih::MihScratch::default();
         for (vi, q) in variants.iter().enumerate() {
-            self.raw_pdq(&q.0, radius, vi as u8, &mut hits);
+            self.raw_pdq(&q.0, radius, vi as u8, &mut scratch, &mut hits);
         }
         // Best variant per row, then index order.
         hits.sort_unstable_by_key(|h| (h.seg, h.row, h.dist, h.variant));
