@@ -1,7 +1,8 @@
 //! CPU-dispatched search kernels. The same generic code is compiled once
-//! for the baseline CPU and once with `popcnt` (and `avx2` for the flat
-//! scan, which LLVM then vectorises); which one runs is chosen at runtime
-//! by [`SearchKernel::detect`] and stored in the reader (no global state).
+//! for the baseline CPU, once with `popcnt` and once with `avx2` (the flat
+//! scan, which LLVM then vectorises, and the MIH search with an explicit
+//! AVX2 bucket filter); which one runs is chosen at runtime by
+//! [`SearchKernel::detect`] and stored in the reader (no global state).
 //! Every variant returns identical results (tested in `tests/search.rs`,
 //! and the SIMD bucket filter against the scalar one below).
 
