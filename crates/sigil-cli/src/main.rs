@@ -42,6 +42,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    install_panic_hook();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Hash(a) => cmd_hash::run(a),
@@ -57,5 +58,88 @@ fn main() -> ExitCode {
             eprintln!("sigil: error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Installs the process's panic hook (the binary owns the process; the
+/// libraries never touch it).
+///
+/// Image decoders run on untrusted bytes and can panic; sigil-core catches
+/// those panics and reports them as a `decoder_panic` error for the file.
+/// Rust's default hook would still print each one on stderr (three lines,
+/// or a whole backtrace under `RUST_BACKTRACE`), interleaved with a scan's
+/// progress and outside `serve`'s structured logs. So a panic located in a
+/// dependency gets one line, through tracing once `serve` has set up its
+/// logs; a panic in sigil's own code is a bug and keeps the default report.
+fn install_panic_hook() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let Some(loc) = info.location().filter(|l| is_dependency_source(l.file())) else {
+            default(info);
+            return;
+        };
+        let message = panic_message(info.payload());
+        let at = format!("{}:{}", loc.file(), loc.line());
+        if tracing::dispatcher::has_been_set() {
+            tracing::error!(location = %at, message = %message, "panic in a dependency");
+        } else {
+            eprintln!("sigil: panic in a dependency at {at}: {message}");
+        }
+    }));
+}
+
+/// Whether a panic location is in a dependency's source (cargo's registry
+/// or git checkouts) rather than in this workspace or the standard library.
+fn is_dependency_source(file: &str) -> bool {
+    let file = file.replace('\\', "/");
+    file.contains("/registry/src/") || file.contains("/git/checkouts/")
+}
+
+/// The panic's message, cut to 200 characters: a decoder's message may
+/// quote values from the file, and it goes to logs.
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = if let Some(s) = payload.downcast_ref::<&str>() {
+        s
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.as_str()
+    } else {
+        "non-string panic payload"
+    };
+    let mut out: String = text.chars().take(200).collect();
+    if out.len() < text.len() {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dependency_sources_are_told_from_own_code() {
+        assert!(is_dependency_source(
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/png-0.17.16/src/decoder/stream.rs"
+        ));
+        assert!(is_dependency_source(
+            "/home/ci/.cargo/git/checkouts/image-3f1a/abc123/src/codecs/tiff.rs"
+        ));
+        assert!(is_dependency_source(
+            r"C:\Users\ci\.cargo\registry\src\index.crates.io-6f17\gif-0.13.1\src\reader\mod.rs"
+        ));
+        assert!(!is_dependency_source("crates/sigil-core/src/decode.rs"));
+        assert!(!is_dependency_source(
+            "/rustc/90b35a6239c3d8bdabc530a6a0816f7ff89a0aaf/library/core/src/slice/index.rs"
+        ));
+    }
+
+    #[test]
+    fn panic_messages_are_bounded() {
+        let long = "x".repeat(1000);
+        let m = panic_message(&long);
+        assert_eq!(m.len(), 203);
+        assert!(m.ends_with("..."));
+        assert_eq!(panic_message(&"short"), "short");
+        assert_eq!(panic_message(&42u32), "non-string panic payload");
     }
 }
