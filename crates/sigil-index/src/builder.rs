@@ -144,13 +144,9 @@ impl SegmentBuilder {
         Ok(self.records.len() as u32 - 1)
     }
 
-    fn record_meta(&mut self, meta: EntryMeta<'_>) -> Result<u32> {
-        self.record(EntryId::Text(meta.id), meta.list, meta.category, meta.note)
-    }
-
     /// Adds a PDQ entry.
     pub fn push_pdq(&mut self, hash: &[u8; 32], meta: EntryMeta<'_>) -> Result<()> {
-        let r = self.record_meta(meta)?;
+        let r = self.record(EntryId::Text(meta.id), meta.list, meta.category, meta.note)?;
         self.pdq.push((*hash, r));
         Ok(())
     }
@@ -254,29 +250,12 @@ impl SegmentBuilder {
         let pdq = std::mem::take(&mut self.pdq);
         let pdq_keys = Arc::new(build_table(pdq, &records));
         send_table(&send, HashKind::Pdq, &pdq_keys)?;
-        for (kind, t) in [
-            (
-                HashKind::Md5,
-                build_table(std::mem::take(&mut self.md5), &records).erase(),
-            ),
-            (
-                HashKind::Sha1,
-                build_table(std::mem::take(&mut self.sha1), &records).erase(),
-            ),
-            (
-                HashKind::Sha256,
-                build_table(std::mem::take(&mut self.sha256), &records).erase(),
-            ),
-        ] {
-            let code = kind_code(kind);
-            if let Some((keys, primary, overflow)) = t {
-                send(section::KEYS, code, keys)?;
-                send(section::RECORDS, code, primary)?;
-                if let Some(o) = overflow {
-                    send(section::OVERFLOW, code, o)?;
-                }
-            }
-        }
+        let md5 = build_table(std::mem::take(&mut self.md5), &records);
+        send_table(&send, HashKind::Md5, &Arc::new(md5))?;
+        let sha1 = build_table(std::mem::take(&mut self.sha1), &records);
+        send_table(&send, HashKind::Sha1, &Arc::new(sha1))?;
+        let sha256 = build_table(std::mem::take(&mut self.sha256), &records);
+        send_table(&send, HashKind::Sha256, &Arc::new(sha256))?;
         drop(records);
         if pdq_keys.keys.len() >= mih::MIH_MIN_ROWS {
             write_mih(&send, &pdq_keys.keys)?;
@@ -299,11 +278,12 @@ impl<T: bytemuck::Pod + Send> SectionBytes for Vec<T> {
     }
 }
 
-/// A part of the PDQ table, shared with the MIH build that reads the keys
-/// meanwhile (shared rather than copied: the table is hundreds of MB).
-struct SharedPart(Arc<Table<32>>, u32);
+/// One section of a kind's table. The writer thread holds the table
+/// through an `Arc` rather than a copy: the PDQ table, hundreds of MB, is
+/// read by the MIH build at the same time.
+struct SharedPart<const W: usize>(Arc<Table<W>>, u32);
 
-impl SectionBytes for SharedPart {
+impl<const W: usize> SectionBytes for SharedPart<W> {
     fn bytes(&self) -> &[u8] {
         match self.1 {
             section::KEYS => bytemuck::cast_slice(&self.0.keys),
@@ -321,31 +301,12 @@ struct Table<const W: usize> {
     overflow: Vec<u8>,
 }
 
-type ErasedTable = Option<(
-    Box<dyn SectionBytes>,
-    Box<dyn SectionBytes>,
-    Option<Box<dyn SectionBytes>>,
-)>;
-
-impl<const W: usize> Table<W> {
-    /// The sections to write (None if the kind has no entries).
-    fn erase(self) -> ErasedTable {
-        if self.keys.is_empty() {
-            return None;
-        }
-        let overflow: Option<Box<dyn SectionBytes>> = if self.overflow.is_empty() {
-            None
-        } else {
-            Some(Box::new(self.overflow))
-        };
-        Some((Box::new(self.keys), Box::new(self.primary), overflow))
-    }
-}
-
-fn send_table(
+/// Sends a kind's KEYS, RECORDS and (if any) OVERFLOW sections; nothing
+/// for a kind without entries.
+fn send_table<const W: usize>(
     send: &impl Fn(u32, u32, Box<dyn SectionBytes>) -> Result<()>,
     kind: HashKind,
-    t: &Arc<Table<32>>,
+    t: &Arc<Table<W>>,
 ) -> Result<()> {
     if t.keys.is_empty() {
         return Ok(());
