@@ -12,6 +12,7 @@ use sigil_core::HashKind;
 use crate::error::{IndexError, Result};
 use crate::format::{section, ContainerWriter, MAGIC_SEGMENT};
 use crate::mih;
+use crate::radix::scatter_by_digit;
 use crate::record::{
     kind_code, numeric_id, push_string, RawRecord, ID_HAS_OVERFLOW, ID_IS_STRING, OVERFLOW_LEN,
     RECORD_LEN,
@@ -424,7 +425,7 @@ fn sort_entries<const W: usize>(entries: &mut Vec<([u8; W], u32)>) {
         return;
     }
     let mut out = vec![([0u8; W], 0u32); entries.len()];
-    let counts = scatter_by_byte(entries, &mut out, 0);
+    let counts = scatter_by_digit(entries, &mut out, |e| e.0[0] as usize);
     let mut rest: &mut [([u8; W], u32)] = &mut out;
     let mut buckets = Vec::with_capacity(256);
     for c in counts {
@@ -438,7 +439,7 @@ fn sort_entries<const W: usize>(entries: &mut Vec<([u8; W], u32)>) {
             return;
         }
         let mut tmp = b.to_vec();
-        let counts = scatter_by_byte(&tmp, b, 1);
+        let counts = scatter_by_digit(&tmp, b, |e| e.0[1] as usize);
         tmp.clear();
         let mut rest: &mut [([u8; W], u32)] = b;
         for c in counts {
@@ -448,31 +449,6 @@ fn sort_entries<const W: usize>(entries: &mut Vec<([u8; W], u32)>) {
         }
     });
     *entries = out;
-}
-
-/// Stable distribution of `src` into `dst` by key byte `at`; returns the
-/// 256 bucket sizes.
-fn scatter_by_byte<const W: usize>(
-    src: &[([u8; W], u32)],
-    dst: &mut [([u8; W], u32)],
-    at: usize,
-) -> Vec<usize> {
-    let mut counts = vec![0usize; 256];
-    for e in src {
-        counts[e.0[at] as usize] += 1;
-    }
-    let mut fill = Vec::with_capacity(256);
-    let mut sum = 0;
-    for &c in &counts {
-        fill.push(sum);
-        sum += c;
-    }
-    for e in src {
-        let b = e.0[at] as usize;
-        dst[fill[b]] = *e;
-        fill[b] += 1;
-    }
-    counts
 }
 
 /// Writes the MIH sections; the tables of two substrings are built in

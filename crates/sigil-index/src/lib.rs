@@ -25,6 +25,7 @@ pub mod import;
 pub mod kernels;
 pub mod manifest;
 pub mod mih;
+mod radix;
 pub mod reader;
 pub mod record;
 pub mod segment;

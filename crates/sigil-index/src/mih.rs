@@ -12,9 +12,12 @@
 //! table on the substring's top 16 bits (O(1) per probe, mmap-friendly) and,
 //! per posting, the remaining 7-8 low bits (`lows`, sorted within a bucket)
 //! and the row number. A probe of a top-16 neighbour at distance `dh` keeps
-//! postings whose low bits are within `s - dh`: an exact binary search when
-//! that is 0, a short byte scan otherwise. In effect 24-bit substrings at
+//! postings whose low bits are within `s - dh`: the sorted run of equal low
+//! bits when that is 0 (see [`LowFilter`]), a short byte scan otherwise. In
+//! effect 24-bit substrings at
 //! the memory cost of 16-bit tables plus one byte per posting.
+
+use crate::radix::scatter_by_digit;
 
 /// Segments with fewer PDQ rows than this get no MIH tables (a flat scan is
 /// as fast and the 256 KiB offset tables would dominate the file).
@@ -167,21 +170,7 @@ pub fn build_substring(keys: &[[u8; 32]], sub: Substring) -> SubstringTable {
                 continue;
             }
             let mask = (1u64 << bits) - 1;
-            let mut count = [0usize; 256];
-            for &p in grp.iter() {
-                count[((p >> shift) & mask) as usize] += 1;
-            }
-            let mut sum = 0;
-            for c in count.iter_mut() {
-                let k = *c;
-                *c = sum;
-                sum += k;
-            }
-            for &p in grp.iter() {
-                let d = ((p >> shift) & mask) as usize;
-                tmp[count[d]] = p;
-                count[d] += 1;
-            }
+            scatter_by_digit(grp, &mut tmp, |&p| ((p >> shift) & mask) as usize);
             grp.copy_from_slice(&tmp);
         }
         for (i, &p) in grp.iter().enumerate() {
