@@ -144,6 +144,43 @@ fn every_kernel_pipeline_is_bit_identical_to_scalar() {
     }
 }
 
+/// Images where running sums cancel to tiny residues or exactly zero: black
+/// with sparse dim and bright dots, hard-edged blocks, 1-level steps (the
+/// random images above never cancel). Larger sides give windows of 5-24
+/// with long full-window phases.
+#[test]
+fn every_kernel_is_bit_identical_on_flat_and_sparse_images() {
+    let mut rng = Rng(0x5eed_0007);
+    let kernels = simd_kernels();
+    for (w, h) in [(640, 480), (1031, 777), (3000, 613), (97, 2999)] {
+        let mut sparse = vec![0u8; w * h * 3];
+        for _ in 0..w * h / 50 {
+            let i = rng.below(sparse.len());
+            sparse[i] = [1, 2, 255][rng.below(3)];
+        }
+        let mut blocks = vec![0u8; w * h * 3];
+        for (i, px) in blocks.chunks_exact_mut(3).enumerate() {
+            let (r, c) = (i / w, i % w);
+            let v = if (r / 37 + c / 53) % 2 == 0 { 255 } else { 0 };
+            px.copy_from_slice(&[v, v / 3, 1 + c as u8 % 2]);
+        }
+        let steps: Vec<u8> = (0..w * h).map(|i| ((i % w) * 3 / w) as u8).collect();
+        for src in [
+            Source::Rgb8(&sparse),
+            Source::Rgb8(&blocks),
+            Source::Luma8(&steps),
+        ] {
+            let mut want = [0.0f32; 4096];
+            pipeline::blur_decimate_scalar(src, w, h, &mut Scratch::default(), &mut want);
+            for &k in &kernels {
+                let mut got = [0.0f32; 4096];
+                pipeline::blur_decimate(k, src, w, h, &mut Scratch::default(), &mut got);
+                assert_eq!(bits(&got), bits(&want), "{k} {w}x{h}");
+            }
+        }
+    }
+}
+
 #[test]
 fn every_kernel_hash_is_identical_to_scalar() {
     let mut rng = Rng(0x5eed_0004);
