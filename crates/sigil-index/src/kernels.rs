@@ -147,7 +147,7 @@ unsafe fn mih_avx2(
     mih::range_search_with(Avx2Lows(()), keys, subs, q, radius, scratch, out)
 }
 
-/// The bucket filter 32 low bytes at a time. A query filters ~1,500
+/// The bucket filter 32 low bytes at a time. A query filters ~1,400
 /// buckets of ~150 bytes at 10M entries; scalar, that was the largest
 /// share of its CPU time once the memory reads overlapped.
 ///

@@ -1,9 +1,13 @@
 //! Multi-index hashing (Norouzi, Punjani & Fleet) over 256-bit PDQ hashes.
 //!
 //! The hash is cut into `m` contiguous substrings. If two hashes are within
-//! Hamming distance `r`, at least one substring is within `floor(r / m)`
-//! (pigeonhole), so probing every substring's neighbourhood of that radius
-//! finds every true match; candidates are then checked on all 256 bits.
+//! Hamming distance `r`, the substring distances `d_j` sum to at most `r`,
+//! so for any radii `r_j` with `sum (r_j + 1) >= r + 1` some substring has
+//! `d_j <= r_j` (pigeonhole): probing each substring's neighbourhood of its
+//! `r_j` finds every true match, and candidates are then checked on all 256
+//! bits. [`substring_radii`] spreads the `r + 1` units as evenly as
+//! possible, which is tighter than the textbook `floor(r / m)` for all: at
+//! `r = 31` and 11 substrings, ten get radius 2 and one gets radius 1.
 //!
 //! Why 11 substrings of 23-24 bits rather than the 16 x 16 of Meta's MIH:
 //! with 16-bit substrings a radius-31 query over 10M hashes checks ~41k
@@ -199,17 +203,56 @@ pub struct SubstringView<'a> {
     pub rows: &'a [u32],
 }
 
+/// The probe radius of each substring for a search of `radius`: `r_j` with
+/// `sum (r_j + 1) = radius + 1`, as even as possible, where the units left
+/// over after an even split go to the shortest substrings first (their
+/// neighbourhoods are the smallest). `-1` means the substring need not be
+/// probed at all (possible when `radius + 1 < m`).
+pub fn substring_radii(subs: &[Substring], radius: u32) -> Vec<i32> {
+    let mut radii = vec![0; subs.len()];
+    fill_radii(subs.len(), |j| subs[j].len, radius, &mut radii);
+    radii
+}
+
+/// [`substring_radii`] into `out[..m]` without allocating (the search path).
+fn fill_radii(m: usize, len_of: impl Fn(usize) -> u32, radius: u32, out: &mut [i32]) {
+    if m == 0 {
+        return;
+    }
+    let total = radius as usize + 1;
+    let (base, mut extra) = (total / m, total % m);
+    out[..m].fill(base as i32 - 1);
+    // Lengths are 16..=24 (`layout_is_valid`); any others go last.
+    for len in (BUCKET_BITS..=BUCKET_BITS + 8).chain([u32::MAX]) {
+        for (j, r) in out[..m].iter_mut().enumerate() {
+            let l = len_of(j);
+            let this_round = if len == u32::MAX {
+                !(BUCKET_BITS..=BUCKET_BITS + 8).contains(&l)
+            } else {
+                l == len
+            };
+            if extra > 0 && this_round {
+                *r += 1;
+                extra -= 1;
+            }
+        }
+    }
+}
+
 /// Estimated work of a MIH probe vs a flat scan, in rough nanoseconds, used
 /// to pick the cheaper plan per query (small segments, large radius -> flat).
 pub fn mih_is_cheaper(n: usize, subs: &[Substring], radius: u32) -> bool {
-    let m = subs.len() as u32;
-    let s = radius / m;
-    if s > 8 {
+    let radii = substring_radii(subs, radius);
+    if radii.iter().any(|&r| r > 8) {
         return false;
     }
     let per_bucket = n as f64 / 65536.0;
     let mut cost = 0.0;
-    for sub in subs {
+    for (sub, &r) in subs.iter().zip(&radii) {
+        if r < 0 {
+            continue;
+        }
+        let s = r as u32;
         let mut ball = 0.0; // substring values within s
         for d in 0..=s.min(sub.len) {
             ball += binom(sub.len, d);
@@ -343,7 +386,7 @@ impl LowFilter for ScalarLows {
 /// order or out of range, rows past the end) cannot cause a panic: bad
 /// ranges are clamped and bad rows skipped (`verify` reports the corruption).
 ///
-/// A query touches ~1,500 random buckets and a few thousand random keys in
+/// A query touches ~1,400 random buckets and a few thousand random keys in
 /// tables far larger than the caches, so its cost is memory latency: four
 /// dependent misses per candidate (bucket offset, low bytes, row, key).
 /// The search is therefore software-pipelined: while it filters bucket
@@ -375,11 +418,11 @@ pub fn range_search_with<L: LowFilter>(
     scratch: &mut MihScratch,
     out: &mut Vec<(u32, u32)>,
 ) {
-    let m = subs.len() as u32;
-    if m == 0 {
+    if subs.is_empty() {
         return;
     }
-    let s = radius / m;
+    let mut radii = [-1i32; MAX_SUBSTRINGS];
+    fill_radii(subs.len(), |j| subs[j].sub.len, radius, &mut radii);
     let qw = to_words(q);
     let mut qsub = [0u32; MAX_SUBSTRINGS];
     for (j, v) in subs.iter().enumerate() {
@@ -397,11 +440,22 @@ pub fn range_search_with<L: LowFilter>(
     cands.clear();
 
     // Stage 1: every bucket to visit (no memory reads yet).
-    let per_sub: usize = (0..=s.min(BUCKET_BITS))
-        .map(|d| binom(BUCKET_BITS, d) as usize)
-        .sum();
-    probes.reserve(per_sub * subs.len());
+    let buckets_within = |s: u32| -> usize {
+        (0..=s.min(BUCKET_BITS))
+            .map(|d| binom(BUCKET_BITS, d) as usize)
+            .sum()
+    };
+    probes.reserve(
+        radii[..subs.len()]
+            .iter()
+            .filter(|&&r| r >= 0)
+            .map(|&r| buckets_within(r as u32))
+            .sum(),
+    );
     for (j, v) in subs.iter().enumerate() {
+        let Ok(s) = u32::try_from(radii[j]) else {
+            continue; // radius -1: this substring need not be probed
+        };
         let qh = qsub[j] >> v.sub.low_bits();
         for dh in 0..=s.min(BUCKET_BITS) {
             // Gosper's hack: every 16-bit mask with `dh` bits set.
@@ -520,12 +574,12 @@ pub fn range_search_with<L: LowFilter>(
             continue;
         }
         // Report a row only from the first substring that finds it: an
-        // earlier substring within `s` found it already (exact dedup without a set).
+        // earlier substring within its radius found it already (exact dedup
+        // without a set).
         let kw = to_words(key);
-        let earlier = subs[..j as usize]
-            .iter()
-            .enumerate()
-            .any(|(i, v)| (extract(&kw, v.sub.start, v.sub.len) ^ qsub[i]).count_ones() <= s);
+        let earlier = subs[..j as usize].iter().enumerate().any(|(i, v)| {
+            (extract(&kw, v.sub.start, v.sub.len) ^ qsub[i]).count_ones() as i32 <= radii[i]
+        });
         if !earlier {
             out.push((row, d));
         }
@@ -630,6 +684,30 @@ mod tests {
             }
             assert_eq!(t.offsets[OFFSETS_LEN - 1] as usize, keys.len());
         }
+    }
+
+    #[test]
+    fn substring_radii_cover_every_match() {
+        let l = default_layout();
+        // Radius 31: ten substrings at 2 and one 24-bit substring at 1.
+        let r = substring_radii(&l, 31);
+        assert_eq!(r.iter().filter(|&&x| x == 2).count(), 10);
+        let one: Vec<usize> = (0..l.len()).filter(|&j| r[j] == 1).collect();
+        assert_eq!(one.len(), 1);
+        assert_eq!(l[one[0]].len, 24);
+        for radius in 0..=63 {
+            let r = substring_radii(&l, radius);
+            // sum (r_j + 1) = radius + 1, and no two radii differ by more
+            // than one: any hash within `radius` has some substring within
+            // its r_j, with as few probes as the pigeonhole allows.
+            assert_eq!(r.iter().map(|&x| x + 1).sum::<i32>(), radius as i32 + 1);
+            let (lo, hi) = (r.iter().min().unwrap(), r.iter().max().unwrap());
+            assert!(hi - lo <= 1, "radius {radius}: {r:?}");
+        }
+        // Exact match: one substring probed at 0, the rest skipped.
+        let r = substring_radii(&l, 0);
+        assert_eq!(r.iter().filter(|&&x| x == 0).count(), 1);
+        assert_eq!(r.iter().filter(|&&x| x == -1).count(), 10);
     }
 
     #[test]
