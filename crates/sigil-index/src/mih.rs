@@ -392,9 +392,12 @@ impl LowFilter for ScalarLows {
 /// The search is therefore software-pipelined: while it filters bucket
 /// `i`, the low bytes of bucket `i + D` and the offsets of bucket `i + 2D`
 /// are on their way, and while it checks candidate `k`, the key of
-/// candidate `k + D2`. Many misses overlap, and each line arrives shortly
-/// before its use. (Issuing each stage's prefetches all at once measured
-/// slower: the miss buffers fill and lines arrive long before their use.)
+/// candidate `k + D2` and the row of candidate `k + 2 D2`. Many misses
+/// overlap, and each line arrives shortly before its use. (Issuing each
+/// stage's prefetches all at once measured slower: the miss buffers fill
+/// and lines arrive long before their use. Rows prefetched while filtering,
+/// as an earlier version did, were often evicted again by the low bytes of
+/// later buckets before the candidate stage read them.)
 #[inline(always)]
 pub fn range_search(
     keys: &[[u8; 32]],
@@ -523,12 +526,7 @@ pub fn range_search_with<L: LowFilter>(
         let low_bits = v.sub.low_bits();
         let n = v.rows.len();
         let j = j as u32;
-        let mut keep = |p: usize| {
-            if let Some(x) = v.rows.get(p) {
-                prefetch(x);
-            }
-            postings.push((j, p as u32));
-        };
+        let mut keep = |p: usize| postings.push((j, p as u32));
         if low_bits == 0 || v.lows.len() != n || allowed >= low_bits {
             (a..b).for_each(&mut keep);
         } else {
@@ -542,8 +540,9 @@ pub fn range_search_with<L: LowFilter>(
         }
     }
 
-    // Stages 4 and 5, pipelined the same way: read the row of posting
-    // k + D2 and prefetch its key, then check candidate k on all 256 bits.
+    // Stages 4 and 5, pipelined the same way: prefetch the row of posting
+    // k + 2 D2, read the row of posting k + D2 and prefetch its key, then
+    // check candidate k on all 256 bits.
     const D2: usize = 12;
     let nc = postings.len();
     // (row, substring) of posting k; row u32::MAX when the tables are corrupt.
@@ -557,11 +556,20 @@ pub fn range_search_with<L: LowFilter>(
             _ => (u32::MAX, j),
         }
     };
+    let prefetch_row = |k: usize| {
+        if let Some(&(j, p)) = postings.get(k) {
+            if let Some(x) = subs[j as usize].rows.get(p as usize) {
+                prefetch(x);
+            }
+        }
+    };
     cands.resize(nc, (0, 0));
+    (0..(2 * D2).min(nc)).for_each(prefetch_row);
     for (k, c) in cands.iter_mut().enumerate().take(D2) {
         *c = resolve(k);
     }
     for k in 0..nc {
+        prefetch_row(k + 2 * D2);
         if k + D2 < nc {
             cands[k + D2] = resolve(k + D2);
         }
