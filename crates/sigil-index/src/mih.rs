@@ -16,10 +16,10 @@
 //! table on the substring's top 16 bits (O(1) per probe, mmap-friendly) and,
 //! per posting, the remaining 7-8 low bits (`lows`, sorted within a bucket)
 //! and the row number. A probe of a top-16 neighbour at distance `dh` keeps
-//! postings whose low bits are within `s - dh`: the sorted run of equal low
-//! bits when that is 0 (see [`LowFilter`]), a short byte scan otherwise. In
-//! effect 24-bit substrings at
-//! the memory cost of 16-bit tables plus one byte per posting.
+//! postings whose low bits are within `r_j - dh`: the sorted run of equal
+//! low bits when that is 0 (see [`LowFilter`]), a short byte scan otherwise.
+//! In effect 24-bit substrings at the memory cost of 16-bit tables plus one
+//! byte per posting.
 
 use crate::radix::scatter_by_digit;
 
@@ -220,23 +220,26 @@ fn fill_radii(m: usize, len_of: impl Fn(usize) -> u32, radius: u32, out: &mut [i
         return;
     }
     let total = radius as usize + 1;
-    let (base, mut extra) = (total / m, total % m);
-    out[..m].fill(base as i32 - 1);
-    // Lengths are 16..=24 (`layout_is_valid`); any others go last.
-    for len in (BUCKET_BITS..=BUCKET_BITS + 8).chain([u32::MAX]) {
-        for (j, r) in out[..m].iter_mut().enumerate() {
-            let l = len_of(j);
-            let this_round = if len == u32::MAX {
-                !(BUCKET_BITS..=BUCKET_BITS + 8).contains(&l)
-            } else {
-                l == len
-            };
-            if extra > 0 && this_round {
-                *r += 1;
-                extra -= 1;
-            }
-        }
+    let (base, extra) = (total / m, total % m);
+    let base = base as i32 - 1;
+    out[..m].fill(base);
+    // One leftover unit each to the `extra` (< m) shortest substrings, ties
+    // to the lower index.
+    for _ in 0..extra {
+        let shortest = (0..m)
+            .filter(|&j| out[j] == base)
+            .min_by_key(|&j| (len_of(j), j))
+            .expect("fewer leftover units than substrings");
+        out[shortest] += 1;
     }
+}
+
+/// Top-16-bit buckets within distance `s` of a value: what one substring
+/// probed at radius `s` visits.
+fn buckets_within(s: u32) -> usize {
+    (0..=s.min(BUCKET_BITS))
+        .map(|d| binom(BUCKET_BITS, d) as usize)
+        .sum()
 }
 
 /// Estimated work of a MIH probe vs a flat scan, in rough nanoseconds, used
@@ -257,10 +260,7 @@ pub fn mih_is_cheaper(n: usize, subs: &[Substring], radius: u32) -> bool {
         for d in 0..=s.min(sub.len) {
             ball += binom(sub.len, d);
         }
-        let mut buckets = 0.0;
-        for dh in 0..=s.min(16) {
-            buckets += binom(16, dh);
-        }
+        let buckets = buckets_within(s) as f64;
         // A bucket visit: an offset-table read plus a pass over its low bytes.
         cost += buckets * (6.0 + per_bucket * 0.6);
         // A candidate: one random read of its 32-byte hash.
@@ -443,11 +443,6 @@ pub fn range_search_with<L: LowFilter>(
     cands.clear();
 
     // Stage 1: every bucket to visit (no memory reads yet).
-    let buckets_within = |s: u32| -> usize {
-        (0..=s.min(BUCKET_BITS))
-            .map(|d| binom(BUCKET_BITS, d) as usize)
-            .sum()
-    };
     probes.reserve(
         radii[..subs.len()]
             .iter()
