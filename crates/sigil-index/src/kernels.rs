@@ -7,6 +7,7 @@
 //! and the SIMD bucket filter against the scalar one below).
 
 use crate::mih::{self, LowFilter, MihScratch, ScalarLows, SubstringView};
+use crate::mih_batch::{self, BatchScratch};
 
 /// An instruction-set variant of the search loops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +68,33 @@ impl SearchKernel {
                 unsafe { mih_avx2(keys, subs, q, radius, scratch, out) }
             }
             _ => mih::range_search(keys, subs, q, radius, scratch, out),
+        }
+    }
+
+    /// Batched MIH range search (see [`mih_batch::range_search_batch`]).
+    pub fn mih_search_batch(
+        self,
+        keys: &[[u8; 32]],
+        subs: &[SubstringView<'_>],
+        queries: &[[u8; 32]],
+        radius: u32,
+        scratch: &mut BatchScratch,
+        out: &mut Vec<(u32, u32, u32)>,
+    ) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            SearchKernel::Popcnt => {
+                // SAFETY: constructed only when POPCNT is detected (see above).
+                unsafe { batch_popcnt(keys, subs, queries, radius, scratch, out) }
+            }
+            #[cfg(target_arch = "x86_64")]
+            SearchKernel::Avx2 => {
+                // SAFETY: constructed only when AVX2 and POPCNT are detected.
+                unsafe { batch_avx2(keys, subs, queries, radius, scratch, out) }
+            }
+            _ => {
+                mih_batch::range_search_batch(ScalarLows, keys, subs, queries, radius, scratch, out)
+            }
         }
     }
 
@@ -147,13 +175,41 @@ unsafe fn mih_avx2(
     mih::range_search_with(Avx2Lows(()), keys, subs, q, radius, scratch, out)
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "popcnt")]
+unsafe fn batch_popcnt(
+    keys: &[[u8; 32]],
+    subs: &[SubstringView<'_>],
+    queries: &[[u8; 32]],
+    radius: u32,
+    scratch: &mut BatchScratch,
+    out: &mut Vec<(u32, u32, u32)>,
+) {
+    mih_batch::range_search_batch(ScalarLows, keys, subs, queries, radius, scratch, out)
+}
+
+/// The batched search with the AVX2 bucket filter ([`Avx2Lows`]).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,popcnt")]
+unsafe fn batch_avx2(
+    keys: &[[u8; 32]],
+    subs: &[SubstringView<'_>],
+    queries: &[[u8; 32]],
+    radius: u32,
+    scratch: &mut BatchScratch,
+    out: &mut Vec<(u32, u32, u32)>,
+) {
+    mih_batch::range_search_batch(Avx2Lows(()), keys, subs, queries, radius, scratch, out)
+}
+
 /// The bucket filter 32 low bytes at a time. A query filters ~1,400
 /// buckets of ~150 bytes at 10M entries; scalar, that was the largest
 /// share of its CPU time once the memory reads overlapped.
 ///
 /// Only code that runs with AVX2 enabled can build one (the field is
-/// private to this module and only `mih_avx2` constructs it), which is what
-/// makes the calls to the `target_feature` functions below sound.
+/// private to this module and only `mih_avx2` and `batch_avx2` construct
+/// it), which is what makes the calls to the `target_feature` functions
+/// below sound.
 #[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 struct Avx2Lows(());

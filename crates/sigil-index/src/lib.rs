@@ -25,6 +25,7 @@ pub mod import;
 pub mod kernels;
 pub mod manifest;
 pub mod mih;
+pub mod mih_batch;
 mod radix;
 pub mod reader;
 pub mod record;

@@ -215,7 +215,7 @@ pub fn substring_radii(subs: &[Substring], radius: u32) -> Vec<i32> {
 }
 
 /// [`substring_radii`] into `out[..m]` without allocating (the search path).
-fn fill_radii(m: usize, len_of: impl Fn(usize) -> u32, radius: u32, out: &mut [i32]) {
+pub(crate) fn fill_radii(m: usize, len_of: impl Fn(usize) -> u32, radius: u32, out: &mut [i32]) {
     if m == 0 {
         return;
     }
@@ -240,6 +240,27 @@ fn buckets_within(s: u32) -> usize {
     (0..=s.min(BUCKET_BITS))
         .map(|d| binom(BUCKET_BITS, d) as usize)
         .sum()
+}
+
+/// Calls `f(mask, popcount)` for every 16-bit mask with at most `s`
+/// (<= 16) bits set, fewest bits first; returns how many there were.
+pub(crate) fn masks_within(s: u32, mut f: impl FnMut(u32, u32)) -> usize {
+    let mut count = 0;
+    for dh in 0..=s.min(BUCKET_BITS) {
+        // Gosper's hack: every 16-bit mask with `dh` bits set, ascending.
+        let mut mask: u32 = (1u32 << dh) - 1;
+        while mask < (1 << BUCKET_BITS) {
+            f(mask, dh);
+            count += 1;
+            if mask == 0 {
+                break;
+            }
+            let c = mask & mask.wrapping_neg();
+            let r = mask + c;
+            mask = (((r ^ mask) >> 2) / c) | r;
+        }
+    }
+    count
 }
 
 /// Estimated work of a MIH probe vs a flat scan, in rough nanoseconds, used
@@ -455,19 +476,9 @@ pub fn range_search_with<L: LowFilter>(
             continue; // radius -1: this substring need not be probed
         };
         let qh = qsub[j] >> v.sub.low_bits();
-        for dh in 0..=s.min(BUCKET_BITS) {
-            // Gosper's hack: every 16-bit mask with `dh` bits set.
-            let mut mask: u32 = (1u32 << dh) - 1;
-            while mask < (1 << BUCKET_BITS) {
-                probes.push((qh ^ mask, j as u16, (s - dh) as u16));
-                if mask == 0 {
-                    break;
-                }
-                let c = mask & mask.wrapping_neg();
-                let r = mask + c;
-                mask = (((r ^ mask) >> 2) / c) | r;
-            }
-        }
+        masks_within(s.min(BUCKET_BITS), |mask, dh| {
+            probes.push((qh ^ mask, j as u16, (s - dh) as u16))
+        });
     }
 
     // Stages 2 and 3, software-pipelined: at step i, prefetch the offset

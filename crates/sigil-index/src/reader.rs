@@ -12,9 +12,15 @@ use crate::error::{IndexError, Result};
 use crate::kernels::SearchKernel;
 use crate::manifest::{FileRef, Manifest};
 use crate::mih;
+use crate::mih_batch;
 use crate::record::RawRecord;
 use crate::segment::{EntryRef, Segment};
 use crate::tombstone::{self, TombstoneSet};
+
+/// Batches of plain range searches at least this large take the batched
+/// MIH search ([`crate::mih_batch`]); smaller ones share too few buckets
+/// for the sort to pay.
+pub const BATCH_MIN: usize = 16;
 
 /// Largest meaningful radius (all 256 bits).
 pub const MAX_RADIUS: u32 = 256;
@@ -257,6 +263,18 @@ impl IndexReader {
         }
     }
 
+    /// Whether a search of `radius` in `seg` takes its MIH tables.
+    fn use_mih(&self, seg: &Segment, views: &[mih::SubstringView<'_>], radius: u32) -> bool {
+        !views.is_empty()
+            && match self.plan {
+                SearchPlan::Auto => {
+                    mih::mih_is_cheaper(seg.pdq_keys().len(), &seg.mih_layout(), radius)
+                }
+                SearchPlan::Flat => false,
+                SearchPlan::Mih => true,
+            }
+    }
+
     /// Raw range search of one query hash over every segment.
     fn raw_pdq(
         &self,
@@ -274,13 +292,7 @@ impl IndexReader {
             }
             out.clear();
             let views = seg.mih_views();
-            let use_mih = !views.is_empty()
-                && match self.plan {
-                    SearchPlan::Auto => mih::mih_is_cheaper(keys.len(), &seg.mih_layout(), radius),
-                    SearchPlan::Flat => false,
-                    SearchPlan::Mih => true,
-                };
-            if use_mih {
+            if self.use_mih(seg, &views, radius) {
                 self.kernel
                     .mih_search(keys, &views, q, radius, scratch, &mut out);
             } else {
@@ -313,11 +325,65 @@ impl IndexReader {
         self.search_variants(variants, true, opts)
     }
 
-    /// Many queries; the result `i` answers `queries[i]`. Runs on the rayon pool.
+    /// Many queries; the result `i` answers `queries[i]`. Runs on the rayon
+    /// pool, each worker taking an equal share of the batch through
+    /// [`IndexReader::search_pdq_many`].
     pub fn search_pdq_batch(&self, queries: &[PdqHash], opts: &SearchOptions) -> Vec<Vec<Match>> {
+        let share = queries
+            .len()
+            .div_ceil(rayon::current_num_threads().max(1))
+            .max(BATCH_MIN);
         queries
-            .par_iter()
-            .map(|q| self.search_pdq(q, opts))
+            .par_chunks(share)
+            .flat_map_iter(|c| self.search_pdq_many(c, opts))
+            .collect()
+    }
+
+    /// Many queries on the calling thread; the result `i` answers
+    /// `queries[i]`, exactly as [`IndexReader::search_pdq`] would. Plain
+    /// range searches of [`BATCH_MIN`] queries or more go through the
+    /// batched MIH search ([`crate::mih_batch`]), which reads each MIH
+    /// table once in address order for the whole batch instead of once at
+    /// random per query.
+    pub fn search_pdq_many(&self, queries: &[PdqHash], opts: &SearchOptions) -> Vec<Vec<Match>> {
+        if opts.dihedral || opts.k.is_some() || queries.len() < BATCH_MIN {
+            return queries.iter().map(|q| self.search_pdq(q, opts)).collect();
+        }
+        let radius = self.max_radius(opts);
+        let qs: Vec<[u8; 32]> = queries.iter().map(|q| q.0).collect();
+        let mut hits: Vec<Vec<Hit>> = vec![Vec::new(); qs.len()];
+        let mut batch = mih_batch::BatchScratch::default();
+        let mut found = Vec::new();
+        let mut flat = Vec::new();
+        for (si, (seg, _)) in self.segments.iter().enumerate() {
+            let keys = seg.pdq_keys();
+            if keys.is_empty() {
+                continue;
+            }
+            let views = seg.mih_views();
+            let hit = |row, dist| Hit {
+                seg: si as u32,
+                row,
+                dist,
+                variant: 0,
+            };
+            if self.use_mih(seg, &views, radius) {
+                found.clear();
+                self.kernel
+                    .mih_search_batch(keys, &views, &qs, radius, &mut batch, &mut found);
+                for &(qi, row, dist) in &found {
+                    hits[qi as usize].push(hit(row, dist));
+                }
+            } else {
+                for (q, h) in qs.iter().zip(hits.iter_mut()) {
+                    flat.clear();
+                    self.kernel.flat_scan(keys, q, radius, &mut flat);
+                    h.extend(flat.iter().map(|&(row, dist)| hit(row, dist)));
+                }
+            }
+        }
+        hits.into_iter()
+            .map(|h| self.matches_from_hits(h, false, opts, radius))
             .collect()
     }
 
@@ -369,6 +435,18 @@ impl IndexReader {
         for (vi, q) in variants.iter().enumerate() {
             self.raw_pdq(&q.0, radius, vi as u8, &mut scratch, &mut hits);
         }
+        self.matches_from_hits(hits, dihedral, opts, radius)
+    }
+
+    /// The matches of one query's raw hits (any order, a row possibly once
+    /// per variant), nearest first.
+    fn matches_from_hits(
+        &self,
+        mut hits: Vec<Hit>,
+        dihedral: bool,
+        opts: &SearchOptions,
+        radius: u32,
+    ) -> Vec<Match> {
         // Best variant per row, then index order.
         hits.sort_unstable_by_key(|h| (h.seg, h.row, h.dist, h.variant));
         hits.dedup_by_key(|h| (h.seg, h.row));

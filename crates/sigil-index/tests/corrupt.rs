@@ -257,6 +257,15 @@ fn search_everything(dir: &Path, name: &str, hs: &[[u8; 32]]) {
                 },
             );
         }
+        // The batched search reads the same tables in another order.
+        let batch: Vec<PdqHash> = hs.iter().take(20).map(|h| PdqHash(*h)).collect();
+        let _ = r.search_pdq_many(
+            &batch,
+            &SearchOptions {
+                radius: 40,
+                ..Default::default()
+            },
+        );
     }
     let _ = r.lookup_exact(HashKind::Md5, &[7u8; 16]);
     let _ = r.for_each_entry(|_, _, _| Ok(()));

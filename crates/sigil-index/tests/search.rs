@@ -142,6 +142,26 @@ fn range_search_equals_brute_force_for_every_plan_and_kernel() {
                     assert!(got.windows(2).all(|w| w[0].distance <= w[1].distance));
                     checked += want.len();
                 }
+                // The same queries as one batch (the batched MIH search
+                // where the plan takes MIH), on this thread and on the pool.
+                let batch: Vec<PdqHash> = queries.iter().map(|q| PdqHash(*q)).collect();
+                assert!(batch.len() >= sigil_index::reader::BATCH_MIN);
+                for (how, all) in [
+                    ("many", rd.search_pdq_many(&batch, &opts)),
+                    ("batch", rd.search_pdq_batch(&batch, &opts)),
+                ] {
+                    assert_eq!(all.len(), queries.len());
+                    for (qi, got) in all.iter().enumerate() {
+                        let want = &want[ri][qi];
+                        assert_eq!(
+                            got.len(),
+                            want.len(),
+                            "{how}: {plan:?} {kernel:?} r={radius}"
+                        );
+                        assert_eq!(&ids(got), want, "{how}: {plan:?} {kernel:?} r={radius}");
+                        assert!(got.windows(2).all(|w| w[0].distance <= w[1].distance));
+                    }
+                }
             }
         }
     }

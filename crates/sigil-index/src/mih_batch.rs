@@ -1,0 +1,226 @@
+//! Batched MIH range search: many queries against one segment at once.
+//!
+//! One query's search ([`crate::mih::range_search`]) visits ~1,400 buckets
+//! at random and checks ~3,000 random candidates at 10M entries (a row
+//! number, then a key); nearly every one of those reads misses the caches,
+//! and the search waits on memory. A batch turns the bucket visits into one
+//! ordered pass per substring: the probes of all queries are sorted by
+//! bucket, then the bucket offsets, low bytes and posting rows are read in
+//! address order, which the hardware prefetcher streams, and a bucket
+//! probed by several queries is read once. Only the candidates' 32-byte
+//! keys remain random reads; they are prefetched ahead, as in the single
+//! search. (Sorting the candidates by row to read the keys in order too
+//! measured slower: a batch of 4,000 queries has 12M candidates.)
+//!
+//! The result is the same set of `(row, distance)` per query as the single
+//! search (tested against brute force), in another order.
+
+use crate::mih::{
+    extract, fill_radii, hamming32, masks_within, prefetch, to_words, LowFilter, SubstringView,
+    BUCKET_BITS, MAX_SUBSTRINGS,
+};
+use crate::radix::scatter_by_digit;
+
+/// Probes held at once per substring. A batch is searched in chunks of
+/// queries so that one chunk's probes stay below this (16 MiB of probes,
+/// twice for the radix sort).
+const MAX_PROBES: usize = 1 << 21;
+
+/// Buffers of [`range_search_batch`], reused across segments and calls.
+#[derive(Default)]
+pub struct BatchScratch {
+    /// The 16-bit bucket masks within the current substring radius, with
+    /// their popcount.
+    masks: Vec<(u32, u32)>,
+    /// Probes of one substring, sorted by bucket.
+    probes: Vec<u64>,
+    /// The radix sort's other buffer.
+    sorted: Vec<u64>,
+    /// `(posting, query in chunk)` of one substring's postings that passed
+    /// the low-bit filter.
+    postings: Vec<(u32, u32)>,
+    /// The row of each of those postings.
+    cands: Vec<u32>,
+    /// The substring values of every query of the chunk, `m` per query.
+    qsub: Vec<u32>,
+}
+
+/// Range search of every query in `queries` with the MIH tables: pushes
+/// `(query index, row, distance)` for every key within `radius` of the
+/// query, each (query, row) pair once. Like the single search, corrupt
+/// tables cannot cause a panic: bad ranges are clamped, bad rows skipped.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub fn range_search_batch<L: LowFilter>(
+    filter: L,
+    keys: &[[u8; 32]],
+    subs: &[SubstringView<'_>],
+    queries: &[[u8; 32]],
+    radius: u32,
+    scratch: &mut BatchScratch,
+    out: &mut Vec<(u32, u32, u32)>,
+) {
+    let m = subs.len();
+    if m == 0 || m > MAX_SUBSTRINGS || queries.is_empty() {
+        return;
+    }
+    let mut radii = [-1i32; MAX_SUBSTRINGS];
+    fill_radii(m, |j| subs[j].sub.len, radius, &mut radii);
+    let widest = radii[..m].iter().copied().max().unwrap_or(-1).max(0) as u32;
+    let per_query = masks_within(widest.min(BUCKET_BITS), |_, _| {});
+    let chunk = (MAX_PROBES / per_query.max(1)).clamp(1, queries.len());
+    for (c, qs) in queries.chunks(chunk).enumerate() {
+        search_chunk(
+            filter,
+            keys,
+            subs,
+            qs,
+            (c * chunk) as u32,
+            radius,
+            &radii[..m],
+            scratch,
+            out,
+        );
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn search_chunk<L: LowFilter>(
+    filter: L,
+    keys: &[[u8; 32]],
+    subs: &[SubstringView<'_>],
+    queries: &[[u8; 32]],
+    first: u32,
+    radius: u32,
+    radii: &[i32],
+    scratch: &mut BatchScratch,
+    out: &mut Vec<(u32, u32, u32)>,
+) {
+    let m = subs.len();
+    let BatchScratch {
+        masks,
+        probes,
+        sorted,
+        postings,
+        cands,
+        qsub,
+    } = scratch;
+    qsub.clear();
+    for q in queries {
+        let w = to_words(q);
+        qsub.extend(subs.iter().map(|v| extract(&w, v.sub.start, v.sub.len)));
+    }
+    for (j, v) in subs.iter().enumerate() {
+        let Ok(s) = u32::try_from(radii[j]) else {
+            continue; // radius -1: this substring need not be probed
+        };
+        let low_bits = v.sub.low_bits();
+        let low_mask = (1u32 << low_bits) - 1;
+        masks.clear();
+        masks_within(s.min(BUCKET_BITS), |mask, dh| masks.push((mask, dh)));
+        // Every probe, `bucket << 48 | query << 16 | allowed << 8 | low
+        // byte`, sorted by bucket with two byte-wide radix passes (their
+        // 256 counters stay in L1, where a 65536-bucket counting sort
+        // missed the cache on every count).
+        probes.clear();
+        for i in 0..queries.len() {
+            let qv = qsub[i * m + j];
+            let (qh, ql) = ((qv >> low_bits) as u64, (qv & low_mask) as u64);
+            let tail = (i as u64) << 16 | ql;
+            probes.extend(
+                masks
+                    .iter()
+                    .map(|&(mask, dh)| (qh ^ mask as u64) << 48 | tail | ((s - dh) as u64) << 8),
+            );
+        }
+        sorted.resize(probes.len(), 0);
+        scatter_by_digit(probes, sorted, |&p| (p >> 48) as usize & 0xff);
+        scatter_by_digit(sorted, probes, |&p| (p >> 56) as usize);
+
+        // One pass over the probed buckets in address order; a bucket
+        // probed by several queries is read once.
+        let n = v.rows.len();
+        let lows_usable = low_bits > 0 && v.lows.len() == n;
+        postings.clear();
+        let mut rest = &probes[..];
+        while let Some(&first_probe) = rest.first() {
+            let h = (first_probe >> 48) as usize;
+            let same = rest
+                .iter()
+                .position(|&p| (p >> 48) as usize != h)
+                .unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(same);
+            rest = tail;
+            let a = (*v.offsets.get(h).unwrap_or(&0) as usize).min(n);
+            let b = (*v.offsets.get(h + 1).unwrap_or(&0) as usize).min(n);
+            if a >= b {
+                continue;
+            }
+            for &p in group {
+                let (qi, allowed, ql) = ((p >> 16) as u32, (p >> 8 & 0xff) as u32, p as u8);
+                let mut keep = |k: usize| postings.push((k as u32, qi));
+                if !lows_usable || allowed >= low_bits {
+                    (a..b).for_each(&mut keep);
+                } else if allowed == 0 {
+                    let (lo, hi) = filter.equal_run(v.lows, a, b, ql);
+                    (lo..hi).for_each(&mut keep);
+                } else {
+                    filter.within(v.lows, a, b, ql, allowed, &mut keep);
+                }
+            }
+        }
+        // Check the candidates on all 256 bits, pipelined as in the single
+        // search: the row of posting k + 2D (ascending positions, far
+        // apart) and the key of posting k + D (random) are on their way
+        // while posting k is checked.
+        const D: usize = 32;
+        let np = postings.len();
+        let prefetch_row = |k: usize| {
+            if let Some(x) = postings.get(k).and_then(|&(p, _)| v.rows.get(p as usize)) {
+                prefetch(x);
+            }
+        };
+        // The row of posting k (u32::MAX when the tables are corrupt).
+        let resolve = |k: usize| -> u32 {
+            match v.rows.get(postings[k].0 as usize) {
+                Some(&row) if (row as usize) < keys.len() => {
+                    prefetch(&keys[row as usize]);
+                    row
+                }
+                _ => u32::MAX,
+            }
+        };
+        cands.clear();
+        cands.resize(np, 0);
+        (0..(2 * D).min(np)).for_each(prefetch_row);
+        for (k, c) in cands.iter_mut().enumerate().take(D) {
+            *c = resolve(k);
+        }
+        for k in 0..np {
+            prefetch_row(k + 2 * D);
+            if k + D < np {
+                cands[k + D] = resolve(k + D);
+            }
+            let row = cands[k];
+            let Some(key) = keys.get(row as usize) else {
+                continue;
+            };
+            let qi = postings[k].1 as usize;
+            let d = hamming32(&queries[qi], key);
+            if d > radius {
+                continue;
+            }
+            // Report a row only from the first substring that finds it
+            // (the same exact dedup as the single search).
+            let kw = to_words(key);
+            let q = &qsub[qi * m..qi * m + m];
+            let earlier = subs[..j].iter().enumerate().any(|(i, v)| {
+                (extract(&kw, v.sub.start, v.sub.len) ^ q[i]).count_ones() as i32 <= radii[i]
+            });
+            if !earlier {
+                out.push((first + qi as u32, row, d));
+            }
+        }
+    }
+}
