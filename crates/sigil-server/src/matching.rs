@@ -270,6 +270,43 @@ impl Matcher<'_> {
     }
 
     /// Matches one caller-supplied hash.
+    /// [`Matcher::hash`] of every item, the PDQ hashes searched as one
+    /// batch ([`IndexReader::search_pdq_many`]: at 10M entries a batch of
+    /// a thousand takes about a third of the time of one search each).
+    pub fn hashes(&self, items: &[(HashKind, &[u8], Option<u32>)]) -> Vec<Outcome> {
+        let searched: Vec<usize> = (0..items.len())
+            .filter(|&i| {
+                let (kind, _, quality) = items[i];
+                kind == HashKind::Pdq && quality.is_none_or(|q| q >= self.policy.quality_threshold)
+            })
+            .collect();
+        let queries: Vec<PdqHash> = searched
+            .iter()
+            .map(|&i| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(items[i].1);
+                PdqHash(h)
+            })
+            .collect();
+        let mut found = self
+            .reader
+            .search_pdq_many(&queries, &self.search_options())
+            .into_iter();
+        let mut searched = searched.into_iter().peekable();
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, &(kind, digest, quality))| {
+                if searched.next_if_eq(&i).is_none() {
+                    return self.hash(kind, digest, quality);
+                }
+                let mut m = found.next().unwrap_or_default();
+                m.retain(|m| self.keep(m));
+                self.finish(m, Verdict::NoMatch, None)
+            })
+            .collect()
+    }
+
     pub fn hash(&self, kind: HashKind, digest: &[u8], quality: Option<u32>) -> Outcome {
         match kind {
             HashKind::Pdq => {

@@ -592,11 +592,12 @@ impl proto::matcher_server::Matcher for MatcherService {
                         policy: &st2.config.matching,
                         options: &opts,
                     };
-                    let outcomes: Vec<Outcome> = parsed
+                    let items: Vec<_> = parsed
                         .iter()
                         .zip(&req.hashes)
-                        .map(|(p, q)| m.hash(p.kind, &p.bytes, q.quality))
+                        .map(|(p, q)| (p.kind, &p.bytes[..], q.quality))
                         .collect();
+                    let outcomes: Vec<Outcome> = m.hashes(&items);
                     (outcomes, parsed, req, reader.generation())
                 });
                 let (outcomes, parsed, req, generation) =

@@ -539,6 +539,20 @@ async fn match_hashes_batches_and_bad_input() {
     for bit in [0, 17, 100, 200, 255] {
         near.0[bit / 8] ^= 1 << (bit % 8);
     }
+    // Unrelated PDQ hashes after the six under test make the batch large
+    // enough for the batched index search.
+    let mut unrelated = Vec::new();
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for i in 0..20 {
+        let mut h = [0u8; 32];
+        for b in h.iter_mut() {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            *b = x as u8;
+        }
+        unrelated.push(q(&format!("other-{i}"), PKind::Pdq, PdqHash(h).to_hex()));
+    }
     let batch = proto::MatchHashesRequest {
         hashes: vec![
             q(
@@ -554,7 +568,10 @@ async fn match_hashes_batches_and_bad_input() {
                 quality: Some(10),
                 ..q("pdq-lowq", PKind::Pdq, fx.known_pdq.to_hex())
             },
-        ],
+        ]
+        .into_iter()
+        .chain(unrelated)
+        .collect(),
         submitter_ref: "batch-user".into(),
         ..Default::default()
     };
@@ -568,8 +585,13 @@ async fn match_hashes_batches_and_bad_input() {
         .iter()
         .map(|r| (r.id.clone(), r.verdict()))
         .collect();
+    assert_eq!(v.len(), 26);
+    assert!(v[6..]
+        .iter()
+        .enumerate()
+        .all(|(i, r)| *r == (format!("other-{i}"), Verdict::NoMatch)));
     assert_eq!(
-        v,
+        v[..6].to_vec(),
         vec![
             ("pdq-upper".into(), Verdict::Match),
             ("pdq-near".into(), Verdict::Match),
