@@ -319,7 +319,7 @@ pub struct MihScratch {
 
 /// Prefetches the cache lines holding `s[a..b]`, at most `max_lines` of them.
 #[inline(always)]
-fn prefetch_span<T>(s: &[T], a: usize, b: usize, max_lines: usize) {
+pub(crate) fn prefetch_span<T>(s: &[T], a: usize, b: usize, max_lines: usize) {
     let size = std::mem::size_of::<T>().max(1);
     let base = s.as_ptr() as usize;
     let first = base + a * size;

@@ -16,8 +16,8 @@
 //! search (tested against brute force), in another order.
 
 use crate::mih::{
-    extract, fill_radii, hamming32, masks_within, prefetch, to_words, LowFilter, SubstringView,
-    BUCKET_BITS, MAX_SUBSTRINGS,
+    extract, fill_radii, hamming32, masks_within, prefetch, prefetch_span, to_words, LowFilter,
+    SubstringView, BUCKET_BITS, MAX_SUBSTRINGS,
 };
 use crate::radix::scatter_by_digit;
 
@@ -25,6 +25,9 @@ use crate::radix::scatter_by_digit;
 /// queries so that one chunk's probes stay below this (16 MiB of probes,
 /// twice for the radix sort).
 const MAX_PROBES: usize = 1 << 21;
+
+/// `(bucket, first probe, end, first posting, end)` of a probed bucket.
+type Group = (u32, u32, u32, u32, u32);
 
 /// Buffers of [`range_search_batch`], reused across segments and calls.
 #[derive(Default)]
@@ -36,6 +39,8 @@ pub struct BatchScratch {
     probes: Vec<u64>,
     /// The radix sort's other buffer.
     sorted: Vec<u64>,
+    /// Every bucket probed, in bucket order.
+    groups: Vec<Group>,
     /// `(posting, query in chunk)` of one substring's postings that passed
     /// the low-bit filter.
     postings: Vec<(u32, u32)>,
@@ -102,6 +107,7 @@ fn search_chunk<L: LowFilter>(
         masks,
         probes,
         sorted,
+        groups,
         postings,
         cands,
         qsub,
@@ -139,25 +145,50 @@ fn search_chunk<L: LowFilter>(
         scatter_by_digit(sorted, probes, |&p| (p >> 56) as usize);
 
         // One pass over the probed buckets in address order; a bucket
-        // probed by several queries is read once.
+        // probed by several queries is read once. The pass is pipelined
+        // like the single search, as a small batch's buckets lie far apart:
+        // while group g is filtered, the low bytes of group g + D and the
+        // offsets of group g + 2D are on their way.
+        groups.clear();
+        let mut g0 = 0;
+        while g0 < probes.len() {
+            let h = probes[g0] >> 48;
+            let g1 = probes[g0..]
+                .iter()
+                .position(|&p| p >> 48 != h)
+                .map_or(probes.len(), |len| g0 + len);
+            groups.push((h as u32, g0 as u32, g1 as u32, 0, 0));
+            g0 = g1;
+        }
         let n = v.rows.len();
         let lows_usable = low_bits > 0 && v.lows.len() == n;
-        postings.clear();
-        let mut rest = &probes[..];
-        while let Some(&first_probe) = rest.first() {
-            let h = (first_probe >> 48) as usize;
-            let same = rest
-                .iter()
-                .position(|&p| (p >> 48) as usize != h)
-                .unwrap_or(rest.len());
-            let (group, tail) = rest.split_at(same);
-            rest = tail;
+        const DG: usize = 8;
+        let prefetch_offsets = |groups: &[Group], g: usize| {
+            if let Some(x) = groups.get(g).and_then(|gr| v.offsets.get(gr.0 as usize)) {
+                prefetch(x);
+            }
+        };
+        // Reads group g's posting range and prefetches its low bytes.
+        let fetch_range = |g: &mut Group| {
+            let h = g.0 as usize;
             let a = (*v.offsets.get(h).unwrap_or(&0) as usize).min(n);
             let b = (*v.offsets.get(h + 1).unwrap_or(&0) as usize).min(n);
-            if a >= b {
-                continue;
+            if lows_usable && a < b {
+                prefetch_span(v.lows, a, b, 4);
             }
-            for &p in group {
+            (g.3, g.4) = (a as u32, b.max(a) as u32);
+        };
+        (0..2 * DG).for_each(|g| prefetch_offsets(groups, g));
+        groups.iter_mut().take(DG).for_each(fetch_range);
+        postings.clear();
+        for gi in 0..groups.len() {
+            prefetch_offsets(groups, gi + 2 * DG);
+            if let Some(g) = groups.get_mut(gi + DG) {
+                fetch_range(g);
+            }
+            let (_, p0, p1, a, b) = groups[gi];
+            let (a, b) = (a as usize, b as usize);
+            for &p in &probes[p0 as usize..p1 as usize] {
                 let (qi, allowed, ql) = ((p >> 16) as u32, (p >> 8 & 0xff) as u32, p as u8);
                 let mut keep = |k: usize| postings.push((k as u32, qi));
                 if !lows_usable || allowed >= low_bits {

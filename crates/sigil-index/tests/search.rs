@@ -143,16 +143,20 @@ fn range_search_equals_brute_force_for_every_plan_and_kernel() {
                     checked += want.len();
                 }
                 // The same queries as one batch (the batched MIH search
-                // where the plan takes MIH), on this thread and on the pool.
-                let batch: Vec<PdqHash> = queries.iter().map(|q| PdqHash(*q)).collect();
+                // where the plan takes MIH), on this thread and on the pool;
+                // eight times over, so that at radius 63 the batch is
+                // searched in more than one chunk.
+                let batch: Vec<PdqHash> = (0..8)
+                    .flat_map(|_| queries.iter().map(|q| PdqHash(*q)))
+                    .collect();
                 assert!(batch.len() >= sigil_index::reader::BATCH_MIN);
                 for (how, all) in [
                     ("many", rd.search_pdq_many(&batch, &opts)),
                     ("batch", rd.search_pdq_batch(&batch, &opts)),
                 ] {
-                    assert_eq!(all.len(), queries.len());
+                    assert_eq!(all.len(), batch.len());
                     for (qi, got) in all.iter().enumerate() {
-                        let want = &want[ri][qi];
+                        let want = &want[ri][qi % queries.len()];
                         assert_eq!(
                             got.len(),
                             want.len(),
