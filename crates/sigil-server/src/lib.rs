@@ -20,6 +20,7 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod store_pg;
+mod store_sql;
 pub mod timeutil;
 
 /// Generated protobuf and tonic code for package `sigil.v1`.

@@ -13,6 +13,12 @@ use std::sync::Mutex;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 
+use crate::store_sql::{
+    audit_from_row, created_audit_details, finish_page, list_query, match_from_row, new_report_id,
+    report_from_row, review_update, ReviewedFields, RowValues, SqlArg, AUDIT_COLUMNS,
+    MATCH_COLUMNS, REPORT_COLUMNS,
+};
+
 /// Preservation period required by 18 U.S.C. 2258A as amended by the REPORT Act.
 pub const PRESERVATION_MS: i64 = 365 * 24 * 3600 * 1000;
 
@@ -253,11 +259,6 @@ CREATE TABLE IF NOT EXISTS report_audit (
 );
 ";
 
-const REPORT_COLUMNS: &str =
-    "id, status, incident_type, detected_at_ms, preservation_deadline_ms, \
-     reporting_org, reporting_email, submitter_ref, content_ref, file_name, source, md5, sha1, \
-     sha256, pdq, quality, viewed, classification, reviewer, updated_at_ms";
-
 impl SqliteReportStore {
     /// Opens (creating if needed) the database at `path`, in WAL mode with
     /// `synchronous=FULL` so every commit is on disk when it returns.
@@ -292,103 +293,27 @@ impl SqliteReportStore {
     }
 }
 
-/// The reviewer fields a [`ReportUpdate`] leaves on a stub, once the review
-/// rules have been checked: both backends apply exactly these.
-pub(crate) struct ReviewedFields {
-    pub status: ReportStatus,
-    pub viewed: Option<bool>,
-    pub classification: Option<String>,
-    /// The audit-trail details of the update, as JSON text.
-    pub audit_details: String,
-}
-
-/// Checks `update` against the review rules (confirming or reporting needs
-/// a person to have viewed the content; reporting needs a classification)
-/// and merges it with the stub's `current` fields.
-pub(crate) fn review_update(
-    id: &str,
-    current: &ReportRecord,
-    update: &ReportUpdate,
-) -> Result<ReviewedFields, StoreError> {
-    let viewed = update.viewed.or(current.viewed);
-    let classification = update
-        .classification
-        .clone()
-        .or(current.classification.clone());
-    if let Some(status) = update.status {
-        let needs_view = matches!(status, ReportStatus::Confirmed | ReportStatus::Reported);
-        if needs_view && viewed != Some(true) {
-            return Err(StoreError::Rejected {
-                id: id.to_string(),
-                reason: format!(
-                    "status {} requires a person to have viewed the content (viewed = true)",
-                    status.as_str()
-                ),
-            });
-        }
-        if status == ReportStatus::Reported && classification.is_none() {
-            return Err(StoreError::Rejected {
-                id: id.to_string(),
-                reason: "status reported requires a classification".into(),
-            });
-        }
+/// SQLite hands out every integer as `i64` and keeps booleans as 0/1.
+impl RowValues for rusqlite::Row<'_> {
+    type Error = rusqlite::Error;
+    fn text(&self, i: usize) -> rusqlite::Result<String> {
+        self.get(i)
     }
-    let mut details = serde_json::Map::new();
-    if let Some(s) = update.status {
-        details.insert("status".into(), s.as_str().into());
+    fn opt_text(&self, i: usize) -> rusqlite::Result<Option<String>> {
+        self.get(i)
     }
-    if let Some(v) = update.viewed {
-        details.insert("viewed".into(), v.into());
+    fn big_int(&self, i: usize) -> rusqlite::Result<i64> {
+        self.get(i)
     }
-    if let Some(c) = &update.classification {
-        details.insert("classification".into(), c.clone().into());
+    fn u32(&self, i: usize) -> rusqlite::Result<u32> {
+        Ok(self.get::<_, i64>(i)? as u32)
     }
-    if !update.add_annotations.is_empty() {
-        details.insert(
-            "add_annotations".into(),
-            serde_json::to_value(&update.add_annotations).unwrap_or_default(),
-        );
+    fn opt_u32(&self, i: usize) -> rusqlite::Result<Option<u32>> {
+        Ok(self.get::<_, Option<i64>>(i)?.map(|q| q as u32))
     }
-    Ok(ReviewedFields {
-        status: update.status.unwrap_or(current.status),
-        viewed,
-        classification,
-        audit_details: serde_json::Value::Object(details).to_string(),
-    })
-}
-
-fn new_report_id() -> String {
-    // UUIDv7: time-ordered, so ids sort roughly by detection time.
-    format!("rpt_{}", uuid::Uuid::now_v7().simple())
-}
-
-fn row_to_report(row: &rusqlite::Row<'_>) -> rusqlite::Result<ReportRecord> {
-    let status: String = row.get(1)?;
-    Ok(ReportRecord {
-        id: row.get(0)?,
-        status: ReportStatus::parse(&status).unwrap_or(ReportStatus::Pending),
-        incident_type: row.get(2)?,
-        detected_at_ms: row.get(3)?,
-        preservation_deadline_ms: row.get(4)?,
-        reporting_org: row.get(5)?,
-        reporting_email: row.get(6)?,
-        submitter_ref: row.get(7)?,
-        content_ref: row.get(8)?,
-        file_name: row.get(9)?,
-        source: row.get(10)?,
-        md5: row.get(11)?,
-        sha1: row.get(12)?,
-        sha256: row.get(13)?,
-        pdq: row.get(14)?,
-        quality: row.get::<_, Option<i64>>(15)?.map(|q| q as u32),
-        viewed: row.get::<_, Option<i64>>(16)?.map(|v| v != 0),
-        classification: row.get(17)?,
-        reviewer: row.get(18)?,
-        updated_at_ms: row.get(19)?,
-        matches: Vec::new(),
-        annotations: Vec::new(),
-        audit: Vec::new(),
-    })
+    fn opt_bool(&self, i: usize) -> rusqlite::Result<Option<bool>> {
+        Ok(self.get::<_, Option<i64>>(i)?.map(|v| v != 0))
+    }
 }
 
 fn load_children(
@@ -396,22 +321,11 @@ fn load_children(
     r: &mut ReportRecord,
     with_audit: bool,
 ) -> rusqlite::Result<()> {
-    let mut st = conn.prepare_cached(
-        "SELECT entry_id, list, category, note, kind, distance, variant FROM report_matches \
-         WHERE report_id = ?1 ORDER BY seq",
-    )?;
+    let mut st = conn.prepare_cached(&format!(
+        "SELECT {MATCH_COLUMNS} FROM report_matches WHERE report_id = ?1 ORDER BY seq"
+    ))?;
     r.matches = st
-        .query_map([&r.id], |row| {
-            Ok(StoredMatch {
-                id: row.get(0)?,
-                list: row.get(1)?,
-                category: row.get(2)?,
-                note: row.get(3)?,
-                kind: row.get(4)?,
-                distance: row.get::<_, i64>(5)? as u32,
-                variant: row.get(6)?,
-            })
-        })?
+        .query_map([&r.id], |row| match_from_row(row))?
         .collect::<Result<_, _>>()?;
     let mut st = conn
         .prepare_cached("SELECT body FROM report_annotations WHERE report_id = ?1 ORDER BY seq")?;
@@ -419,19 +333,11 @@ fn load_children(
         .query_map([&r.id], |row| row.get(0))?
         .collect::<Result<_, _>>()?;
     if with_audit {
-        let mut st = conn.prepare_cached(
-            "SELECT at_ms, actor, action, details FROM report_audit WHERE report_id = ?1 \
-             ORDER BY seq",
-        )?;
+        let mut st = conn.prepare_cached(&format!(
+            "SELECT {AUDIT_COLUMNS} FROM report_audit WHERE report_id = ?1 ORDER BY seq"
+        ))?;
         r.audit = st
-            .query_map([&r.id], |row| {
-                Ok(AuditRecord {
-                    at_ms: row.get(0)?,
-                    actor: row.get(1)?,
-                    action: row.get(2)?,
-                    details_json: row.get(3)?,
-                })
-            })?
+            .query_map([&r.id], |row| audit_from_row(row))?
             .collect::<Result<_, _>>()?;
     }
     Ok(())
@@ -440,7 +346,7 @@ fn load_children(
 fn get_in(conn: &Connection, id: &str) -> Result<ReportRecord, StoreError> {
     let sql = format!("SELECT {REPORT_COLUMNS} FROM reports WHERE id = ?1");
     let mut r = conn
-        .query_row(&sql, [id], row_to_report)
+        .query_row(&sql, [id], |row| report_from_row(row))
         .optional()?
         .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
     load_children(conn, &mut r, true)?;
@@ -465,14 +371,14 @@ impl ReportStore for SqliteReportStore {
                 "INSERT INTO reports ({REPORT_COLUMNS}) VALUES \
                  (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, NULL, NULL, NULL, ?17)"
             ))?;
-            let mut ins_match = tx.prepare_cached(
-                "INSERT INTO report_matches (report_id, seq, entry_id, list, category, note, kind, \
-                 distance, variant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-            )?;
-            let mut ins_audit = tx.prepare_cached(
-                "INSERT INTO report_audit (report_id, seq, at_ms, actor, action, details) \
-                 VALUES (?1, 0, ?2, ?3, 'created', ?4)",
-            )?;
+            let mut ins_match = tx.prepare_cached(&format!(
+                "INSERT INTO report_matches (report_id, seq, {MATCH_COLUMNS}) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)"
+            ))?;
+            let mut ins_audit = tx.prepare_cached(&format!(
+                "INSERT INTO report_audit (report_id, seq, {AUDIT_COLUMNS}) \
+                 VALUES (?1, 0, ?2, ?3, 'created', ?4)"
+            ))?;
             for r in reports {
                 let id = new_report_id();
                 ins.execute(params![
@@ -507,11 +413,7 @@ impl ReportStore for SqliteReportStore {
                         m.variant,
                     ])?;
                 }
-                let details = serde_json::json!({
-                    "source": r.source,
-                    "matches": r.matches.len(),
-                })
-                .to_string();
+                let details = created_audit_details(r);
                 ins_audit.execute(params![id, r.detected_at_ms, r.actor, details])?;
                 ids.push(id);
             }
@@ -527,56 +429,17 @@ impl ReportStore for SqliteReportStore {
     }
 
     fn list(&self, filter: &ReportFilter) -> Result<ReportPage, StoreError> {
-        let page_size = filter.page_size.clamp(1, 1000);
-        let mut sql = format!("SELECT {REPORT_COLUMNS} FROM reports r WHERE 1 = 1");
-        let mut args: Vec<rusqlite::types::Value> = Vec::new();
-        let mut push = |sql: &mut String, clause: &str, v: rusqlite::types::Value| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("?{}", args.len())));
-        };
-        if let Some(s) = filter.status {
-            push(&mut sql, " AND status = ?", s.as_str().to_string().into());
-        }
-        if let Some(t) = filter.detected_after_ms {
-            push(&mut sql, " AND detected_at_ms >= ?", t.into());
-        }
-        if let Some(t) = filter.detected_before_ms {
-            push(&mut sql, " AND detected_at_ms < ?", t.into());
-        }
-        if let Some(l) = &filter.list {
-            push(
-                &mut sql,
-                " AND EXISTS (SELECT 1 FROM report_matches m WHERE m.report_id = r.id AND m.list = ?)",
-                l.clone().into(),
-            );
-        }
-        if let Some(tok) = &filter.page_token {
-            // Keyset paging on (detected_at_ms, id), newest first.
-            let (ms, id) = tok
-                .split_once('.')
-                .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
-                .ok_or_else(|| StoreError::BadPageToken(tok.clone()))?;
-            push(&mut sql, " AND (detected_at_ms < ?", ms.into());
-            push(&mut sql, " OR (detected_at_ms = ?", ms.into());
-            push(&mut sql, " AND id < ?))", id.into());
-        }
-        sql.push_str(&format!(
-            " ORDER BY detected_at_ms DESC, id DESC LIMIT {}",
-            page_size + 1
-        ));
+        let query = list_query(filter, '?')?;
+        let args = query.args.into_iter().map(|a| match a {
+            SqlArg::Text(s) => rusqlite::types::Value::Text(s),
+            SqlArg::Int(i) => rusqlite::types::Value::Integer(i),
+        });
         let conn = self.lock();
-        let mut st = conn.prepare(&sql)?;
+        let mut st = conn.prepare(&query.sql)?;
         let mut reports: Vec<ReportRecord> = st
-            .query_map(rusqlite::params_from_iter(args), row_to_report)?
+            .query_map(rusqlite::params_from_iter(args), |row| report_from_row(row))?
             .collect::<Result<_, _>>()?;
-        let next_page_token = if reports.len() > page_size {
-            reports.truncate(page_size);
-            reports
-                .last()
-                .map(|r| format!("{}.{}", r.detected_at_ms, r.id))
-        } else {
-            None
-        };
+        let next_page_token = finish_page(&mut reports, query.page_size);
         for r in &mut reports {
             load_children(&conn, r, false)?;
         }

@@ -15,6 +15,7 @@
 //! A call whose `BEGIN` fails on a stale pooled connection is retried once on
 //! a fresh connection, which is safe because nothing was sent yet.
 
+use std::convert::Infallible;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
@@ -23,10 +24,14 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, Row, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::store::{review_update, ReviewedFields};
 use crate::store::{
-    AuditRecord, NewReport, ReportFilter, ReportPage, ReportRecord, ReportStatus, ReportStore,
-    ReportUpdate, StoreError, StoredMatch, INCIDENT_TYPE, PRESERVATION_MS,
+    NewReport, ReportFilter, ReportPage, ReportRecord, ReportStatus, ReportStore, ReportUpdate,
+    StoreError, INCIDENT_TYPE, PRESERVATION_MS,
+};
+use crate::store_sql::{
+    audit_from_row, created_audit_details, finish_page, list_query, match_from_row, new_report_id,
+    report_from_row, review_update, ReviewedFields, RowValues, SqlArg, AUDIT_COLUMNS,
+    MATCH_COLUMNS, REPORT_COLUMNS,
 };
 
 /// Connection settings beyond the URL.
@@ -110,11 +115,6 @@ CREATE TABLE IF NOT EXISTS report_audit (
     PRIMARY KEY (report_id, seq)
 );
 ";
-
-const REPORT_COLUMNS: &str =
-    "id, status, incident_type, detected_at_ms, preservation_deadline_ms, \
-     reporting_org, reporting_email, submitter_ref, content_ref, file_name, source, md5, sha1, \
-     sha256, pdq, quality, viewed, classification, reviewer, updated_at_ms";
 
 /// Report stubs in a PostgreSQL database.
 pub struct PgReportStore {
@@ -402,33 +402,39 @@ fn make_tls() -> Result<MakeRustlsConnect, StoreError> {
     Ok(MakeRustlsConnect::new(config))
 }
 
-fn row_to_report(row: &Row) -> ReportRecord {
-    let status: String = row.get(1);
-    ReportRecord {
-        id: row.get(0),
-        status: ReportStatus::parse(&status).unwrap_or(ReportStatus::Pending),
-        incident_type: row.get(2),
-        detected_at_ms: row.get(3),
-        preservation_deadline_ms: row.get(4),
-        reporting_org: row.get(5),
-        reporting_email: row.get(6),
-        submitter_ref: row.get(7),
-        content_ref: row.get(8),
-        file_name: row.get(9),
-        source: row.get(10),
-        md5: row.get(11),
-        sha1: row.get(12),
-        sha256: row.get(13),
-        pdq: row.get(14),
-        quality: row.get::<_, Option<i32>>(15).map(|q| q as u32),
-        viewed: row.get(16),
-        classification: row.get(17),
-        reviewer: row.get(18),
-        updated_at_ms: row.get(19),
-        matches: Vec::new(),
-        annotations: Vec::new(),
-        audit: Vec::new(),
+/// PostgreSQL has 32-bit `INTEGER` and `BOOLEAN` columns. `Row::get` panics
+/// on a column of another type, which only a schema out of step with this
+/// file can cause, so nothing here fails at run time.
+impl RowValues for Row {
+    type Error = Infallible;
+    fn text(&self, i: usize) -> Result<String, Infallible> {
+        Ok(self.get(i))
     }
+    fn opt_text(&self, i: usize) -> Result<Option<String>, Infallible> {
+        Ok(self.get(i))
+    }
+    fn big_int(&self, i: usize) -> Result<i64, Infallible> {
+        Ok(self.get(i))
+    }
+    fn u32(&self, i: usize) -> Result<u32, Infallible> {
+        Ok(self.get::<_, i32>(i) as u32)
+    }
+    fn opt_u32(&self, i: usize) -> Result<Option<u32>, Infallible> {
+        Ok(self.get::<_, Option<i32>>(i).map(|q| q as u32))
+    }
+    fn opt_bool(&self, i: usize) -> Result<Option<bool>, Infallible> {
+        Ok(self.get(i))
+    }
+}
+
+/// Maps `rows` with one of the shared row mappings, which cannot fail here.
+fn map_rows<T>(rows: &[Row], from_row: impl Fn(&Row) -> Result<T, Infallible>) -> Vec<T> {
+    rows.iter()
+        .map(|row| {
+            let Ok(v) = from_row(row);
+            v
+        })
+        .collect()
 }
 
 fn load_children(
@@ -436,23 +442,11 @@ fn load_children(
     r: &mut ReportRecord,
     with_audit: bool,
 ) -> Result<(), postgres::Error> {
-    r.matches = tx
-        .query(
-            "SELECT entry_id, list, category, note, kind, distance, variant FROM report_matches \
-             WHERE report_id = $1 ORDER BY seq",
-            &[&r.id],
-        )?
-        .iter()
-        .map(|row| StoredMatch {
-            id: row.get(0),
-            list: row.get(1),
-            category: row.get(2),
-            note: row.get(3),
-            kind: row.get(4),
-            distance: row.get::<_, i32>(5) as u32,
-            variant: row.get(6),
-        })
-        .collect();
+    let rows = tx.query(
+        &format!("SELECT {MATCH_COLUMNS} FROM report_matches WHERE report_id = $1 ORDER BY seq"),
+        &[&r.id],
+    )?;
+    r.matches = map_rows(&rows, match_from_row);
     r.annotations = tx
         .query(
             "SELECT body FROM report_annotations WHERE report_id = $1 ORDER BY seq",
@@ -462,27 +456,13 @@ fn load_children(
         .map(|row| row.get(0))
         .collect();
     if with_audit {
-        r.audit = tx
-            .query(
-                "SELECT at_ms, actor, action, details FROM report_audit WHERE report_id = $1 \
-                 ORDER BY seq",
-                &[&r.id],
-            )?
-            .iter()
-            .map(|row| AuditRecord {
-                at_ms: row.get(0),
-                actor: row.get(1),
-                action: row.get(2),
-                details_json: row.get(3),
-            })
-            .collect();
+        let rows = tx.query(
+            &format!("SELECT {AUDIT_COLUMNS} FROM report_audit WHERE report_id = $1 ORDER BY seq"),
+            &[&r.id],
+        )?;
+        r.audit = map_rows(&rows, audit_from_row);
     }
     Ok(())
-}
-
-fn new_report_id() -> String {
-    // Same form as the SQLite store: UUIDv7 sorts roughly by creation time.
-    format!("rpt_{}", uuid::Uuid::now_v7().simple())
 }
 
 impl PgReportStore {
@@ -500,7 +480,7 @@ impl PgReportStore {
             .query_opt(&sql, &[&id])
             .map_err(|e| self.map_err(e, "reading a report"))?
             .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        let mut r = row_to_report(&row);
+        let Ok(mut r) = report_from_row(&row);
         load_children(tx, &mut r, true).map_err(|e| self.map_err(e, "reading a report"))?;
         Ok(r)
     }
@@ -517,16 +497,16 @@ impl ReportStore for PgReportStore {
                 ))
                 .map_err(err)?;
             let ins_match = tx
-                .prepare(
-                    "INSERT INTO report_matches (report_id, seq, entry_id, list, category, note, \
-                     kind, distance, variant) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-                )
+                .prepare(&format!(
+                    "INSERT INTO report_matches (report_id, seq, {MATCH_COLUMNS}) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+                ))
                 .map_err(err)?;
             let ins_audit = tx
-                .prepare(
-                    "INSERT INTO report_audit (report_id, seq, at_ms, actor, action, details) \
-                     VALUES ($1, 0, $2, $3, 'created', $4)",
-                )
+                .prepare(&format!(
+                    "INSERT INTO report_audit (report_id, seq, {AUDIT_COLUMNS}) \
+                     VALUES ($1, 0, $2, $3, 'created', $4)"
+                ))
                 .map_err(err)?;
             let mut ids = Vec::with_capacity(reports.len());
             for r in reports {
@@ -573,11 +553,7 @@ impl ReportStore for PgReportStore {
                     )
                     .map_err(err)?;
                 }
-                let details = serde_json::json!({
-                    "source": r.source,
-                    "matches": r.matches.len(),
-                })
-                .to_string();
+                let details = created_audit_details(r);
                 tx.execute(&ins_audit, &[&id, &r.detected_at_ms, &r.actor, &details])
                     .map_err(err)?;
                 ids.push(id);
@@ -591,65 +567,22 @@ impl ReportStore for PgReportStore {
     }
 
     fn list(&self, filter: &ReportFilter) -> Result<ReportPage, StoreError> {
-        let page_size = filter.page_size.clamp(1, 1000);
-        let mut sql = format!("SELECT {REPORT_COLUMNS} FROM reports r WHERE TRUE");
-        let mut args: Vec<Box<dyn ToSql + Sync>> = Vec::new();
-        let mut push = |sql: &mut String, clause: &str, v: Box<dyn ToSql + Sync>| {
-            args.push(v);
-            sql.push_str(&clause.replace('?', &format!("${}", args.len())));
-        };
-        if let Some(s) = filter.status {
-            push(
-                &mut sql,
-                " AND status = ?",
-                Box::new(s.as_str().to_string()),
-            );
-        }
-        if let Some(t) = filter.detected_after_ms {
-            push(&mut sql, " AND detected_at_ms >= ?", Box::new(t));
-        }
-        if let Some(t) = filter.detected_before_ms {
-            push(&mut sql, " AND detected_at_ms < ?", Box::new(t));
-        }
-        if let Some(l) = &filter.list {
-            push(
-                &mut sql,
-                " AND EXISTS (SELECT 1 FROM report_matches m WHERE m.report_id = r.id AND m.list = ?)",
-                Box::new(l.clone()),
-            );
-        }
-        if let Some(tok) = &filter.page_token {
-            // Keyset paging on (detected_at_ms, id), newest first; the token
-            // format is the SQLite store's, so tokens mean the same on both.
-            let (ms, id) = tok
-                .split_once('.')
-                .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id.to_string())))
-                .ok_or_else(|| StoreError::BadPageToken(tok.clone()))?;
-            push(&mut sql, " AND (detected_at_ms < ?", Box::new(ms));
-            push(&mut sql, " OR (detected_at_ms = ?", Box::new(ms));
-            push(&mut sql, " AND id < ?))", Box::new(id));
-        }
-        sql.push_str(&format!(
-            " ORDER BY detected_at_ms DESC, id DESC LIMIT {}",
-            page_size + 1
-        ));
-        let params: Vec<&(dyn ToSql + Sync)> = args.iter().map(|b| b.as_ref()).collect();
+        let query = list_query(filter, '$')?;
+        let params: Vec<&(dyn ToSql + Sync)> = query
+            .args
+            .iter()
+            .map(|a| -> &(dyn ToSql + Sync) {
+                match a {
+                    SqlArg::Text(s) => s,
+                    SqlArg::Int(i) => i,
+                }
+            })
+            .collect();
         self.with_tx("listing reports", |tx| {
             let err = |e| self.map_err(e, "listing reports");
-            let mut reports: Vec<ReportRecord> = tx
-                .query(&sql, &params)
-                .map_err(err)?
-                .iter()
-                .map(row_to_report)
-                .collect();
-            let next_page_token = if reports.len() > page_size {
-                reports.truncate(page_size);
-                reports
-                    .last()
-                    .map(|r| format!("{}.{}", r.detected_at_ms, r.id))
-            } else {
-                None
-            };
+            let rows = tx.query(&query.sql, &params).map_err(err)?;
+            let mut reports = map_rows(&rows, report_from_row);
+            let next_page_token = finish_page(&mut reports, query.page_size);
             for r in &mut reports {
                 load_children(tx, r, false).map_err(err)?;
             }
