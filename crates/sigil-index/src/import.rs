@@ -168,6 +168,18 @@ impl LineRef<'_> {
     fn digest(&self) -> &[u8] {
         &self.digest[..self.kind.byte_len()]
     }
+
+    fn into_parsed(self) -> ParsedLine {
+        let own = |c: Option<Cow<'_, str>>| c.map(Cow::into_owned);
+        ParsedLine {
+            kind: self.kind,
+            digest: self.digest().to_vec(),
+            id: own(self.id),
+            list: own(self.list),
+            category: own(self.category),
+            note: own(self.note),
+        }
+    }
 }
 
 fn kind_for(hex: &str, explicit: Option<HashKind>) -> std::result::Result<HashKind, String> {
@@ -280,6 +292,60 @@ fn parse_line<'a>(
     }))
 }
 
+/// Parses an input's lines in order, numbering and counting them: the one
+/// place that says what a blank line, comment, header, entry or bad line
+/// does, whichever way the lines are read (streamed, or in parallel pieces).
+struct Lines<'o> {
+    opts: &'o ImportOptions,
+    /// Set by the first line that is neither blank nor a comment.
+    cols: Option<Columns>,
+    /// The 0-based number of the next line.
+    next_no: u64,
+    stats: ImportStats,
+}
+
+impl<'o> Lines<'o> {
+    fn new(opts: &'o ImportOptions, cols: Option<Columns>) -> Self {
+        Lines {
+            opts,
+            cols,
+            next_no: 0,
+            stats: ImportStats::default(),
+        }
+    }
+
+    /// Parses the next line. An entry comes back with its line number and
+    /// counts as added; a bad line counts as skipped with `skip_invalid`,
+    /// else it is the error, as (line number, cause).
+    fn parse<'a>(
+        &mut self,
+        line: &'a [u8],
+    ) -> std::result::Result<Option<(u64, LineRef<'a>)>, (u64, String)> {
+        let no = self.next_no;
+        self.next_no += 1;
+        match parse_line(line, &mut self.cols, self.opts) {
+            Ok(entry) => {
+                self.stats.added += u64::from(entry.is_some());
+                Ok(entry.map(|e| (no, e)))
+            }
+            Err(_) if self.opts.skip_invalid => {
+                self.stats.skipped += 1;
+                Ok(None)
+            }
+            Err(reason) => Err((no, reason)),
+        }
+    }
+}
+
+/// The error for bad line `no` (0-based) of `path`.
+fn bad_line(path: &Path, no: u64, reason: String) -> IndexError {
+    IndexError::BadInput {
+        path: path.to_path_buf(),
+        line: no + 1,
+        reason,
+    }
+}
+
 /// Streams the lines of a list, calling `f(line_no_0_based, parsed)`.
 /// Errors name the file and the 1-based line.
 pub fn read_list(
@@ -288,39 +354,17 @@ pub fn read_list(
     opts: &ImportOptions,
     mut f: impl FnMut(u64, ParsedLine) -> Result<()>,
 ) -> Result<ImportStats> {
-    let mut stats = ImportStats::default();
-    let mut cols: Option<Columns> = None;
-    for (no, line) in input.split(b'\n').enumerate() {
-        let no = no as u64;
+    let mut lines = Lines::new(opts, None);
+    for line in input.split(b'\n') {
         let line = line.map_err(|e| IndexError::io(path, "read", e))?;
-        match parse_line(&line, &mut cols, opts) {
-            Ok(None) => {}
-            Ok(Some(p)) => {
-                let own = |c: Option<Cow<'_, str>>| c.map(Cow::into_owned);
-                f(
-                    no,
-                    ParsedLine {
-                        kind: p.kind,
-                        digest: p.digest().to_vec(),
-                        id: own(p.id),
-                        list: own(p.list),
-                        category: own(p.category),
-                        note: own(p.note),
-                    },
-                )?;
-                stats.added += 1;
-            }
-            Err(_) if opts.skip_invalid => stats.skipped += 1,
-            Err(reason) => {
-                return Err(IndexError::BadInput {
-                    path: path.to_path_buf(),
-                    line: no + 1,
-                    reason,
-                })
-            }
+        let parsed = lines
+            .parse(&line)
+            .map_err(|(no, reason)| bad_line(path, no, reason))?;
+        if let Some((no, p)) = parsed {
+            f(no, p.into_parsed())?;
         }
     }
-    Ok(stats)
+    Ok(lines.stats)
 }
 
 /// Reads a list file into a segment builder.
@@ -340,7 +384,6 @@ const BATCH_BYTES: usize = 8 << 20;
 const PIECE_BYTES: usize = 256 << 10;
 
 /// The parsed lines of one piece of a batch.
-#[derive(Default)]
 struct Piece<'a> {
     /// (line number within the piece, parsed line).
     entries: Vec<(u64, LineRef<'a>)>,
@@ -352,24 +395,25 @@ struct Piece<'a> {
 }
 
 fn parse_piece<'a>(text: &'a [u8], cols: Columns, opts: &ImportOptions) -> Piece<'a> {
-    let mut p = Piece::default();
     // A bare PDQ line is 65 bytes: reserve once rather than grow by copying.
-    p.entries.reserve(text.len() / 64 + 1);
-    let mut cols = Some(cols);
+    let mut entries = Vec::with_capacity(text.len() / 64 + 1);
+    let mut error = None;
+    let mut lines = Lines::new(opts, Some(cols));
     for line in text.split(|&b| b == b'\n') {
-        let no = p.lines;
-        p.lines += 1;
-        match parse_line(line, &mut cols, opts) {
-            Ok(None) => {}
-            Ok(Some(e)) => p.entries.push((no, e)),
-            Err(_) if opts.skip_invalid => p.skipped += 1,
-            Err(reason) => {
-                p.error = Some((no, reason));
+        match lines.parse(line) {
+            Ok(entry) => entries.extend(entry),
+            Err(bad) => {
+                error = Some(bad);
                 break;
             }
         }
     }
-    p
+    Piece {
+        entries,
+        lines: lines.next_no,
+        skipped: lines.stats.skipped,
+        error,
+    }
 }
 
 /// Splits `text` (complete lines, each ending in `\n`) into pieces of about
@@ -441,16 +485,10 @@ fn import_batched(
     batch_bytes: usize,
     piece_bytes: usize,
 ) -> Result<ImportStats> {
-    let mut stats = ImportStats::default();
-    let mut cols: Option<Columns> = None;
+    // Numbers and counts the lines of the whole input; parses those up to
+    // the one that fixes the columns.
+    let mut lines = Lines::new(opts, None);
     let mut buf: Vec<u8> = Vec::new();
-    // Line number of the first line in `buf`.
-    let mut base: u64 = 0;
-    let bad = |line: u64, reason: String| IndexError::BadInput {
-        path: path.to_path_buf(),
-        line: line + 1,
-        reason,
-    };
     loop {
         // Fill the batch; `read_err` ends the input after its complete lines
         // (the line being read when reading failed is lost, as before).
@@ -490,50 +528,45 @@ fn import_batched(
             complete
         };
         let mut text = &buf[..complete];
-        let mut no = base;
         // Lines up to the one that fixes the columns are parsed one by one:
         // whether a header comes first decides how every later line reads.
-        while cols.is_none() && !text.is_empty() {
+        while lines.cols.is_none() && !text.is_empty() {
             let (line, rest) = match text.iter().position(|&b| b == b'\n') {
                 Some(i) => (&text[..i], &text[i + 1..]),
                 None => (text, &text[text.len()..]),
             };
-            match parse_line(line, &mut cols, opts) {
-                Ok(None) => {}
-                Ok(Some(p)) => {
-                    add_entry(builder, opts, no, &p)?;
-                    stats.added += 1;
-                }
-                Err(_) if opts.skip_invalid => stats.skipped += 1,
-                Err(reason) => return Err(bad(no, reason)),
+            let parsed = lines
+                .parse(line)
+                .map_err(|(no, reason)| bad_line(path, no, reason))?;
+            if let Some((no, p)) = parsed {
+                add_entry(builder, opts, no, &p)?;
             }
-            no += 1;
             text = rest;
         }
-        if let Some(c) = cols {
+        if let Some(c) = lines.cols {
             let pieces: Vec<Piece<'_>> = split_pieces(text, piece_bytes)
                 .into_par_iter()
                 .map(|t| parse_piece(t, c, opts))
                 .collect();
             for p in pieces {
+                let first = lines.next_no;
                 for (rel, e) in &p.entries {
-                    add_entry(builder, opts, no + rel, e)?;
+                    add_entry(builder, opts, first + rel, e)?;
                 }
-                stats.added += p.entries.len() as u64;
-                stats.skipped += p.skipped;
                 if let Some((rel, reason)) = p.error {
-                    return Err(bad(no + rel, reason));
+                    return Err(bad_line(path, first + rel, reason));
                 }
-                no += p.lines;
+                lines.next_no += p.lines;
+                lines.stats.added += p.entries.len() as u64;
+                lines.stats.skipped += p.skipped;
             }
         }
         if let Some(e) = read_err {
             return Err(IndexError::io(path, "read", e));
         }
         if eof {
-            return Ok(stats);
+            return Ok(lines.stats);
         }
-        base = no;
         buf.drain(..complete);
     }
 }
