@@ -92,8 +92,22 @@ impl IndexWriter {
 
     fn write_segment(&self, builder: SegmentBuilder, generation: u64) -> Result<FileRef> {
         let name = format!("seg-{generation:010}.sgs");
+        self.write_file(name, generation, |tmp| builder.write(tmp))
+    }
+
+    /// Writes the index file `name` of `generation` with `write` under a
+    /// temporary name, publishes it as `name`, and returns its manifest
+    /// entry. `write` returns the file's (length, header checksum). On any
+    /// failure the temporary file is removed, so only `compact` ever finds
+    /// leftovers (of writers that crashed).
+    fn write_file(
+        &self,
+        name: String,
+        generation: u64,
+        write: impl FnOnce(&Path) -> Result<(u64, u64)>,
+    ) -> Result<FileRef> {
         let tmp = fsio::temp_path(&self.dir, &name);
-        let res = builder.write(&tmp).and_then(|(len, header)| {
+        let res = write(&tmp).and_then(|(len, header)| {
             fsio::publish(&tmp, &self.dir.join(&name))?;
             Ok(FileRef {
                 file: name,
@@ -132,20 +146,7 @@ impl IndexWriter {
         }
         let generation = self.manifest.generation + 1;
         let name = format!("tomb-{generation:010}.sgt");
-        let tmp = fsio::temp_path(&self.dir, &name);
-        let res = tombstone::write_file(&tmp, tombs).and_then(|(len, header)| {
-            fsio::publish(&tmp, &self.dir.join(&name))?;
-            Ok(FileRef {
-                file: name,
-                generation,
-                len,
-                header_xxh3: format!("{header:016x}"),
-            })
-        });
-        if res.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        let r = res?;
+        let r = self.write_file(name, generation, |tmp| tombstone::write_file(tmp, tombs))?;
         let mut m = self.manifest.clone();
         m.generation = generation;
         m.tombstones.push(r);
