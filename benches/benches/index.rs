@@ -7,7 +7,9 @@
 //! (set SIGIL_INDEX_BENCH_REBUILD=1 to rebuild and time the build), checks
 //! every query's matches against truth.tsv, prints per-query p50/p99 of a
 //! radius-31 search one query at a time on one thread (MIH and flat scan),
-//! open time, file size and RSS, then runs the criterion benchmark.
+//! the batched search against one-at-a-time in pairs (batches of 64, 1,000
+//! and 4,000), open time, file size and RSS, then runs the criterion
+//! benchmark.
 //! Skips with a message when the data is absent.
 
 use std::collections::BTreeSet;
@@ -35,6 +37,54 @@ fn rss_kib() -> (u64, u64) {
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i].as_secs_f64() * 1e3
+}
+
+/// Batched search (`search_pdq_many`, one thread) against the same
+/// queries one at a time, in pairs: the query set repeated to 4,000 and
+/// cut into batches of 64, 1,000 and 4,000; each batch pass directly
+/// followed by a one-at-a-time pass over the same queries, `runs` pairs.
+fn batch_pass(
+    rd: &IndexReader,
+    queries: &[PdqHash],
+    truth: &[BTreeSet<String>],
+    opts: &SearchOptions,
+    runs: usize,
+) {
+    let all: Vec<PdqHash> = queries.iter().cycle().take(4000).copied().collect();
+    for size in [64, 1000, 4000] {
+        let mut ratios = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let got: Vec<_> = all
+                .chunks(size)
+                .flat_map(|c| rd.search_pdq_many(c, opts))
+                .collect();
+            let batch = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            for q in &all {
+                std::hint::black_box(rd.search_pdq(q, opts));
+            }
+            let single = t.elapsed().as_secs_f64();
+            let mismatches = got
+                .iter()
+                .enumerate()
+                .filter(|(i, m)| {
+                    let ids: BTreeSet<String> = m.iter().map(|m| m.id.clone()).collect();
+                    ids != truth[i % queries.len()]
+                })
+                .count();
+            let per = |s: f64| s / all.len() as f64 * 1e6;
+            println!(
+                "batch of {size}: {:.1} us per query, one at a time {:.1} us (ratio {:.2}), {mismatches} queries differing from truth.tsv",
+                per(batch),
+                per(single),
+                batch / single
+            );
+            ratios.push(batch / single);
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!("batch of {size}: median ratio of {runs} pairs {:.2}", ratios[runs / 2]);
+    }
 }
 
 fn main() {
@@ -168,6 +218,9 @@ fn main() {
                 "{plan:?}: median p50 of {runs} runs {:.4} ms",
                 p50s[runs / 2]
             );
+        }
+        if plan == SearchPlan::Auto {
+            batch_pass(&rd, &queries, &truth, &opts, runs);
         }
         if plan == SearchPlan::Flat || !with_flat {
             break;
