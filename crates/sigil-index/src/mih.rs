@@ -244,6 +244,7 @@ fn buckets_within(s: u32) -> usize {
 
 /// Calls `f(mask, popcount)` for every 16-bit mask with at most `s`
 /// (<= 16) bits set, fewest bits first; returns how many there were.
+#[inline(always)]
 pub(crate) fn masks_within(s: u32, mut f: impl FnMut(u32, u32)) -> usize {
     let mut count = 0;
     for dh in 0..=s.min(BUCKET_BITS) {
