@@ -83,7 +83,10 @@ fn batch_pass(
             ratios.push(batch / single);
         }
         ratios.sort_by(f64::total_cmp);
-        println!("batch of {size}: median ratio of {runs} pairs {:.2}", ratios[runs / 2]);
+        println!(
+            "batch of {size}: median ratio of {runs} pairs {:.2}",
+            ratios[runs / 2]
+        );
     }
 }
 
