@@ -22,6 +22,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::write(&descriptor_path, prost::Message::encode_to_vec(&fds))?;
 
     tonic_prost_build::configure()
+        // The image arrives as a slice of the receive buffer instead of a
+        // copy of it (prost's default `Vec<u8>` copies every upload once).
+        .bytes(".sigil.v1.MatchImageRequest.image")
         .build_server(true)
         .build_client(true)
         .compile_fds(fds)?;

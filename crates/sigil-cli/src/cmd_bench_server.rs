@@ -107,7 +107,8 @@ impl Load {
             Mode::Image => {
                 let img = &self.images[(seq as usize) % self.images.len()];
                 let req = proto::MatchImageRequest {
-                    image: img.clone(),
+                    // A copy per call, like a client reading each upload.
+                    image: img.clone().into(),
                     request_id: seq.to_string(),
                     ..Default::default()
                 };

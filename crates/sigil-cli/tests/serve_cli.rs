@@ -300,7 +300,7 @@ async fn acknowledged_match_survives_kill_9_and_image_bytes_are_nowhere() {
     let res = m
         .match_image(authed(
             proto::MatchImageRequest {
-                image: image.clone(),
+                image: image.clone().into(),
                 request_id: "drill-1".into(),
                 content_ref: "s3://bucket/drill-1".into(),
                 submitter_ref: "user-7".into(),

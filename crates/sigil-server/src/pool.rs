@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
+use prost::bytes::Bytes;
 use sigil_core::decode::{decode, DecodeLimits, DecodeOptions};
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{
@@ -52,7 +53,7 @@ pub struct HashMode {
 }
 
 struct Job {
-    image: Vec<u8>,
+    image: Bytes,
     mode: HashMode,
     deadline: Instant,
     reply: oneshot::Sender<Result<Signed, PoolError>>,
@@ -102,7 +103,7 @@ impl HashPool {
     /// [`PoolError::Full`] otherwise.
     pub async fn try_sign(
         &self,
-        image: Vec<u8>,
+        image: Bytes,
         mode: HashMode,
         deadline: Instant,
     ) -> Result<Signed, PoolError> {
@@ -117,7 +118,7 @@ impl HashPool {
     /// Hashes `image`, waiting for room in the pool.
     pub async fn sign_waiting(
         &self,
-        image: Vec<u8>,
+        image: Bytes,
         mode: HashMode,
         deadline: Instant,
     ) -> Result<Signed, PoolError> {
@@ -132,7 +133,7 @@ impl HashPool {
 
     async fn submit(
         &self,
-        image: Vec<u8>,
+        image: Bytes,
         mode: HashMode,
         deadline: Instant,
         permit: OwnedSemaphorePermit,

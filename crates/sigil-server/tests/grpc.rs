@@ -186,7 +186,7 @@ fn authed<T>(msg: T, key: &str) -> Request<T> {
 
 fn image_req(bytes: Vec<u8>, id: &str) -> proto::MatchImageRequest {
     proto::MatchImageRequest {
-        image: bytes,
+        image: bytes.into(),
         request_id: id.into(),
         content_ref: format!("s3://bucket/{id}"),
         submitter_ref: "user-42".into(),

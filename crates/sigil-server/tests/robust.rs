@@ -107,7 +107,7 @@ async fn try_match_image(
         .await
         .unwrap();
     let mut req = Request::new(proto::MatchImageRequest {
-        image,
+        image: image.into(),
         request_id: "r".into(),
         options: Some(proto::MatchOptions {
             robust,

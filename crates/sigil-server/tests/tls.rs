@@ -297,7 +297,7 @@ async fn tls_client_trusting_the_ca_is_served_and_plaintext_is_refused() {
     let mut m = MatcherClient::new(channel.clone());
     let res = m
         .match_image(authed(proto::MatchImageRequest {
-            image: read_testdata(KNOWN),
+            image: read_testdata(KNOWN).into(),
             request_id: "tls-1".into(),
             ..Default::default()
         }))
