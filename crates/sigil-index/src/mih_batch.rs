@@ -26,6 +26,9 @@ use crate::radix::scatter_by_digit;
 /// twice for the radix sort).
 const MAX_PROBES: usize = 1 << 21;
 
+/// Postings held before they are checked (32 MiB).
+const MAX_POSTINGS: usize = 1 << 22;
+
 /// `(bucket, first probe, end, first posting, end)` of a probed bucket.
 type Group = (u32, u32, u32, u32, u32);
 
@@ -48,6 +51,9 @@ pub struct BatchScratch {
     cands: Vec<u32>,
     /// The substring values of every query of the chunk, `m` per query.
     qsub: Vec<u32>,
+    /// Postings held before they are checked; 0 means [`MAX_POSTINGS`]
+    /// (tests set a small one to exercise the flush).
+    max_postings: usize,
 }
 
 /// Range search of every query in `queries` with the MIH tables: pushes
@@ -111,12 +117,27 @@ fn search_chunk<L: LowFilter>(
         postings,
         cands,
         qsub,
+        max_postings,
     } = scratch;
+    let cap = if *max_postings == 0 {
+        MAX_POSTINGS
+    } else {
+        *max_postings
+    };
     qsub.clear();
     for q in queries {
         let w = to_words(q);
         qsub.extend(subs.iter().map(|v| extract(&w, v.sub.start, v.sub.len)));
     }
+    let ctx = Chunk {
+        keys,
+        subs,
+        queries,
+        qsub,
+        first,
+        radius,
+        radii,
+    };
     for (j, v) in subs.iter().enumerate() {
         let Ok(s) = u32::try_from(radii[j]) else {
             continue; // radius -1: this substring need not be probed
@@ -131,7 +152,7 @@ fn search_chunk<L: LowFilter>(
         // missed the cache on every count).
         probes.clear();
         for i in 0..queries.len() {
-            let qv = qsub[i * m + j];
+            let qv = ctx.qsub[i * m + j];
             let (qh, ql) = ((qv >> low_bits) as u64, (qv & low_mask) as u64);
             let tail = (i as u64) << 16 | ql;
             probes.extend(
@@ -199,58 +220,178 @@ fn search_chunk<L: LowFilter>(
                 } else {
                     filter.within(v.lows, a, b, ql, allowed, &mut keep);
                 }
-            }
-        }
-        // Check the candidates on all 256 bits, pipelined as in the single
-        // search: the row of posting k + 2D (ascending positions, far
-        // apart) and the key of posting k + D (random) are on their way
-        // while posting k is checked.
-        const D: usize = 32;
-        let np = postings.len();
-        let prefetch_row = |k: usize| {
-            if let Some(x) = postings.get(k).and_then(|&(p, _)| v.rows.get(p as usize)) {
-                prefetch(x);
-            }
-        };
-        // The row of posting k (u32::MAX when the tables are corrupt).
-        let resolve = |k: usize| -> u32 {
-            match v.rows.get(postings[k].0 as usize) {
-                Some(&row) if (row as usize) < keys.len() => {
-                    prefetch(&keys[row as usize]);
-                    row
+                // Bounded memory whatever the data: a list whose hashes
+                // share substrings (or a hostile file) can give a batch
+                // many candidates per query.
+                if postings.len() >= cap {
+                    check(&ctx, j, postings, cands, out);
+                    postings.clear();
                 }
-                _ => u32::MAX,
             }
-        };
-        cands.clear();
-        cands.resize(np, 0);
-        (0..(2 * D).min(np)).for_each(prefetch_row);
-        for (k, c) in cands.iter_mut().enumerate().take(D) {
-            *c = resolve(k);
         }
-        for k in 0..np {
-            prefetch_row(k + 2 * D);
-            if k + D < np {
-                cands[k + D] = resolve(k + D);
+        check(&ctx, j, postings, cands, out);
+    }
+}
+
+/// What the candidate check of a chunk needs.
+struct Chunk<'c, 'v> {
+    keys: &'c [[u8; 32]],
+    subs: &'c [SubstringView<'v>],
+    queries: &'c [[u8; 32]],
+    /// `m` substring values per query.
+    qsub: &'c [u32],
+    /// Index of the chunk's first query in the whole batch.
+    first: u32,
+    radius: u32,
+    radii: &'c [i32],
+}
+
+/// Checks substring `j`'s `postings` (posting, query in chunk) on all 256
+/// bits and pushes the matches.
+#[inline(always)]
+fn check(
+    ctx: &Chunk<'_, '_>,
+    j: usize,
+    postings: &[(u32, u32)],
+    cands: &mut Vec<u32>,
+    out: &mut Vec<(u32, u32, u32)>,
+) {
+    let Chunk {
+        keys,
+        subs,
+        queries,
+        qsub,
+        first,
+        radius,
+        radii,
+    } = *ctx;
+    let m = subs.len();
+    let v = &subs[j];
+    // Check the candidates on all 256 bits, pipelined as in the single
+    // search: the row of posting k + 2D (ascending positions, far
+    // apart) and the key of posting k + D (random) are on their way
+    // while posting k is checked.
+    const D: usize = 32;
+    let np = postings.len();
+    let prefetch_row = |k: usize| {
+        if let Some(x) = postings.get(k).and_then(|&(p, _)| v.rows.get(p as usize)) {
+            prefetch(x);
+        }
+    };
+    // The row of posting k (u32::MAX when the tables are corrupt).
+    let resolve = |k: usize| -> u32 {
+        match v.rows.get(postings[k].0 as usize) {
+            Some(&row) if (row as usize) < keys.len() => {
+                prefetch(&keys[row as usize]);
+                row
             }
-            let row = cands[k];
-            let Some(key) = keys.get(row as usize) else {
-                continue;
-            };
-            let qi = postings[k].1 as usize;
-            let d = hamming32(&queries[qi], key);
-            if d > radius {
-                continue;
+            _ => u32::MAX,
+        }
+    };
+    cands.clear();
+    cands.resize(np, 0);
+    (0..(2 * D).min(np)).for_each(prefetch_row);
+    for (k, c) in cands.iter_mut().enumerate().take(D) {
+        *c = resolve(k);
+    }
+    for k in 0..np {
+        prefetch_row(k + 2 * D);
+        if k + D < np {
+            cands[k + D] = resolve(k + D);
+        }
+        let row = cands[k];
+        let Some(key) = keys.get(row as usize) else {
+            continue;
+        };
+        let qi = postings[k].1 as usize;
+        let d = hamming32(&queries[qi], key);
+        if d > radius {
+            continue;
+        }
+        // Report a row only from the first substring that finds it
+        // (the same exact dedup as the single search).
+        let kw = to_words(key);
+        let q = &qsub[qi * m..qi * m + m];
+        let earlier = subs[..j].iter().enumerate().any(|(i, v)| {
+            (extract(&kw, v.sub.start, v.sub.len) ^ q[i]).count_ones() as i32 <= radii[i]
+        });
+        if !earlier {
+            out.push((first + qi as u32, row, d));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::SearchKernel;
+    use crate::mih::{build_substring, default_layout, range_search, MihScratch};
+
+    /// Hashes from two distinct bytes, so that substrings repeat and
+    /// buckets are crowded (the shape that makes a batch's candidates
+    /// pile up), searched with a tiny posting cap so that every substring
+    /// is checked in many flushes: the same matches as the single search.
+    #[test]
+    fn flushed_batches_equal_single_searches() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        // Bytes 0 or 1: hashes ~16 bits apart, every substring one of 8
+        // values, so each bucket holds hundreds of keys.
+        let mut keys: Vec<[u8; 32]> = (0..3000)
+            .map(|_| std::array::from_fn(|_| (next() % 2) as u8))
+            .collect();
+        keys.sort_unstable();
+        let layout = default_layout();
+        let tables: Vec<_> = layout.iter().map(|&s| build_substring(&keys, s)).collect();
+        let views: Vec<SubstringView<'_>> = layout
+            .iter()
+            .zip(&tables)
+            .map(|(&sub, t)| SubstringView {
+                sub,
+                offsets: &t.offsets,
+                lows: &t.lows,
+                rows: &t.rows,
+            })
+            .collect();
+        let queries: Vec<[u8; 32]> = (0..40)
+            .map(|i| {
+                let mut q = keys[(next() % keys.len() as u64) as usize];
+                q[i % 32] ^= 1 << (i % 8);
+                q
+            })
+            .collect();
+        for radius in [0, 8, 31] {
+            let mut want = Vec::new();
+            for (qi, q) in queries.iter().enumerate() {
+                let mut one = Vec::new();
+                range_search(
+                    &keys,
+                    &views,
+                    q,
+                    radius,
+                    &mut MihScratch::default(),
+                    &mut one,
+                );
+                want.extend(one.into_iter().map(|(row, d)| (qi as u32, row, d)));
             }
-            // Report a row only from the first substring that finds it
-            // (the same exact dedup as the single search).
-            let kw = to_words(key);
-            let q = &qsub[qi * m..qi * m + m];
-            let earlier = subs[..j].iter().enumerate().any(|(i, v)| {
-                (extract(&kw, v.sub.start, v.sub.len) ^ q[i]).count_ones() as i32 <= radii[i]
-            });
-            if !earlier {
-                out.push((first + qi as u32, row, d));
+            want.sort_unstable();
+            if radius == 31 {
+                assert!(want.len() > 1000, "too few matches to mean anything");
+            }
+            for kernel in SearchKernel::available() {
+                let mut scratch = BatchScratch {
+                    max_postings: 7,
+                    ..Default::default()
+                };
+                let mut got = Vec::new();
+                kernel.mih_search_batch(&keys, &views, &queries, radius, &mut scratch, &mut got);
+                got.sort_unstable();
+                assert_eq!(got, want, "radius {radius}, {kernel:?}");
             }
         }
     }
