@@ -236,23 +236,21 @@ pub(crate) fn fill_radii(m: usize, len_of: impl Fn(usize) -> u32, radius: u32, o
 
 /// Top-16-bit buckets within distance `s` of a value: what one substring
 /// probed at radius `s` visits.
-fn buckets_within(s: u32) -> usize {
+pub(crate) fn buckets_within(s: u32) -> usize {
     (0..=s.min(BUCKET_BITS))
         .map(|d| binom(BUCKET_BITS, d) as usize)
         .sum()
 }
 
 /// Calls `f(mask, popcount)` for every 16-bit mask with at most `s`
-/// (<= 16) bits set, fewest bits first; returns how many there were.
+/// (<= 16) bits set, fewest bits first ([`buckets_within`] of them).
 #[inline(always)]
-pub(crate) fn masks_within(s: u32, mut f: impl FnMut(u32, u32)) -> usize {
-    let mut count = 0;
+pub(crate) fn masks_within(s: u32, mut f: impl FnMut(u32, u32)) {
     for dh in 0..=s.min(BUCKET_BITS) {
         // Gosper's hack: every 16-bit mask with `dh` bits set, ascending.
         let mut mask: u32 = (1u32 << dh) - 1;
         while mask < (1 << BUCKET_BITS) {
             f(mask, dh);
-            count += 1;
             if mask == 0 {
                 break;
             }
@@ -261,7 +259,23 @@ pub(crate) fn masks_within(s: u32, mut f: impl FnMut(u32, u32)) -> usize {
             mask = (((r ^ mask) >> 2) / c) | r;
         }
     }
-    count
+}
+
+/// Whether a substring before `j` is within its probe radius of the key
+/// `kw` (substring values `qsub` of the query): that substring's probe
+/// found the key already, so substring `j` does not report it (exact
+/// de-duplication without a set).
+#[inline(always)]
+pub(crate) fn found_earlier(
+    kw: &[u64; 4],
+    subs: &[SubstringView<'_>],
+    qsub: &[u32],
+    radii: &[i32],
+    j: usize,
+) -> bool {
+    subs[..j].iter().enumerate().any(|(i, v)| {
+        (extract(kw, v.sub.start, v.sub.len) ^ qsub[i]).count_ones() as i32 <= radii[i]
+    })
 }
 
 /// Estimated work of a MIH probe vs a flat scan, in rough nanoseconds, used
@@ -588,14 +602,8 @@ pub fn range_search_with<L: LowFilter>(
         if d > radius {
             continue;
         }
-        // Report a row only from the first substring that finds it: an
-        // earlier substring within its radius found it already (exact dedup
-        // without a set).
-        let kw = to_words(key);
-        let earlier = subs[..j as usize].iter().enumerate().any(|(i, v)| {
-            (extract(&kw, v.sub.start, v.sub.len) ^ qsub[i]).count_ones() as i32 <= radii[i]
-        });
-        if !earlier {
+        // Report a row only from the first substring that finds it.
+        if !found_earlier(&to_words(key), subs, &qsub, &radii, j as usize) {
             out.push((row, d));
         }
     }

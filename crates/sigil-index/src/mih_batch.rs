@@ -16,8 +16,8 @@
 //! search (tested against brute force), in another order.
 
 use crate::mih::{
-    extract, fill_radii, hamming32, masks_within, prefetch, prefetch_span, to_words, LowFilter,
-    SubstringView, BUCKET_BITS, MAX_SUBSTRINGS,
+    buckets_within, extract, fill_radii, found_earlier, hamming32, masks_within, prefetch,
+    prefetch_span, to_words, LowFilter, SubstringView, BUCKET_BITS, MAX_SUBSTRINGS,
 };
 use crate::radix::scatter_by_digit;
 
@@ -78,7 +78,7 @@ pub fn range_search_batch<L: LowFilter>(
     let mut radii = [-1i32; MAX_SUBSTRINGS];
     fill_radii(m, |j| subs[j].sub.len, radius, &mut radii);
     let widest = radii[..m].iter().copied().max().unwrap_or(-1).max(0) as u32;
-    let per_query = masks_within(widest.min(BUCKET_BITS), |_, _| {});
+    let per_query = buckets_within(widest);
     let chunk = (MAX_PROBES / per_query.max(1)).clamp(1, queries.len());
     for (c, qs) in queries.chunks(chunk).enumerate() {
         search_chunk(
@@ -308,14 +308,9 @@ fn check(
         if d > radius {
             continue;
         }
-        // Report a row only from the first substring that finds it
-        // (the same exact dedup as the single search).
-        let kw = to_words(key);
+        // Report a row only from the first substring that finds it.
         let q = &qsub[qi * m..qi * m + m];
-        let earlier = subs[..j].iter().enumerate().any(|(i, v)| {
-            (extract(&kw, v.sub.start, v.sub.len) ^ q[i]).count_ones() as i32 <= radii[i]
-        });
-        if !earlier {
+        if !found_earlier(&to_words(key), subs, q, radii, j) {
             out.push((first + qi as u32, row, d));
         }
     }
