@@ -11,18 +11,12 @@
 set -euo pipefail
 OLD=$1 NEW=$2 INDEX=$3 ROUNDS=${4:-3} BATCH=${5:-1000} CALLERS=${6:-4}
 PORT=${PORT:-50091}
+. "$(dirname "$0")/serve_lib.sh"
 for round in $(seq "$ROUNDS"); do
     for which in old new; do
         if [ "$which" = old ]; then S=$OLD; else S=$NEW; fi
         WORK=$(mktemp -d /tmp/sigil-pair.XXXXXX)
-        "$S" serve --index "$INDEX" --listen "127.0.0.1:$PORT" --db "$WORK/reports.db" \
-            --metrics-listen 127.0.0.1:0 --insecure-loopback --log-format text 2>"$WORK/serve.log" &
-        SERVER=$!
-        for _ in $(seq 300); do
-            "$S" bench-server --addr "127.0.0.1:$PORT" --mode hashes --batch 1 --concurrency 1 \
-                --seconds 0.2 --warmup 0 >/dev/null 2>&1 && break
-            sleep 0.2
-        done
+        start_server "$S" "$INDEX" "$PORT" "$WORK"
         echo "$round $which $("$S" bench-server --addr "127.0.0.1:$PORT" --mode hashes \
             --batch "$BATCH" --concurrency "$CALLERS" --seconds 20)"
         kill "$SERVER"

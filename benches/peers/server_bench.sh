@@ -22,15 +22,9 @@ cargo build --release -q -p sigil-cli
 SIGIL=${CARGO_TARGET_DIR:-$ROOT/target}/release/sigil
 WORK=$(mktemp -d /tmp/sigil-server-bench.XXXXXX)
 PORT=${PORT:-50071}
-"$SIGIL" serve --index "$INDEX" --listen "127.0.0.1:$PORT" --db "$WORK/reports.db" \
-    --metrics-listen 127.0.0.1:0 --insecure-loopback --log-format text 2>"$WORK/serve.log" &
-SERVER=$!
+. "$HERE/serve_lib.sh"
+start_server "$SIGIL" "$INDEX" "$PORT" "$WORK"
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 300); do
-    "$SIGIL" bench-server --addr "127.0.0.1:$PORT" --mode hashes --batch 1 --concurrency 1 \
-        --seconds 0.2 --warmup 0 >/dev/null 2>&1 && break
-    sleep 0.2
-done
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "index: $INDEX; images: $IMAGES ($(ls "$IMAGES" | wc -l) files)"
 bench() { "$SIGIL" bench-server --addr "127.0.0.1:$PORT" "$@"; }

@@ -9,15 +9,9 @@ set -euo pipefail
 S=$1 INDEX=$2 IMAGES=$3 OUT=${4:-/tmp/sigil-server.perf}
 PORT=${PORT:-50095}
 WORK=$(mktemp -d /tmp/sigil-profile.XXXXXX)
-"$S" serve --index "$INDEX" --listen "127.0.0.1:$PORT" --db "$WORK/reports.db" \
-    --metrics-listen 127.0.0.1:0 --insecure-loopback --log-format text 2>"$WORK/serve.log" &
-SERVER=$!
+. "$(dirname "$0")/serve_lib.sh"
+start_server "$S" "$INDEX" "$PORT" "$WORK"
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-for _ in $(seq 300); do
-    "$S" bench-server --addr "127.0.0.1:$PORT" --mode hashes --batch 1 --concurrency 1 \
-        --seconds 0.2 --warmup 0 >/dev/null 2>&1 && break
-    sleep 0.2
-done
 "$S" bench-server --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" --concurrency 4 \
     --seconds 20 >"$WORK/image.json" &
 LOAD=$!
