@@ -8,7 +8,9 @@
 //! every query's matches against truth.tsv, prints per-query p50/p99 of a
 //! radius-31 search one query at a time on one thread (MIH and flat scan),
 //! the batched search against one-at-a-time in pairs (batches of 64, 1,000
-//! and 4,000), open time, file size and RSS, then runs the criterion
+//! and 4,000), the batch on the rayon pool split by substring against
+//! split by query (SIGIL_INDEX_BENCH_POOL_ONLY=1 skips the one-thread
+//! batch pass), open time, file size and RSS, then runs the criterion
 //! benchmark.
 //! Skips with a message when the data is absent.
 
@@ -85,6 +87,67 @@ fn batch_pass(
         ratios.sort_by(f64::total_cmp);
         println!(
             "batch of {size}: median ratio of {runs} pairs {:.2}",
+            ratios[runs / 2]
+        );
+    }
+}
+
+/// The batch on the rayon pool: `search_pdq_batch` (split by MIH
+/// substring set) against the same batches split by query (an equal share
+/// of each batch per thread through `search_pdq_many`, the previous way),
+/// in pairs, `runs` pairs per batch size; both checked against truth.tsv.
+fn pool_pass(
+    rd: &IndexReader,
+    queries: &[PdqHash],
+    truth: &[BTreeSet<String>],
+    opts: &SearchOptions,
+    runs: usize,
+) {
+    use rayon::prelude::*;
+    let threads = rayon::current_num_threads();
+    let all: Vec<PdqHash> = queries.iter().cycle().take(8000).copied().collect();
+    let mismatches = |got: &[Vec<sigil_index::Match>]| {
+        got.iter()
+            .enumerate()
+            .filter(|(i, m)| {
+                let ids: BTreeSet<String> = m.iter().map(|m| m.id.clone()).collect();
+                ids != truth[i % queries.len()]
+            })
+            .count()
+    };
+    for size in [1000, 4000, 8000] {
+        let mut ratios = Vec::with_capacity(runs);
+        for _ in 0..runs {
+            let t = Instant::now();
+            let by_query: Vec<_> = all
+                .chunks(size)
+                .flat_map(|c| {
+                    c.par_chunks(c.len().div_ceil(threads))
+                        .flat_map_iter(|p| rd.search_pdq_many(p, opts))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            let a = t.elapsed().as_secs_f64();
+            let t = Instant::now();
+            let by_sub: Vec<_> = all
+                .chunks(size)
+                .flat_map(|c| rd.search_pdq_batch(c, opts))
+                .collect();
+            let b = t.elapsed().as_secs_f64();
+            let per = |s: f64| s / all.len() as f64 * 1e6;
+            println!(
+                "pool of {threads}, batch of {size}: split by query {:.1} us per query ({} differing), by substring {:.1} us ({} differing), ratio {:.2}",
+                per(a),
+                mismatches(&by_query),
+                per(b),
+                mismatches(&by_sub),
+                b / a
+            );
+            ratios.push(b / a);
+        }
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "pool of {threads}, batch of {size}: median ratio by substring / by query of {runs} pairs {:.2}",
             ratios[runs / 2]
         );
     }
@@ -223,7 +286,10 @@ fn main() {
             );
         }
         if plan == SearchPlan::Auto {
-            batch_pass(&rd, &queries, &truth, &opts, runs);
+            if std::env::var_os("SIGIL_INDEX_BENCH_POOL_ONLY").is_none() {
+                batch_pass(&rd, &queries, &truth, &opts, runs);
+            }
+            pool_pass(&rd, &queries, &truth, &opts, runs);
         }
         if plan == SearchPlan::Flat || !with_flat {
             break;

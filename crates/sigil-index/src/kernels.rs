@@ -71,11 +71,14 @@ impl SearchKernel {
         }
     }
 
-    /// Batched MIH range search (see [`mih_batch::range_search_batch`]).
+    /// Batched MIH range search over the substrings in `walk` (see
+    /// [`mih_batch::range_search_batch`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn mih_search_batch(
         self,
         keys: &[[u8; 32]],
         subs: &[SubstringView<'_>],
+        walk: &[usize],
         queries: &[[u8; 32]],
         radius: u32,
         scratch: &mut BatchScratch,
@@ -85,16 +88,16 @@ impl SearchKernel {
             #[cfg(target_arch = "x86_64")]
             SearchKernel::Popcnt => {
                 // SAFETY: constructed only when POPCNT is detected (see above).
-                unsafe { batch_popcnt(keys, subs, queries, radius, scratch, out) }
+                unsafe { batch_popcnt(keys, subs, walk, queries, radius, scratch, out) }
             }
             #[cfg(target_arch = "x86_64")]
             SearchKernel::Avx2 => {
                 // SAFETY: constructed only when AVX2 and POPCNT are detected.
-                unsafe { batch_avx2(keys, subs, queries, radius, scratch, out) }
+                unsafe { batch_avx2(keys, subs, walk, queries, radius, scratch, out) }
             }
-            _ => {
-                mih_batch::range_search_batch(ScalarLows, keys, subs, queries, radius, scratch, out)
-            }
+            _ => mih_batch::range_search_batch(
+                ScalarLows, keys, subs, walk, queries, radius, scratch, out,
+            ),
         }
     }
 
@@ -177,29 +180,42 @@ unsafe fn mih_avx2(
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "popcnt")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn batch_popcnt(
     keys: &[[u8; 32]],
     subs: &[SubstringView<'_>],
+    walk: &[usize],
     queries: &[[u8; 32]],
     radius: u32,
     scratch: &mut BatchScratch,
     out: &mut Vec<(u32, u32, u32)>,
 ) {
-    mih_batch::range_search_batch(ScalarLows, keys, subs, queries, radius, scratch, out)
+    mih_batch::range_search_batch(ScalarLows, keys, subs, walk, queries, radius, scratch, out)
 }
 
 /// The batched search with the AVX2 bucket filter ([`Avx2Lows`]).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,popcnt")]
+#[allow(clippy::too_many_arguments)]
 unsafe fn batch_avx2(
     keys: &[[u8; 32]],
     subs: &[SubstringView<'_>],
+    walk: &[usize],
     queries: &[[u8; 32]],
     radius: u32,
     scratch: &mut BatchScratch,
     out: &mut Vec<(u32, u32, u32)>,
 ) {
-    mih_batch::range_search_batch(Avx2Lows(()), keys, subs, queries, radius, scratch, out)
+    mih_batch::range_search_batch(
+        Avx2Lows(()),
+        keys,
+        subs,
+        walk,
+        queries,
+        radius,
+        scratch,
+        out,
+    )
 }
 
 /// The bucket filter 32 low bytes at a time. A query filters ~1,400

@@ -56,16 +56,22 @@ pub struct BatchScratch {
     max_postings: usize,
 }
 
-/// Range search of every query in `queries` with the MIH tables: pushes
-/// `(query index, row, distance)` for every key within `radius` of the
-/// query, each (query, row) pair once. Like the single search, corrupt
-/// tables cannot cause a panic: bad ranges are clamped, bad rows skipped.
+/// Range search of every query in `queries` with the MIH tables, walking
+/// the substrings listed in `walk`: pushes `(query index, row, distance)`
+/// for every key within `radius` of the query that one of those
+/// substrings is the first to find. Walking all substrings (`0..m`) finds
+/// every match, each (query, row) pair once; walks over disjoint sets of
+/// substrings (see [`split_substrings`]) find disjoint parts of that set,
+/// so they can run on different threads. Like the single search, corrupt
+/// tables cannot cause a panic: bad ranges are clamped, bad rows skipped,
+/// substrings past `m` ignored.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub fn range_search_batch<L: LowFilter>(
     filter: L,
     keys: &[[u8; 32]],
     subs: &[SubstringView<'_>],
+    walk: &[usize],
     queries: &[[u8; 32]],
     radius: u32,
     scratch: &mut BatchScratch,
@@ -77,7 +83,13 @@ pub fn range_search_batch<L: LowFilter>(
     }
     let mut radii = [-1i32; MAX_SUBSTRINGS];
     fill_radii(m, |j| subs[j].sub.len, radius, &mut radii);
-    let widest = radii[..m].iter().copied().max().unwrap_or(-1).max(0) as u32;
+    let widest = walk
+        .iter()
+        .filter_map(|&j| radii[..m].get(j))
+        .copied()
+        .max()
+        .unwrap_or(-1)
+        .max(0) as u32;
     let per_query = buckets_within(widest);
     let chunk = (MAX_PROBES / per_query.max(1)).clamp(1, queries.len());
     for (c, qs) in queries.chunks(chunk).enumerate() {
@@ -85,6 +97,7 @@ pub fn range_search_batch<L: LowFilter>(
             filter,
             keys,
             subs,
+            walk,
             qs,
             (c * chunk) as u32,
             radius,
@@ -95,12 +108,47 @@ pub fn range_search_batch<L: LowFilter>(
     }
 }
 
+/// Splits the substrings of a layout into `parts` sets of about equal
+/// work for a batch at `radius`, to be walked on different threads
+/// ([`range_search_batch`]). The work of a substring is taken as the
+/// number of buckets a query probes in it (at radius 31 and 11 substrings,
+/// 137 for a substring radius of 2, 17 for 1): the largest first, each to
+/// the lightest set so far. Splitting a batch by substring rather than by
+/// query keeps the whole batch on every table, so each thread reads a
+/// table once for all queries. Returns fewer sets when there are fewer
+/// probed substrings than `parts`; each set is in ascending order.
+pub fn split_substrings(subs: &[SubstringView<'_>], radius: u32, parts: usize) -> Vec<Vec<usize>> {
+    let m = subs.len().min(MAX_SUBSTRINGS);
+    let mut radii = [-1i32; MAX_SUBSTRINGS];
+    fill_radii(m, |j| subs[j].sub.len, radius, &mut radii);
+    let mut probed: Vec<(usize, usize)> = (0..m)
+        .filter_map(|j| u32::try_from(radii[j]).ok().map(|s| (buckets_within(s), j)))
+        .collect();
+    probed.sort_unstable_by(|a, b| b.cmp(a));
+    let parts = parts.clamp(1, probed.len().max(1));
+    let mut sets: Vec<(usize, Vec<usize>)> = vec![(0, Vec::new()); parts];
+    for (cost, j) in probed {
+        if let Some(lightest) = sets.iter_mut().min_by_key(|(load, _)| *load) {
+            lightest.0 += cost;
+            lightest.1.push(j);
+        }
+    }
+    sets.into_iter()
+        .filter(|(_, set)| !set.is_empty())
+        .map(|(_, mut set)| {
+            set.sort_unstable();
+            set
+        })
+        .collect()
+}
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn search_chunk<L: LowFilter>(
     filter: L,
     keys: &[[u8; 32]],
     subs: &[SubstringView<'_>],
+    walk: &[usize],
     queries: &[[u8; 32]],
     first: u32,
     radius: u32,
@@ -138,7 +186,8 @@ fn search_chunk<L: LowFilter>(
         radius,
         radii,
     };
-    for (j, v) in subs.iter().enumerate() {
+    for &j in walk {
+        let Some(v) = subs.get(j) else { continue };
         let Ok(s) = u32::try_from(radii[j]) else {
             continue; // radius -1: this substring need not be probed
         };
@@ -360,6 +409,7 @@ mod tests {
                 q
             })
             .collect();
+        let all: Vec<usize> = (0..views.len()).collect();
         for radius in [0, 8, 31] {
             let mut want = Vec::new();
             for (qi, q) in queries.iter().enumerate() {
@@ -384,9 +434,34 @@ mod tests {
                     ..Default::default()
                 };
                 let mut got = Vec::new();
-                kernel.mih_search_batch(&keys, &views, &queries, radius, &mut scratch, &mut got);
+                kernel.mih_search_batch(
+                    &keys,
+                    &views,
+                    &all,
+                    &queries,
+                    radius,
+                    &mut scratch,
+                    &mut got,
+                );
                 got.sort_unstable();
                 assert_eq!(got, want, "radius {radius}, {kernel:?}");
+                // Walked in disjoint parts, the substrings find the same.
+                for parts in [2, 3, 11] {
+                    let mut split = Vec::new();
+                    for walk in split_substrings(&views, radius, parts) {
+                        kernel.mih_search_batch(
+                            &keys,
+                            &views,
+                            &walk,
+                            &queries,
+                            radius,
+                            &mut scratch,
+                            &mut split,
+                        );
+                    }
+                    split.sort_unstable();
+                    assert_eq!(split, want, "radius {radius}, {parts} parts, {kernel:?}");
+                }
             }
         }
     }

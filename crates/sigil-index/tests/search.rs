@@ -117,6 +117,18 @@ fn range_search_equals_brute_force_for_every_plan_and_kernel() {
                 .collect()
         })
         .collect();
+    // Pools of 3 and 16 threads besides the global one: the batch on the
+    // pool is split by substring set, and with more threads than the 11
+    // substrings also by query chunk.
+    let pools: Vec<rayon::ThreadPool> = [3, 16]
+        .iter()
+        .map(|&n| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build()
+                .unwrap()
+        })
+        .collect();
     let mut checked = 0;
     for plan in [SearchPlan::Mih, SearchPlan::Flat, SearchPlan::Auto] {
         for kernel in SearchKernel::available() {
@@ -153,6 +165,14 @@ fn range_search_equals_brute_force_for_every_plan_and_kernel() {
                 for (how, all) in [
                     ("many", rd.search_pdq_many(&batch, &opts)),
                     ("batch", rd.search_pdq_batch(&batch, &opts)),
+                    (
+                        "batch, 3 threads",
+                        pools[0].install(|| rd.search_pdq_batch(&batch, &opts)),
+                    ),
+                    (
+                        "batch, 16 threads",
+                        pools[1].install(|| rd.search_pdq_batch(&batch, &opts)),
+                    ),
                 ] {
                     assert_eq!(all.len(), batch.len());
                     for (qi, got) in all.iter().enumerate() {
