@@ -244,6 +244,11 @@ impl Segment {
         &self.path
     }
 
+    /// Address and length of the mapping (for [`crate::residency`]).
+    pub(crate) fn mapped_range(&self) -> (usize, usize) {
+        (self.map.as_ptr() as usize, self.map.len())
+    }
+
     /// File length in bytes.
     pub fn file_len(&self) -> u64 {
         self.container.file_len

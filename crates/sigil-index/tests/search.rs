@@ -494,3 +494,32 @@ fn import_formats_ids_and_bad_lines() {
     let st = sigil_index::import::import_file(&bad, &opts, &mut SegmentBuilder::new()).unwrap();
     assert_eq!((st.added, st.skipped), (2, 1));
 }
+
+#[test]
+fn residency_covers_the_mapped_segments() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = dataset(12_000, 3);
+    let reader = build(tmp.path(), &db);
+    let opts = SearchOptions::default();
+    for q in db.iter().take(50) {
+        assert!(!reader.search_pdq(&PdqHash(*q), &opts).is_empty());
+    }
+    let Some(r) = reader.residency() else {
+        assert!(
+            !cfg!(target_os = "linux"),
+            "/proc/self/smaps is readable on Linux"
+        );
+        return;
+    };
+    let file_bytes = reader.stats().bytes;
+    assert!(
+        r.mapped >= file_bytes,
+        "{r:?} against {file_bytes} bytes of files"
+    );
+    assert!(
+        r.mapped < file_bytes + 4096 * 64,
+        "{r:?}: other mappings counted"
+    );
+    assert!(r.resident > 0 && r.resident <= r.mapped, "{r:?}");
+    assert!(r.huge <= r.resident, "{r:?}");
+}
