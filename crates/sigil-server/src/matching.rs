@@ -123,6 +123,15 @@ impl Outcome {
     }
 }
 
+/// The PDQ items of a batch that [`Matcher::hashes`] searches in the index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PdqQueries {
+    /// Positions of the searched items in the batch, ascending.
+    pub positions: Vec<usize>,
+    /// `hashes[i]` is the hash of item `positions[i]`.
+    pub hashes: Vec<PdqHash>,
+}
+
 /// Runs lookups against one generation with one request's options.
 pub struct Matcher<'a> {
     pub reader: &'a IndexReader,
@@ -131,7 +140,8 @@ pub struct Matcher<'a> {
 }
 
 impl Matcher<'_> {
-    fn search_options(&self) -> SearchOptions {
+    /// The index search options for this request's PDQ lookups.
+    pub fn search_options(&self) -> SearchOptions {
         // The config's per-list radii are caps: a caller asking for a
         // smaller radius gets it on every list.
         let list_radius = self
@@ -271,15 +281,29 @@ impl Matcher<'_> {
 
     /// [`Matcher::hash`] of every item, the PDQ hashes searched as one
     /// batch ([`IndexReader::search_pdq_many`]: at 10M entries a hash in a
-    /// batch of 1,000 costs ~0.6 of a lone search).
+    /// batch of 1,000 costs ~0.6 of a lone search): [`Matcher::pdq_queries`],
+    /// the search, then [`Matcher::hash_outcomes`].
     pub fn hashes(&self, items: &[(HashKind, &[u8], Option<u32>)]) -> Vec<Outcome> {
-        let searched: Vec<usize> = (0..items.len())
+        let queries = self.pdq_queries(items);
+        let found = self
+            .reader
+            .search_pdq_many(&queries.hashes, &self.search_options());
+        self.hash_outcomes(items, &queries, found)
+    }
+
+    /// The first step of [`Matcher::hashes`]: the items that need a PDQ
+    /// index search (PDQ hashes not under the quality threshold), to be
+    /// searched with [`Matcher::search_options`] by whoever runs the search
+    /// (the server's lookup queue searches several requests' queries
+    /// together). Every item is expected to have its kind's byte length.
+    pub fn pdq_queries(&self, items: &[(HashKind, &[u8], Option<u32>)]) -> PdqQueries {
+        let positions: Vec<usize> = (0..items.len())
             .filter(|&i| {
                 let (kind, _, quality) = items[i];
                 kind == HashKind::Pdq && quality.is_none_or(|q| q >= self.policy.quality_threshold)
             })
             .collect();
-        let queries: Vec<PdqHash> = searched
+        let hashes = positions
             .iter()
             .map(|&i| {
                 let mut h = [0u8; 32];
@@ -287,11 +311,21 @@ impl Matcher<'_> {
                 PdqHash(h)
             })
             .collect();
-        let mut found = self
-            .reader
-            .search_pdq_many(&queries, &self.search_options())
-            .into_iter();
-        let mut searched = searched.into_iter().peekable();
+        PdqQueries { positions, hashes }
+    }
+
+    /// The second step of [`Matcher::hashes`]: one outcome per item, in
+    /// order. `found[i]` holds the index's matches for `queries.hashes[i]`
+    /// (as [`IndexReader::search_pdq`] returns them); the other items (exact
+    /// digests, low-quality PDQ) are looked up or judged here.
+    pub fn hash_outcomes(
+        &self,
+        items: &[(HashKind, &[u8], Option<u32>)],
+        queries: &PdqQueries,
+        found: Vec<Vec<Match>>,
+    ) -> Vec<Outcome> {
+        let mut found = found.into_iter();
+        let mut searched = queries.positions.iter().copied().peekable();
         items
             .iter()
             .enumerate()
