@@ -13,6 +13,7 @@ pub mod auth;
 pub mod config;
 pub mod connections;
 pub mod export;
+pub mod lookup;
 pub mod matching;
 pub mod metrics;
 pub mod pool;
