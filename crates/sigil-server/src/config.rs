@@ -139,6 +139,12 @@ pub struct Limits {
     /// Images waiting for a worker beyond those being hashed; when full,
     /// `MatchImage` gets RESOURCE_EXHAUSTED at once.
     pub hashing_queue: usize,
+    /// `MatchHashes` requests waiting for the lookup worker beyond the
+    /// one(s) being searched; when full, `MatchHashes` gets
+    /// RESOURCE_EXHAUSTED at once. Each waiting request holds its parsed
+    /// hashes; waiting requests with the same options are searched
+    /// together.
+    pub lookup_queue: usize,
     /// Images of one `MatchImageStream` in flight at once.
     pub stream_window: usize,
     /// Decoded pixel limit per image.
@@ -163,6 +169,7 @@ impl Default for Limits {
             max_batch: 10_000,
             hashing_workers: 0,
             hashing_queue: 16,
+            lookup_queue: 16,
             stream_window: 4,
             max_pixels: 100_000_000,
             max_dimension: 30_000,
@@ -523,6 +530,7 @@ role = "matcher"
             Some(&path),
             env(&[
                 ("SIGIL_LIMITS__MAX_BATCH", "7"),
+                ("SIGIL_LIMITS__LOOKUP_QUEUE", "3"),
                 ("SIGIL_LISTEN", "127.0.0.1:7001"),
                 ("SIGIL_SHARED", "/elsewhere"),
                 ("PATH", "/bin"),
@@ -531,6 +539,7 @@ role = "matcher"
         .unwrap();
         c.validate().unwrap();
         assert_eq!(c.limits.max_batch, 7);
+        assert_eq!(c.limits.lookup_queue, 3);
         assert_eq!(c.listen, "127.0.0.1:7001".parse().unwrap());
         assert_eq!(c.index.as_deref(), Some(Path::new("/data/index")));
         assert_eq!(c.api_keys[0].role, Role::Matcher);
