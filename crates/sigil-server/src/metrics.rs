@@ -9,8 +9,8 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 use tokio::net::TcpListener;
 
@@ -29,6 +29,12 @@ pub struct Metrics {
     pub reports_created: IntCounter,
     /// Images refused because the hashing pool was full.
     pub pool_rejections: IntCounter,
+    /// `MatchHashes` calls refused because the lookup queue was full.
+    pub lookup_rejections: IntCounter,
+    /// `MatchHashes` requests searched together per index search.
+    pub lookup_batch_requests: Histogram,
+    /// PDQ hashes per (coalesced) index search.
+    pub lookup_batch_hashes: Histogram,
     /// Loaded index generation.
     pub index_generation: IntGauge,
     /// Live entries in the loaded index.
@@ -73,6 +79,30 @@ impl Metrics {
             "Images refused with RESOURCE_EXHAUSTED because the hashing pool was full",
         )
         .expect("static metric");
+        let lookup_rejections = IntCounter::new(
+            "lookup_queue_rejections_total",
+            "MatchHashes calls refused with RESOURCE_EXHAUSTED because the lookup queue was full",
+        )
+        .expect("static metric");
+        let lookup_batch_requests = Histogram::with_opts(
+            HistogramOpts::new(
+                "lookup_batch_requests",
+                "MatchHashes requests whose PDQ hashes were searched together in one index search",
+            )
+            .buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0]),
+        )
+        .expect("static metric");
+        let lookup_batch_hashes = Histogram::with_opts(
+            HistogramOpts::new(
+                "lookup_batch_hashes",
+                "PDQ hashes per index search of the lookup queue (several MatchHashes requests \
+                 coalesced)",
+            )
+            .buckets(vec![
+                1.0, 16.0, 64.0, 256.0, 1000.0, 2000.0, 4000.0, 8192.0, 10000.0,
+            ]),
+        )
+        .expect("static metric");
         let index_generation =
             IntGauge::new("index_generation", "Loaded index generation").expect("static");
         let index_entries =
@@ -95,6 +125,9 @@ impl Metrics {
             Box::new(matches.clone()),
             Box::new(reports_created.clone()),
             Box::new(pool_rejections.clone()),
+            Box::new(lookup_rejections.clone()),
+            Box::new(lookup_batch_requests.clone()),
+            Box::new(lookup_batch_hashes.clone()),
             Box::new(index_generation.clone()),
             Box::new(index_entries.clone()),
             Box::new(reloads.clone()),
@@ -110,6 +143,9 @@ impl Metrics {
             matches,
             reports_created,
             pool_rejections,
+            lookup_rejections,
+            lookup_batch_requests,
+            lookup_batch_hashes,
             index_generation,
             index_entries,
             reloads,
