@@ -22,6 +22,7 @@ use tonic::{Request, Status};
 use crate::auth::{KeyRing, Role};
 use crate::config::{ConfigError, ReportsBackend, ServerConfig, TlsConfig};
 use crate::connections;
+use crate::lookup::{BatchStats, LookupQueue};
 use crate::metrics::{serve_metrics, Metrics};
 use crate::pool::HashPool;
 use crate::proto;
@@ -123,9 +124,12 @@ impl RunningServer {
         };
         let state = self.state;
         // Workers finish what they hold, then exit.
-        tokio::task::spawn_blocking(move || state.pool.shutdown())
-            .await
-            .ok();
+        tokio::task::spawn_blocking(move || {
+            state.pool.shutdown();
+            state.lookup.shutdown();
+        })
+        .await
+        .ok();
         result
     }
 }
@@ -184,6 +188,11 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 /// limit, a connection that never sends its ClientHello holds a socket and a
 /// task for as long as the peer keeps it open.
 const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// `MatchHashes` lookup threads. One: each index search already runs on
+/// every core (rayon), and more workers would split waiting requests into
+/// smaller, costlier-per-hash batches.
+const LOOKUP_WORKERS: usize = 1;
 
 /// How long a client has to answer a keepalive ping.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
@@ -329,10 +338,22 @@ pub async fn start(
         limits,
     );
     let metrics = Arc::new(Metrics::new());
+    let lookup = {
+        let metrics = metrics.clone();
+        LookupQueue::new(
+            LOOKUP_WORKERS,
+            config.limits.lookup_queue,
+            move |b: BatchStats| {
+                metrics.lookup_batch_requests.observe(b.requests as f64);
+                metrics.lookup_batch_hashes.observe(b.hashes as f64);
+            },
+        )
+    };
     let state = Arc::new(AppState {
         config: config.clone(),
         index: Arc::new(index),
         pool,
+        lookup,
         store,
         metrics: metrics.clone(),
         loaded_at_ms: AtomicI64::new(now_ms()),
@@ -534,6 +555,7 @@ pub async fn start(
         insecure_loopback = config.insecure_loopback,
         generation = state.index.current().generation(),
         hashing_workers = config.hashing_workers(),
+        lookup_queue = config.limits.lookup_queue,
         "sigil server listening"
     );
 

@@ -14,6 +14,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Caller;
 use crate::config::ServerConfig;
+use crate::lookup::{LookupError, LookupQueue};
 use crate::matching::{resolve_options, Matcher, Outcome, ResolvedOptions, Verdict};
 use crate::metrics::Metrics;
 use crate::pool::{HashMode, HashPool, PoolError, Signed};
@@ -29,6 +30,8 @@ pub struct AppState {
     pub config: ServerConfig,
     pub index: Arc<SharedIndex>,
     pub pool: HashPool,
+    /// Runs `MatchHashes` lookups, bounded, coalescing concurrent requests.
+    pub lookup: LookupQueue,
     pub store: Arc<dyn ReportStore>,
     pub metrics: Arc<Metrics>,
     /// When the current generation was loaded (Unix ms).
@@ -413,6 +416,18 @@ struct ParsedHash {
     bytes: Vec<u8>,
 }
 
+/// The items of a parsed batch as [`Matcher::hashes`] takes them.
+fn hash_items<'a>(
+    parsed: &'a [ParsedHash],
+    req: &'a proto::MatchHashesRequest,
+) -> Vec<(HashKind, &'a [u8], Option<u32>)> {
+    parsed
+        .iter()
+        .zip(&req.hashes)
+        .map(|(p, q)| (p.kind, &p.bytes[..], q.quality))
+        .collect()
+}
+
 fn parse_query(i: usize, q: &proto::HashQuery) -> Result<ParsedHash, Status> {
     let name = || {
         if q.id.is_empty() {
@@ -445,6 +460,21 @@ fn parse_query(i: usize, q: &proto::HashQuery) -> Result<ParsedHash, Status> {
         Status::invalid_argument(format!("{}: not a valid {} hash: {e}", name(), kind))
     })?;
     Ok(ParsedHash { kind, bytes })
+}
+
+/// The gRPC status of a lookup the queue did not run.
+fn lookup_status(st: &AppState, e: LookupError) -> Status {
+    match e {
+        LookupError::Full(_) => {
+            st.metrics.lookup_rejections.inc();
+            Status::resource_exhausted(e.to_string())
+        }
+        LookupError::DeadlineExpired => {
+            Status::deadline_exceeded(format!("deadline exceeded while matching hashes ({e})"))
+        }
+        LookupError::ShutDown => Status::unavailable(e.to_string()),
+        LookupError::WorkerPanic(_) => Status::internal(e.to_string()),
+    }
 }
 
 fn map_store_err(e: StoreError) -> Status {
@@ -585,24 +615,48 @@ impl proto::matcher_server::Matcher for MatcherService {
                     .collect::<Result<Vec<_>, _>>()?;
                 let reader = st.index.current();
                 let opts = st.resolve(&reader, req.options.as_ref(), false)?;
-                let st2 = st.clone();
-                let lookup = tokio::task::spawn_blocking(move || {
+                let generation = reader.generation();
+                let (queries, search_opts) = {
                     let m = Matcher {
                         reader: &reader,
-                        policy: &st2.config.matching,
+                        policy: &st.config.matching,
                         options: &opts,
                     };
-                    let items: Vec<_> = parsed
-                        .iter()
-                        .zip(&req.hashes)
-                        .map(|(p, q)| (p.kind, &p.bytes[..], q.quality))
-                        .collect();
-                    let outcomes: Vec<Outcome> = m.hashes(&items);
-                    (outcomes, parsed, req, reader.generation())
-                });
-                let (outcomes, parsed, req, generation) =
-                    match tokio::time::timeout_at(deadline.into(), lookup).await {
-                        Ok(r) => r.map_err(|e| Status::internal(format!("lookup failed: {e}")))?,
+                    (
+                        m.pdq_queries(&hash_items(&parsed, &req)),
+                        m.search_options(),
+                    )
+                };
+                // The PDQ search runs in the lookup queue, possibly together
+                // with other calls' hashes; the finishing step (exact-digest
+                // lookups, filters, outcomes) runs on the lookup worker
+                // right after it, off the async threads as the whole lookup
+                // used to, and inside the queue's bound. It owns what it
+                // needs rather than the AppState, which owns the queue.
+                let policy = st.config.matching.clone();
+                let search_reader = reader.clone();
+                let pending = st
+                    .lookup
+                    .try_search(
+                        search_reader,
+                        search_opts,
+                        queries.hashes.clone(),
+                        deadline,
+                        move |found| {
+                            let m = Matcher {
+                                reader: &reader,
+                                policy: &policy,
+                                options: &opts,
+                            };
+                            let outcomes: Vec<Outcome> =
+                                m.hash_outcomes(&hash_items(&parsed, &req), &queries, found);
+                            (outcomes, parsed, req)
+                        },
+                    )
+                    .map_err(|e| lookup_status(&st, e))?;
+                let (outcomes, parsed, req) =
+                    match tokio::time::timeout_at(deadline.into(), pending.wait()).await {
+                        Ok(r) => r.map_err(|e| lookup_status(&st, e))?,
                         Err(_) => {
                             return Err(Status::deadline_exceeded(
                                 "deadline exceeded while matching hashes",

@@ -164,7 +164,11 @@ async fn load_drill_bounded_loopback() {
         .map(|m| m.len())
         .sum();
     let rss_before = resident_mib();
-    let server = sigil_server::start(base_config(dir.path()), RunOptions::default())
+    let mut config = base_config(dir.path());
+    // Closed-loop callers: room for all of them, so a scaled-up drill
+    // measures the lookups rather than RESOURCE_EXHAUSTED refusals.
+    config.limits.lookup_queue = config.limits.lookup_queue.max(concurrency);
+    let server = sigil_server::start(config, RunOptions::default())
         .await
         .unwrap();
     let addr = server.addr;
