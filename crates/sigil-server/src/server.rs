@@ -111,8 +111,10 @@ impl RunningServer {
         self.state.index.current().generation()
     }
 
-    /// The server's metrics (text exposition format).
+    /// The server's metrics (text exposition format), as a scrape of
+    /// `/metrics` would return them.
     pub fn metrics_text(&self) -> String {
+        refresh_residency(&self.state);
         self.state.metrics.render()
     }
 
@@ -260,6 +262,13 @@ async fn reload_index(state: &AppState, why: &str) {
             tracing::error!(why, error = %e, "index reload task failed");
         }
     }
+}
+
+/// The index residency gauges, read from this process's mappings now.
+fn refresh_residency(state: &AppState) {
+    state
+        .metrics
+        .set_residency(state.index.current().residency());
 }
 
 fn update_index_gauges(state: &AppState) {
@@ -465,9 +474,11 @@ pub async fn start(
         })
     };
     if let Some(l) = metrics_listener {
+        let state = state.clone();
         tokio::spawn(serve_metrics(
             l,
             metrics.clone(),
+            Arc::new(move || refresh_residency(&state)),
             wait_shutdown(shutdown_rx.clone()),
         ));
     }

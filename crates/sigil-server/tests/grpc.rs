@@ -1175,6 +1175,18 @@ async fn health_reflection_and_metrics_endpoints() {
     assert!(body.contains("sigil_matches_total{kind=\"pdq\",list=\"ncmec\"} 1"));
     assert!(body.contains("sigil_index_entries 2"));
     assert!(body.contains("sigil_grpc_request_seconds_bucket"));
+    // Read at scrape time from this process's mappings: the lookup above
+    // touched the index, so some of it is resident.
+    let gauge = |name: &str| {
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<i64>().ok())
+            .unwrap_or_else(|| panic!("no {name} in {body}"))
+    };
+    let resident = gauge("sigil_index_resident_bytes");
+    if cfg!(target_os = "linux") {
+        assert!(resident > 0, "{body}");
+    }
+    assert!((0..=resident).contains(&gauge("sigil_index_huge_page_bytes")));
     fx.stop().await;
 }
 
