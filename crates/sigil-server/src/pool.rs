@@ -4,6 +4,11 @@
 //! try to take a permit and get RESOURCE_EXHAUSTED at once when none is
 //! left; stream items wait for one (HTTP/2 flow control then pushes back on
 //! the client). Nothing queues without bound.
+//!
+//! A job carries the caller's follow-up step (the index lookup of the
+//! signatures), which the worker runs right after hashing, once the image
+//! buffer is dropped: lookups block, so they belong on these threads and
+//! under this bound, not on the async runtime's.
 
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
@@ -52,12 +57,57 @@ pub struct HashMode {
     pub robust: RobustLevel,
 }
 
+/// A queued image's way back to its caller: runs the caller's follow-up
+/// step (the index lookup) on the worker and sends what it returns.
+/// Type-erased so that one pool serves callers whose results differ.
+trait Reply: Send {
+    /// The caller gave up (deadline or disconnect).
+    fn is_closed(&self) -> bool;
+    /// Runs the follow-up on `signed` (unless it is an error) and replies.
+    fn send(self: Box<Self>, signed: Result<Signed, PoolError>);
+}
+
+struct TypedReply<T, F> {
+    tx: oneshot::Sender<Result<T, PoolError>>,
+    then: F,
+}
+
+impl<T, F> Reply for TypedReply<T, F>
+where
+    T: Send + 'static,
+    F: FnOnce(Signed) -> T + Send + 'static,
+{
+    fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    fn send(self: Box<Self>, signed: Result<Signed, PoolError>) {
+        let TypedReply { tx, then } = *self;
+        if tx.is_closed() {
+            return;
+        }
+        let result = signed.and_then(|s| {
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(s)))
+                .map_err(|p| PoolError::WorkerPanic(panic_message(p.as_ref())))
+        });
+        let _ = tx.send(result);
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
 struct Job {
     image: Bytes,
     mode: HashMode,
     deadline: Instant,
-    reply: oneshot::Sender<Result<Signed, PoolError>>,
-    /// Released when the job is done, making room for the next one.
+    reply: Box<dyn Reply>,
+    /// Released when the job is done (follow-up included), making room
+    /// for the next one.
     _permit: OwnedSemaphorePermit,
 }
 
@@ -99,51 +149,68 @@ impl HashPool {
         self.capacity
     }
 
-    /// Hashes `image` if there is room now; RESOURCE_EXHAUSTED-style
-    /// [`PoolError::Full`] otherwise.
-    pub async fn try_sign(
+    /// Hashes `image` if there is room now, then runs `then` on the
+    /// result on the same worker thread (the index lookup: it blocks, so it
+    /// stays off the async threads and inside the pool's bound);
+    /// RESOURCE_EXHAUSTED-style [`PoolError::Full`] at once otherwise.
+    pub async fn try_sign<T, F>(
         &self,
         image: Bytes,
         mode: HashMode,
         deadline: Instant,
-    ) -> Result<Signed, PoolError> {
+        then: F,
+    ) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Signed) -> T + Send + 'static,
+    {
         let permit = self
             .admission
             .clone()
             .try_acquire_owned()
             .map_err(|_| PoolError::Full(self.capacity))?;
-        self.submit(image, mode, deadline, permit).await
+        self.submit(image, mode, deadline, then, permit).await
     }
 
-    /// Hashes `image`, waiting for room in the pool.
-    pub async fn sign_waiting(
+    /// [`HashPool::try_sign`], waiting for room in the pool.
+    pub async fn sign_waiting<T, F>(
         &self,
         image: Bytes,
         mode: HashMode,
         deadline: Instant,
-    ) -> Result<Signed, PoolError> {
+        then: F,
+    ) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Signed) -> T + Send + 'static,
+    {
         let permit = self
             .admission
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| PoolError::ShutDown)?;
-        self.submit(image, mode, deadline, permit).await
+        self.submit(image, mode, deadline, then, permit).await
     }
 
-    async fn submit(
+    async fn submit<T, F>(
         &self,
         image: Bytes,
         mode: HashMode,
         deadline: Instant,
+        then: F,
         permit: OwnedSemaphorePermit,
-    ) -> Result<Signed, PoolError> {
-        let (reply, rx) = oneshot::channel();
+    ) -> Result<T, PoolError>
+    where
+        T: Send + 'static,
+        F: FnOnce(Signed) -> T + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
         let job = Job {
             image,
             mode,
             deadline,
-            reply,
+            reply: Box::new(TypedReply { tx, then }),
             _permit: permit,
         };
         {
@@ -212,7 +279,7 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
             continue; // caller gave up (deadline or disconnect)
         }
         if Instant::now() >= deadline {
-            let _ = reply.send(Err(PoolError::DeadlineExpired));
+            reply.send(Err(PoolError::DeadlineExpired));
             continue;
         }
         // sign() and decode() catch decoder panics themselves; this guards
@@ -234,18 +301,11 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
                 }
             }
         }))
-        .map_err(|p| {
-            PoolError::WorkerPanic(
-                p.downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| p.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "panic".into()),
-            )
-        });
+        .map_err(|p| PoolError::WorkerPanic(panic_message(p.as_ref())));
         // The image buffer is dropped as soon as it is hashed: nothing after
-        // this point can reach the bytes.
+        // this point (the lookup included) can reach the bytes.
         drop(image);
-        let _ = reply.send(result);
+        reply.send(result);
     }
 }
 
@@ -297,5 +357,54 @@ fn sign_robust(
             image: Ok(sig),
         },
         robust: variants,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image() -> Bytes {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/originals/misc-images/wee.jpg"
+        );
+        Bytes::from(std::fs::read(path).expect("reading the test image"))
+    }
+
+    fn later() -> Instant {
+        Instant::now() + std::time::Duration::from_secs(60)
+    }
+
+    #[tokio::test]
+    async fn follow_up_runs_on_the_hashing_worker() {
+        let pool = HashPool::new(1, 1, DecodeLimits::default());
+        let (thread, pdq) = pool
+            .try_sign(image(), HashMode::default(), later(), |s: Signed| {
+                let pdq = s.sigs.image.map(|i| i.pdq);
+                (std::thread::current().name().map(str::to_owned), pdq)
+            })
+            .await
+            .unwrap();
+        // The lookup that follows a hash must never run on an async thread.
+        assert_eq!(thread.as_deref(), Some("sigil-hash-0"));
+        assert!(pdq.is_ok());
+        pool.shutdown();
+    }
+
+    #[tokio::test]
+    async fn a_panicking_follow_up_is_an_error_and_the_worker_survives() {
+        let pool = HashPool::new(1, 1, DecodeLimits::default());
+        let got = pool
+            .sign_waiting(image(), HashMode::default(), later(), |_: Signed| -> u32 {
+                panic!("lookup failed")
+            })
+            .await;
+        assert_eq!(got, Err(PoolError::WorkerPanic("lookup failed".into())));
+        let again = pool
+            .try_sign(image(), HashMode::default(), later(), |_: Signed| 7u32)
+            .await;
+        assert_eq!(again, Ok(7));
+        pool.shutdown();
     }
 }

@@ -209,12 +209,30 @@ impl AppState {
             dihedral: opts.dihedral,
             robust: opts.robust,
         };
-        let signed = if wait_for_pool {
-            self.pool.sign_waiting(image, mode, deadline).await
-        } else {
-            self.pool.try_sign(image, mode, deadline).await
+        // The lookup runs on the hashing worker right after the hash: it
+        // blocks (a few thousand reads from the mapped index, more with
+        // dihedral or robust variants), so it stays off the async threads
+        // and inside the pool's bound. It owns what it needs.
+        let lookup = {
+            let reader = reader.clone();
+            let policy = self.config.matching.clone();
+            let opts = opts.clone();
+            move |Signed { sigs, robust }: Signed| {
+                let outcome = Matcher {
+                    reader: &reader,
+                    policy: &policy,
+                    options: &opts,
+                }
+                .signatures(&sigs, &robust);
+                (sigs, outcome)
+            }
         };
-        let Signed { sigs, robust } = signed.map_err(|e| match e {
+        let signed = if wait_for_pool {
+            self.pool.sign_waiting(image, mode, deadline, lookup).await
+        } else {
+            self.pool.try_sign(image, mode, deadline, lookup).await
+        };
+        let (sigs, outcome) = signed.map_err(|e| match e {
             PoolError::Full(_) => {
                 self.metrics.pool_rejections.inc();
                 Status::resource_exhausted(e.to_string())
@@ -223,12 +241,6 @@ impl AppState {
             PoolError::ShutDown => Status::unavailable(e.to_string()),
             PoolError::WorkerPanic(_) => Status::internal(e.to_string()),
         })?;
-        let outcome = Matcher {
-            reader: &reader,
-            policy: &self.config.matching,
-            options: &opts,
-        }
-        .signatures(&sigs, &robust);
         self.count_outcome(method, &outcome);
         let hashes = computed_hashes(&sigs);
         let report_id = if outcome.verdict == Verdict::Match {
