@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Paired MatchImage comparison of two sigil binaries (BENCHMARKS.md, "gRPC service"): in each
+# round each binary serves the index in turn (a fresh server), `bench-server` runs phase 2 of
+# server_bench.sh against it (4 callers, 20 s), then the same binary's `sigil scan --threads 2`
+# runs on the same files and index. Pairs, because this VM's speed drifts within minutes.
+#
+# usage: benches/peers/matchimage_pair.sh OLD_SIGIL NEW_SIGIL INDEX IMAGES_DIR [ROUNDS]
+# Prints one line per run: round, which binary, images/s, scan files/s and their ratio.
+set -euo pipefail
+OLD=$1 NEW=$2 INDEX=$3 IMAGES=$4 ROUNDS=${5:-3}
+PORT=${PORT:-50092}
+. "$(dirname "$0")/serve_lib.sh"
+for round in $(seq "$ROUNDS"); do
+    for which in old new; do
+        if [ "$which" = old ]; then S=$OLD; else S=$NEW; fi
+        WORK=$(mktemp -d /tmp/sigil-ipair.XXXXXX)
+        start_server "$S" "$INDEX" "$PORT" "$WORK"
+        "$S" bench-server --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" \
+            --concurrency 4 --seconds 20 > "$WORK/image.json"
+        kill "$SERVER"
+        wait "$SERVER" 2>/dev/null || true
+        "$S" scan --quiet --threads 2 --index "$INDEX" "$IMAGES" --output "$WORK/scan.jsonl" \
+            --summary-json "$WORK/scan.json" || [ $? -eq 1 ]
+        python3 - "$round" "$which" "$WORK" <<'PYEOF'
+import json, sys
+r, which, work = sys.argv[1:4]
+img = json.load(open(f"{work}/image.json"))
+scan = json.load(open(f"{work}/scan.json"))
+print(r, which, json.dumps({"images_per_s": img["items_per_s"], "errors": img["errors"],
+      "p99_ms": img["latency_ms"]["p99"], "scan_files_per_s": round(scan["files_per_s"], 1),
+      "image_vs_scan": round(img["items_per_s"] / scan["files_per_s"], 3)}))
+PYEOF
+        rm -rf "$WORK"
+    done
+done
