@@ -23,6 +23,8 @@ use sigil_core::PdqHash;
 use sigil_index::{IndexReader, Match, SearchOptions};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
+use crate::pool::panic_message;
+
 /// Most PDQ hashes searched in one coalesced batch. The batched search
 /// holds about 6 MB of buffers per 1,000 hashes at 10M entries
 /// (docs/operations.md), so this bounds one search at about 50 MB, the
@@ -410,13 +412,6 @@ fn search_batch(batch: Vec<Job>, observe: &Observer) {
             }
         }
     }
-}
-
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
 }
 
 #[cfg(test)]
