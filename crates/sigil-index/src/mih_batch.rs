@@ -16,8 +16,9 @@
 //! search (tested against brute force), in another order.
 
 use crate::mih::{
-    buckets_within, extract, fill_radii, found_earlier, hamming32, masks_within, prefetch,
-    prefetch_span, to_words, LowFilter, SubstringView, BUCKET_BITS, MAX_SUBSTRINGS,
+    buckets_within, extract, fill_radii, for_each_candidate, found_earlier, hamming32,
+    masks_within, prefetch, prefetch_span, to_words, LowFilter, SubstringView, BUCKET_BITS,
+    MAX_SUBSTRINGS,
 };
 use crate::radix::scatter_by_digit;
 
@@ -317,52 +318,27 @@ fn check(
     let m = subs.len();
     let v = &subs[j];
     // Check the candidates on all 256 bits, pipelined as in the single
-    // search: the row of posting k + 2D (ascending positions, far
-    // apart) and the key of posting k + D (random) are on their way
-    // while posting k is checked.
-    const D: usize = 32;
-    let np = postings.len();
-    let prefetch_row = |k: usize| {
-        if let Some(x) = postings.get(k).and_then(|&(p, _)| v.rows.get(p as usize)) {
-            prefetch(x);
-        }
-    };
-    // The row of posting k (u32::MAX when the tables are corrupt).
-    let resolve = |k: usize| -> u32 {
-        match v.rows.get(postings[k].0 as usize) {
-            Some(&row) if (row as usize) < keys.len() => {
-                prefetch(&keys[row as usize]);
-                row
+    // search (postings in ascending position, so their rows lie far apart).
+    let row_at = |k: usize| v.rows.get(postings.get(k)?.0 as usize);
+    for_each_candidate::<32>(
+        postings.len(),
+        row_at,
+        keys,
+        cands,
+        #[inline(always)]
+        |k, row, key| {
+            let qi = postings[k].1 as usize;
+            let d = hamming32(&queries[qi], key);
+            if d > radius {
+                return;
             }
-            _ => u32::MAX,
-        }
-    };
-    cands.clear();
-    cands.resize(np, 0);
-    (0..(2 * D).min(np)).for_each(prefetch_row);
-    for (k, c) in cands.iter_mut().enumerate().take(D) {
-        *c = resolve(k);
-    }
-    for k in 0..np {
-        prefetch_row(k + 2 * D);
-        if k + D < np {
-            cands[k + D] = resolve(k + D);
-        }
-        let row = cands[k];
-        let Some(key) = keys.get(row as usize) else {
-            continue;
-        };
-        let qi = postings[k].1 as usize;
-        let d = hamming32(&queries[qi], key);
-        if d > radius {
-            continue;
-        }
-        // Report a row only from the first substring that finds it.
-        let q = &qsub[qi * m..qi * m + m];
-        if !found_earlier(&to_words(key), subs, q, radii, j) {
-            out.push((first + qi as u32, row, d));
-        }
-    }
+            // Report a row only from the first substring that finds it.
+            let q = &qsub[qi * m..qi * m + m];
+            if !found_earlier(&to_words(key), subs, q, radii, j) {
+                out.push((first + qi as u32, row, d));
+            }
+        },
+    );
 }
 
 #[cfg(test)]
