@@ -2,13 +2,18 @@
 # Paired MatchImage comparison of two sigil binaries (BENCHMARKS.md, "gRPC service"): in each
 # round each binary serves the index in turn (a fresh server), `bench-server` runs phase 2 of
 # server_bench.sh against it (4 callers, 20 s), then the same binary's `sigil scan --threads 2`
-# runs on the same files and index. Pairs, because this VM's speed drifts within minutes.
+# runs on the same files and index, the directory given SCAN_REPEAT times (default 5: one pass
+# over the 271-photo corpus lasts ~1.5 s, too short for a steady rate). Pairs, because this VM's
+# speed drifts within minutes.
 #
 # usage: benches/peers/matchimage_pair.sh OLD_SIGIL NEW_SIGIL INDEX IMAGES_DIR [ROUNDS]
 # Prints one line per run: round, which binary, images/s, scan files/s and their ratio.
 set -euo pipefail
 OLD=$1 NEW=$2 INDEX=$3 IMAGES=$4 ROUNDS=${5:-3}
 PORT=${PORT:-50092}
+SCAN_REPEAT=${SCAN_REPEAT:-5}
+SCAN_DIRS=()
+for _ in $(seq "$SCAN_REPEAT"); do SCAN_DIRS+=("$IMAGES"); done
 . "$(dirname "$0")/serve_lib.sh"
 for round in $(seq "$ROUNDS"); do
     for which in old new; do
@@ -19,7 +24,7 @@ for round in $(seq "$ROUNDS"); do
             --concurrency 4 --seconds 20 > "$WORK/image.json"
         kill "$SERVER"
         wait "$SERVER" 2>/dev/null || true
-        "$S" scan --quiet --threads 2 --index "$INDEX" "$IMAGES" --output "$WORK/scan.jsonl" \
+        "$S" scan --quiet --threads 2 --index "$INDEX" "${SCAN_DIRS[@]}" --output "$WORK/scan.jsonl" \
             --summary-json "$WORK/scan.json" || [ $? -eq 1 ]
         python3 - "$round" "$which" "$WORK" <<'PYEOF'
 import json, sys
