@@ -17,6 +17,7 @@ pub mod lookup;
 pub mod matching;
 pub mod metrics;
 pub mod pool;
+mod reply;
 pub mod server;
 pub mod service;
 pub mod store;

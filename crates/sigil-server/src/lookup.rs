@@ -23,7 +23,7 @@ use sigil_core::PdqHash;
 use sigil_index::{IndexReader, Match, SearchOptions};
 use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore, TryAcquireError};
 
-use crate::pool::panic_message;
+use crate::reply::{panic_message, reply, Reply, WorkerPanicked};
 
 /// Most PDQ hashes searched in one coalesced batch. The batched search
 /// holds about 6 MB of buffers per 1,000 hashes at 10M entries
@@ -54,52 +54,9 @@ pub struct BatchStats {
     pub hashes: usize,
 }
 
-/// A queued request's way back to its caller: runs the caller's finishing
-/// step on the search results and sends what it returns. Type-erased so
-/// one queue carries requests whose results have different types.
-trait Reply: Send {
-    /// The caller gave up (deadline or disconnect): nothing to do.
-    fn is_closed(&self) -> bool;
-    /// Finishes with `found` (one result per query, in order) and replies
-    /// (with the error instead when there is one). `permit` is released
-    /// after the finishing step and before the reply, so a caller that has
-    /// its answer can submit again at once and find the room it left.
-    fn send(
-        self: Box<Self>,
-        found: Result<Vec<Vec<Match>>, LookupError>,
-        permit: OwnedSemaphorePermit,
-    );
-}
-
-struct TypedReply<T, F> {
-    tx: oneshot::Sender<Result<T, LookupError>>,
-    finish: F,
-}
-
-impl<T, F> Reply for TypedReply<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce(Vec<Vec<Match>>) -> T + Send + 'static,
-{
-    fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    fn send(
-        self: Box<Self>,
-        found: Result<Vec<Vec<Match>>, LookupError>,
-        permit: OwnedSemaphorePermit,
-    ) {
-        let TypedReply { tx, finish } = *self;
-        if tx.is_closed() {
-            return; // gave up while being searched: skip the finishing step
-        }
-        let result = found.and_then(|found| {
-            catch_unwind(AssertUnwindSafe(|| finish(found)))
-                .map_err(|p| LookupError::WorkerPanic(panic_message(p.as_ref())))
-        });
-        drop(permit);
-        let _ = tx.send(result);
+impl WorkerPanicked for LookupError {
+    fn worker_panicked(message: String) -> Self {
+        LookupError::WorkerPanic(message)
     }
 }
 
@@ -110,7 +67,7 @@ struct Job {
     options: SearchOptions,
     queries: Vec<PdqHash>,
     deadline: Instant,
-    reply: Box<dyn Reply>,
+    reply: Box<dyn Reply<Vec<Vec<Match>>, LookupError>>,
     /// Released when the job is answered, making room for the next one.
     permit: OwnedSemaphorePermit,
 }
@@ -235,13 +192,13 @@ impl LookupQueue {
             Err(TryAcquireError::NoPermits) => return Err(LookupError::Full(self.capacity)),
             Err(TryAcquireError::Closed) => return Err(LookupError::ShutDown),
         };
-        let (tx, rx) = oneshot::channel();
+        let (reply, rx) = reply(finish);
         let job = Job {
             reader,
             options,
             queries,
             deadline,
-            reply: Box::new(TypedReply { tx, finish }),
+            reply,
             permit,
         };
         {

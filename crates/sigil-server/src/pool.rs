@@ -22,7 +22,9 @@ use sigil_core::{
     Dihedral, ExactDigests, FileSignatures, ImageSignature, PdqHash, SignOptions, Signer,
 };
 use sigil_eval::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustLevel};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::reply::{panic_message, reply, Reply, WorkerPanicked};
 
 /// Why an image was not hashed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -57,59 +59,20 @@ pub struct HashMode {
     pub robust: RobustLevel,
 }
 
-/// A queued image's way back to its caller: runs the caller's follow-up
-/// step (the index lookup) on the worker and sends what it returns.
-/// Type-erased so that one pool serves callers whose results differ.
-trait Reply: Send {
-    /// The caller gave up (deadline or disconnect).
-    fn is_closed(&self) -> bool;
-    /// Runs the follow-up on `signed` (unless it is an error) and replies.
-    fn send(self: Box<Self>, signed: Result<Signed, PoolError>);
-}
-
-struct TypedReply<T, F> {
-    tx: oneshot::Sender<Result<T, PoolError>>,
-    then: F,
-}
-
-impl<T, F> Reply for TypedReply<T, F>
-where
-    T: Send + 'static,
-    F: FnOnce(Signed) -> T + Send + 'static,
-{
-    fn is_closed(&self) -> bool {
-        self.tx.is_closed()
-    }
-
-    fn send(self: Box<Self>, signed: Result<Signed, PoolError>) {
-        let TypedReply { tx, then } = *self;
-        if tx.is_closed() {
-            return;
-        }
-        let result = signed.and_then(|s| {
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| then(s)))
-                .map_err(|p| PoolError::WorkerPanic(panic_message(p.as_ref())))
-        });
-        let _ = tx.send(result);
-    }
-}
-
-/// The message of a caught panic (`panic!` with a literal or a format).
-pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
-    p.downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| p.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "panic".into())
-}
-
 struct Job {
     image: Bytes,
     mode: HashMode,
     deadline: Instant,
-    reply: Box<dyn Reply>,
+    reply: Box<dyn Reply<Signed, PoolError>>,
     /// Released when the job is done (follow-up included), making room
     /// for the next one.
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
+}
+
+impl WorkerPanicked for PoolError {
+    fn worker_panicked(message: String) -> Self {
+        PoolError::WorkerPanic(message)
+    }
 }
 
 /// A fixed pool of hashing threads behind a bounded queue.
@@ -206,13 +169,13 @@ impl HashPool {
         T: Send + 'static,
         F: FnOnce(Signed) -> T + Send + 'static,
     {
-        let (tx, rx) = oneshot::channel();
+        let (reply, rx) = reply(then);
         let job = Job {
             image,
             mode,
             deadline,
-            reply: Box::new(TypedReply { tx, then }),
-            _permit: permit,
+            reply,
+            permit,
         };
         {
             let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
@@ -274,13 +237,13 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
             mode,
             deadline,
             reply,
-            _permit,
+            permit,
         } = job;
         if reply.is_closed() {
             continue; // caller gave up (deadline or disconnect)
         }
         if Instant::now() >= deadline {
-            reply.send(Err(PoolError::DeadlineExpired));
+            reply.send(Err(PoolError::DeadlineExpired), permit);
             continue;
         }
         // sign() and decode() catch decoder panics themselves; this guards
@@ -306,7 +269,7 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
         // The image buffer is dropped as soon as it is hashed: nothing after
         // this point (the lookup included) can reach the bytes.
         drop(image);
-        reply.send(result);
+        reply.send(result, permit);
     }
 }
 
