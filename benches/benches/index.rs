@@ -41,6 +41,18 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[i].as_secs_f64() * 1e3
 }
 
+/// Answers to the `n` queries repeated (answer `i` for query `i % n`) whose
+/// ids differ from truth.tsv's.
+fn mismatches(got: &[Vec<sigil_index::Match>], truth: &[BTreeSet<String>], n: usize) -> usize {
+    got.iter()
+        .enumerate()
+        .filter(|(i, m)| {
+            let ids: BTreeSet<String> = m.iter().map(|m| m.id.clone()).collect();
+            ids != truth[i % n]
+        })
+        .count()
+}
+
 /// Batched search (`search_pdq_many`, one thread) against the same
 /// queries one at a time, in pairs: the query set repeated to 4,000 and
 /// cut into batches of 64, 1,000 and 4,000; each batch pass directly
@@ -67,14 +79,7 @@ fn batch_pass(
                 std::hint::black_box(rd.search_pdq(q, opts));
             }
             let single = t.elapsed().as_secs_f64();
-            let mismatches = got
-                .iter()
-                .enumerate()
-                .filter(|(i, m)| {
-                    let ids: BTreeSet<String> = m.iter().map(|m| m.id.clone()).collect();
-                    ids != truth[i % queries.len()]
-                })
-                .count();
+            let mismatches = mismatches(&got, truth, queries.len());
             let per = |s: f64| s / all.len() as f64 * 1e6;
             println!(
                 "batch of {size}: {:.1} us per query, one at a time {:.1} us (ratio {:.2}), {mismatches} queries differing from truth.tsv",
@@ -106,15 +111,6 @@ fn pool_pass(
     use rayon::prelude::*;
     let threads = rayon::current_num_threads();
     let all: Vec<PdqHash> = queries.iter().cycle().take(8000).copied().collect();
-    let mismatches = |got: &[Vec<sigil_index::Match>]| {
-        got.iter()
-            .enumerate()
-            .filter(|(i, m)| {
-                let ids: BTreeSet<String> = m.iter().map(|m| m.id.clone()).collect();
-                ids != truth[i % queries.len()]
-            })
-            .count()
-    };
     for size in [1000, 4000, 8000] {
         let mut ratios = Vec::with_capacity(runs);
         for _ in 0..runs {
@@ -138,9 +134,9 @@ fn pool_pass(
             println!(
                 "pool of {threads}, batch of {size}: split by query {:.1} us per query ({} differing), by substring {:.1} us ({} differing), ratio {:.2}",
                 per(a),
-                mismatches(&by_query),
+                mismatches(&by_query, truth, queries.len()),
                 per(b),
-                mismatches(&by_sub),
+                mismatches(&by_sub, truth, queries.len()),
                 b / a
             );
             ratios.push(b / a);
