@@ -442,7 +442,10 @@ pub async fn start(
         .then(|| Duration::from_secs(config.limits.keepalive_interval_s));
     let mut builder = Server::builder()
         .http2_keepalive_interval(keepalive)
-        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT));
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .initial_stream_window_size(config.limits.http2_stream_window_bytes)
+        .initial_connection_window_size(config.limits.http2_connection_window_bytes)
+        .max_frame_size(config.limits.http2_max_frame_bytes);
     if let Some(tls) = &config.tls {
         builder = apply_tls(builder, tls)?;
     }

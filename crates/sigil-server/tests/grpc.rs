@@ -424,6 +424,51 @@ async fn no_match_low_quality_and_undecodable() {
     fx.stop().await;
 }
 
+/// Images larger than an HTTP/2 frame (1 MiB), than a call's receive window
+/// (4 MiB) and, four at once on one connection, than the connection's
+/// window (16 MiB) arrive whole: each answer carries the hashes of exactly
+/// the bytes sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn images_larger_than_the_http2_windows_arrive_whole() {
+    let fx = start().await;
+    let m = fx.matcher().await;
+    let photo = image::load_from_memory(&read_testdata("originals/misc-images/c.png"))
+        .unwrap()
+        .to_rgba8();
+    let mut calls = Vec::new();
+    for i in 0..4u8 {
+        // Four different images: one pixel differs per image.
+        let mut img = photo.clone();
+        img.get_pixel_mut(0, 0).0[0] = i;
+        let mut bmp = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut bmp, image::ImageFormat::Bmp).unwrap();
+        let bmp = bmp.into_inner();
+        assert!(
+            bmp.len() > 4 << 20,
+            "test precondition: {} bytes",
+            bmp.len()
+        );
+        let want = sign(&bmp);
+        let mut m = m.clone();
+        calls.push(tokio::spawn(async move {
+            let res = m
+                .match_image(authed(image_req(bmp, &format!("big{i}")), MATCHER_KEY))
+                .await
+                .unwrap()
+                .into_inner();
+            (res, want)
+        }));
+    }
+    for call in calls {
+        let (res, want) = call.await.unwrap();
+        let got = res.hashes.clone().unwrap();
+        assert_eq!(res.verdict(), Verdict::NoMatch, "{res:?}");
+        assert_eq!(got.md5, sigil_core::hash::encode_hex(&want.exact.md5));
+        assert_eq!(got.pdq, want.image.unwrap().pdq.to_hex());
+    }
+    fx.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn authentication_roles_and_limits() {
     let fx = start_with(|c| {
