@@ -21,6 +21,7 @@ mod reply;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod store_calls;
 pub mod store_pg;
 mod store_sql;
 pub mod timeutil;

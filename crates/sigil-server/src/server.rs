@@ -28,6 +28,7 @@ use crate::pool::HashPool;
 use crate::proto;
 use crate::service::{AppState, MatcherService, ReportsService};
 use crate::store::{ReportStore, SqliteReportStore, StoreError};
+use crate::store_calls::StoreCalls;
 use crate::store_pg::{PgOptions, PgReportStore};
 use crate::timeutil::now_ms;
 
@@ -363,7 +364,7 @@ pub async fn start(
         index: Arc::new(index),
         pool,
         lookup,
-        store,
+        store: StoreCalls::new(store),
         metrics: metrics.clone(),
         loaded_at_ms: AtomicI64::new(now_ms()),
         list_cache: tokio::sync::Mutex::new(None),

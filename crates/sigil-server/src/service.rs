@@ -23,6 +23,7 @@ use crate::store::{
     NewReport, ReportFilter, ReportRecord, ReportStatus, ReportStore, ReportUpdate, StoreError,
     StoredMatch,
 };
+use crate::store_calls::StoreCalls;
 use crate::timeutil::now_ms;
 
 /// State shared by both services.
@@ -32,7 +33,8 @@ pub struct AppState {
     pub pool: HashPool,
     /// Runs `MatchHashes` lookups, bounded, coalescing concurrent requests.
     pub lookup: LookupQueue,
-    pub store: Arc<dyn ReportStore>,
+    /// The report store, called through a bound of its own parallelism.
+    pub store: StoreCalls,
     pub metrics: Arc<Metrics>,
     /// When the current generation was loaded (Unix ms).
     pub loaded_at_ms: std::sync::atomic::AtomicI64,
@@ -145,9 +147,10 @@ impl AppState {
         if stubs.is_empty() {
             return Ok(Vec::new());
         }
-        let store = self.store.clone();
         let n = stubs.len();
-        let ids = tokio::task::spawn_blocking(move || store.create_many(&stubs))
+        let ids = self
+            .store
+            .run(move |store| store.create_many(&stubs))
             .await
             .map_err(|e| Status::internal(format!("report store task failed: {e}")))?
             .map_err(|e| {
@@ -862,8 +865,9 @@ impl ReportsService {
         &self,
         f: impl FnOnce(&dyn ReportStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
-        let store = self.state.store.clone();
-        tokio::task::spawn_blocking(move || f(store.as_ref()))
+        self.state
+            .store
+            .run(f)
             .await
             .map_err(|e| Status::internal(format!("report store task failed: {e}")))?
             .map_err(map_store_err)

@@ -198,6 +198,12 @@ pub trait ReportStore: Send + Sync + 'static {
         actor: &str,
         now_ms: i64,
     ) -> Result<ReportRecord, StoreError>;
+    /// Calls the store can serve at once; more would only wait on its own
+    /// lock or pool. The server runs at most this many (see
+    /// `store_calls.rs`).
+    fn parallelism(&self) -> usize {
+        1
+    }
 }
 
 /// Report stubs in an embedded SQLite database.

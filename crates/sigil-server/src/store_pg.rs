@@ -487,6 +487,10 @@ impl PgReportStore {
 }
 
 impl ReportStore for PgReportStore {
+    fn parallelism(&self) -> usize {
+        self.opts.max_connections
+    }
+
     fn create_many(&self, reports: &[NewReport]) -> Result<Vec<String>, StoreError> {
         self.with_tx("storing report stubs", |tx| {
             let err = |e| self.map_err(e, "storing report stubs");
