@@ -139,6 +139,12 @@ pub struct Limits {
     /// Images waiting for a worker beyond those being hashed; when full,
     /// `MatchImage` gets RESOURCE_EXHAUSTED at once.
     pub hashing_queue: usize,
+    /// Request bytes of the images in the hashing pool (queued or being
+    /// hashed) at most; an image that would exceed it gets
+    /// RESOURCE_EXHAUSTED at once like a full queue. This, not the queue's
+    /// depth, bounds the pool's request memory, so the queue can be deep
+    /// enough for bursts of ordinary photos. At least `max_message_bytes`.
+    pub hashing_queue_bytes: u64,
     /// `MatchHashes` requests waiting for the lookup worker beyond the
     /// one(s) being searched; when full, `MatchHashes` gets
     /// RESOURCE_EXHAUSTED at once. Each waiting request holds its parsed
@@ -181,7 +187,8 @@ impl Default for Limits {
             request_timeout_ms: 30_000,
             max_batch: 10_000,
             hashing_workers: 0,
-            hashing_queue: 16,
+            hashing_queue: 64,
+            hashing_queue_bytes: 256 << 20,
             lookup_queue: 16,
             stream_window: 4,
             max_pixels: 100_000_000,
@@ -425,6 +432,13 @@ impl ServerConfig {
                 "limits.http2_max_frame_bytes must be between 16384 and 16777215".into(),
             ));
         }
+        if self.limits.hashing_queue_bytes < self.limits.max_message_bytes as u64 {
+            return Err(ConfigError::Invalid(format!(
+                "limits.hashing_queue_bytes ({}) must be at least limits.max_message_bytes ({}), \
+                 so that the largest accepted image fits in the hashing pool's byte budget",
+                self.limits.hashing_queue_bytes, self.limits.max_message_bytes
+            )));
+        }
         if self.limits.max_batch == 0 || self.limits.stream_window == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_batch and limits.stream_window must be at least 1".into(),
@@ -662,6 +676,21 @@ role = "matcher"
         )
         .unwrap();
         assert_eq!(c.limits.http2_max_frame_bytes, 16384);
+    }
+
+    /// The pool's byte budget must hold the largest accepted message.
+    #[test]
+    fn hashing_queue_bytes_holds_the_largest_message() {
+        let mut c = ServerConfig {
+            insecure_loopback: true,
+            index: Some("/x".into()),
+            ..ServerConfig::default()
+        };
+        c.limits.hashing_queue_bytes = c.limits.max_message_bytes as u64 - 1;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("limits.hashing_queue_bytes"), "{err}");
+        c.limits.max_message_bytes = 1 << 20;
+        c.validate().unwrap();
     }
 
     #[test]

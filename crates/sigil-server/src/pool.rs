@@ -1,8 +1,11 @@
 //! The bounded hashing pool: a fixed set of worker threads, each owning its
 //! own `Signer` (PdqHasher scratch buffers are per thread), fed through a
-//! bounded queue. Admission is a semaphore sized to the queue: unary calls
-//! try to take a permit and get RESOURCE_EXHAUSTED at once when none is
-//! left; stream items wait for one (HTTP/2 flow control then pushes back on
+//! bounded queue. Admission takes two semaphores: one permit per image
+//! (`workers + queue` in all) and one permit per KiB of the image's bytes
+//! (the byte budget), so a queue deep enough to absorb bursts of small
+//! photos cannot hold as many maximum-size requests. Unary calls try to
+//! take their permits and get RESOURCE_EXHAUSTED at once when either runs
+//! out; stream items wait for them (HTTP/2 flow control then pushes back on
 //! the client). Nothing queues without bound.
 //!
 //! A job carries the caller's follow-up step (the index lookup of the
@@ -31,6 +34,10 @@ use crate::reply::{panic_message, reply, Reply, WorkerPanicked};
 pub enum PoolError {
     #[error("hashing pool is full ({0} images in flight); retry later")]
     Full(usize),
+    #[error(
+        "hashing pool is full ({0} MiB of images in flight, limits.hashing_queue_bytes); retry later"
+    )]
+    FullBytes(u64),
     #[error("deadline expired before the image reached a hashing worker")]
     DeadlineExpired,
     #[error("hashing pool is shut down")]
@@ -64,9 +71,12 @@ struct Job {
     mode: HashMode,
     deadline: Instant,
     reply: Box<dyn Reply<Signed, PoolError>>,
-    /// Released when the job is done (follow-up included), making room
-    /// for the next one.
-    permit: OwnedSemaphorePermit,
+    /// The image's slot, released when the job is done (follow-up
+    /// included), making room for the next one.
+    slot: OwnedSemaphorePermit,
+    /// The image's share of the byte budget, released with the image
+    /// buffer.
+    bytes: OwnedSemaphorePermit,
 }
 
 impl WorkerPanicked for PoolError {
@@ -80,15 +90,21 @@ pub struct HashPool {
     tx: Mutex<Option<SyncSender<Job>>>,
     admission: Arc<Semaphore>,
     capacity: usize,
+    /// KiB of request bytes in flight at most.
+    bytes: Arc<Semaphore>,
+    budget_kib: u32,
     workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl HashPool {
-    /// Starts `workers` threads; at most `workers + queue` images are in
-    /// flight (being hashed or waiting) at any time.
-    pub fn new(workers: usize, queue: usize, limits: DecodeLimits) -> Self {
+    /// Starts `workers` threads; at most `workers + queue` images, of at
+    /// most `budget_bytes` in all, are in flight (being hashed or waiting)
+    /// at any time. An image larger than the whole budget is admitted
+    /// alone.
+    pub fn new(workers: usize, queue: usize, budget_bytes: u64, limits: DecodeLimits) -> Self {
         let workers = workers.max(1);
         let capacity = workers + queue;
+        let budget_kib = (budget_bytes / 1024).clamp(1, u64::from(u32::MAX)) as u32;
         let (tx, rx) = sync_channel::<Job>(capacity);
         let rx = Arc::new(Mutex::new(rx));
         let handles = (0..workers)
@@ -104,6 +120,8 @@ impl HashPool {
             tx: Mutex::new(Some(tx)),
             admission: Arc::new(Semaphore::new(capacity)),
             capacity,
+            bytes: Arc::new(Semaphore::new(budget_kib as usize)),
+            budget_kib,
             workers: Mutex::new(handles),
         }
     }
@@ -111,6 +129,12 @@ impl HashPool {
     /// Images that may be in flight at once.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// The byte-budget permits an image of `len` bytes takes: its size in
+    /// KiB, rounded up, at least 1 and at most the whole budget.
+    fn kib(&self, len: usize) -> u32 {
+        (len.div_ceil(1024) as u64).clamp(1, u64::from(self.budget_kib)) as u32
     }
 
     /// Hashes `image` if there is room now, then runs `then` on the
@@ -128,12 +152,17 @@ impl HashPool {
         T: Send + 'static,
         F: FnOnce(Signed) -> T + Send + 'static,
     {
-        let permit = self
+        let slot = self
             .admission
             .clone()
             .try_acquire_owned()
             .map_err(|_| PoolError::Full(self.capacity))?;
-        self.submit(image, mode, deadline, then, permit).await
+        let bytes = self
+            .bytes
+            .clone()
+            .try_acquire_many_owned(self.kib(image.len()))
+            .map_err(|_| PoolError::FullBytes(u64::from(self.budget_kib) / 1024))?;
+        self.submit(image, mode, deadline, then, slot, bytes).await
     }
 
     /// [`HashPool::try_sign`], waiting for room in the pool.
@@ -148,13 +177,19 @@ impl HashPool {
         T: Send + 'static,
         F: FnOnce(Signed) -> T + Send + 'static,
     {
-        let permit = self
+        let slot = self
             .admission
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| PoolError::ShutDown)?;
-        self.submit(image, mode, deadline, then, permit).await
+        let bytes = self
+            .bytes
+            .clone()
+            .acquire_many_owned(self.kib(image.len()))
+            .await
+            .map_err(|_| PoolError::ShutDown)?;
+        self.submit(image, mode, deadline, then, slot, bytes).await
     }
 
     async fn submit<T, F>(
@@ -163,7 +198,8 @@ impl HashPool {
         mode: HashMode,
         deadline: Instant,
         then: F,
-        permit: OwnedSemaphorePermit,
+        slot: OwnedSemaphorePermit,
+        bytes: OwnedSemaphorePermit,
     ) -> Result<T, PoolError>
     where
         T: Send + 'static,
@@ -175,7 +211,8 @@ impl HashPool {
             mode,
             deadline,
             reply,
-            permit,
+            slot,
+            bytes,
         };
         {
             let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
@@ -196,6 +233,7 @@ impl HashPool {
     /// queued jobs.
     pub fn shutdown(&self) {
         self.admission.close();
+        self.bytes.close();
         drop(self.tx.lock().unwrap_or_else(|p| p.into_inner()).take());
         let handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
         for h in handles {
@@ -237,13 +275,15 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
             mode,
             deadline,
             reply,
-            permit,
+            slot,
+            bytes,
         } = job;
         if reply.is_closed() {
             continue; // caller gave up (deadline or disconnect)
         }
         if Instant::now() >= deadline {
-            reply.send(Err(PoolError::DeadlineExpired), permit);
+            drop((image, bytes));
+            reply.send(Err(PoolError::DeadlineExpired), slot);
             continue;
         }
         // sign() and decode() catch decoder panics themselves; this guards
@@ -268,8 +308,8 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
         .map_err(|p| PoolError::WorkerPanic(panic_message(p.as_ref())));
         // The image buffer is dropped as soon as it is hashed: nothing after
         // this point (the lookup included) can reach the bytes.
-        drop(image);
-        reply.send(result, permit);
+        drop((image, bytes));
+        reply.send(result, slot);
     }
 }
 
@@ -340,9 +380,67 @@ mod tests {
         Instant::now() + std::time::Duration::from_secs(60)
     }
 
+    /// With the worker busy, a queued 600 KiB image holds 600 of a
+    /// 1024 KiB budget: a second one is refused (FullBytes) though the
+    /// queue has room, a small one still gets in, and once the queue
+    /// drains the budget is whole again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn byte_budget_refuses_what_does_not_fit() {
+        let pool = Arc::new(HashPool::new(1, 8, 1 << 20, DecodeLimits::default()));
+        let big = Bytes::from(vec![7u8; 600 << 10]);
+        let (started_tx, started_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let busy = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.try_sign(image(), HashMode::default(), later(), move |_| {
+                    let _ = started_tx.send(());
+                    let _ = release_rx.recv();
+                })
+                .await
+            })
+        };
+        started_rx.await.unwrap();
+        let queued = {
+            let (pool, big) = (pool.clone(), big.clone());
+            tokio::spawn(async move {
+                pool.try_sign(big, HashMode::default(), later(), |_| ())
+                    .await
+            })
+        };
+        while pool.bytes.available_permits() != 1024 - 600 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        let refused = pool
+            .try_sign(big.clone(), HashMode::default(), later(), |_| ())
+            .await;
+        assert_eq!(refused.unwrap_err(), PoolError::FullBytes(1));
+        let small = {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                pool.try_sign(image(), HashMode::default(), later(), |_| ())
+                    .await
+            })
+        };
+        // Admitted (its KiB taken) while the budget is tight.
+        while pool.bytes.available_permits() == 1024 - 600 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        release_tx.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        queued.await.unwrap().unwrap();
+        small.await.unwrap().unwrap();
+        assert_eq!(pool.bytes.available_permits(), 1024);
+        // An image larger than the whole budget is admitted alone.
+        let huge = Bytes::from(vec![7u8; 3 << 20]);
+        pool.try_sign(huge, HashMode::default(), later(), |_| ())
+            .await
+            .unwrap();
+    }
+
     #[tokio::test]
     async fn follow_up_runs_on_the_hashing_worker() {
-        let pool = HashPool::new(1, 1, DecodeLimits::default());
+        let pool = HashPool::new(1, 1, 64 << 20, DecodeLimits::default());
         let (thread, pdq) = pool
             .try_sign(image(), HashMode::default(), later(), |s: Signed| {
                 let pdq = s.sigs.image.map(|i| i.pdq);
@@ -358,7 +456,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_panicking_follow_up_is_an_error_and_the_worker_survives() {
-        let pool = HashPool::new(1, 1, DecodeLimits::default());
+        let pool = HashPool::new(1, 1, 64 << 20, DecodeLimits::default());
         let got = pool
             .sign_waiting(image(), HashMode::default(), later(), |_: Signed| -> u32 {
                 panic!("lookup failed")

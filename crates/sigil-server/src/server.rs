@@ -345,6 +345,7 @@ pub async fn start(
     let pool = HashPool::new(
         config.hashing_workers(),
         config.limits.hashing_queue,
+        config.limits.hashing_queue_bytes,
         limits,
     );
     let metrics = Arc::new(Metrics::new());

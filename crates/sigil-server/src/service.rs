@@ -236,7 +236,7 @@ impl AppState {
             self.pool.try_sign(image, mode, deadline, lookup).await
         };
         let (sigs, outcome) = signed.map_err(|e| match e {
-            PoolError::Full(_) => {
+            PoolError::Full(_) | PoolError::FullBytes(_) => {
                 self.metrics.pool_rejections.inc();
                 Status::resource_exhausted(e.to_string())
             }
