@@ -418,19 +418,31 @@ impl ServerConfig {
         }
         // RFC 9113: windows up to 2^31 - 1, frames 2^14 ..= 2^24 - 1.
         let l = &self.limits;
-        if !(65_535..=i32::MAX as u32).contains(&l.http2_stream_window_bytes)
-            || !(65_535..=i32::MAX as u32).contains(&l.http2_connection_window_bytes)
-        {
-            return Err(ConfigError::Invalid(
-                "limits.http2_stream_window_bytes and limits.http2_connection_window_bytes \
-                 must be between 65535 and 2147483647"
-                    .into(),
-            ));
-        }
-        if !((1 << 14)..(1 << 24)).contains(&l.http2_max_frame_bytes) {
-            return Err(ConfigError::Invalid(
-                "limits.http2_max_frame_bytes must be between 16384 and 16777215".into(),
-            ));
+        for (name, value, min, max) in [
+            (
+                "http2_stream_window_bytes",
+                l.http2_stream_window_bytes,
+                65_535,
+                i32::MAX as u32,
+            ),
+            (
+                "http2_connection_window_bytes",
+                l.http2_connection_window_bytes,
+                65_535,
+                i32::MAX as u32,
+            ),
+            (
+                "http2_max_frame_bytes",
+                l.http2_max_frame_bytes,
+                1 << 14,
+                (1 << 24) - 1,
+            ),
+        ] {
+            if !(min..=max).contains(&value) {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} = {value} must be between {min} and {max}"
+                )));
+            }
         }
         if self.limits.hashing_queue_bytes < self.limits.max_message_bytes as u64 {
             return Err(ConfigError::Invalid(format!(
@@ -645,8 +657,7 @@ role = "matcher"
     }
 
     /// HTTP/2 windows and frame sizes outside what RFC 9113 allows are
-    /// refused at start, naming the key; the defaults and the example's
-    /// values pass.
+    /// refused at start, naming the key; the defaults pass.
     #[test]
     fn http2_limits_are_checked() {
         let base = || ServerConfig {

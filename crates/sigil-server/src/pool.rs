@@ -34,9 +34,8 @@ use crate::reply::{panic_message, reply, Reply, WorkerPanicked};
 pub enum PoolError {
     #[error("hashing pool is full ({0} images in flight); retry later")]
     Full(usize),
-    #[error(
-        "hashing pool is full ({0} MiB of images in flight, limits.hashing_queue_bytes); retry later"
-    )]
+    /// The images in flight hold the whole byte budget (`limits.hashing_queue_bytes`, MiB).
+    #[error("hashing pool is full (its {0} MiB budget of image bytes is taken); retry later")]
     FullBytes(u64),
     #[error("deadline expired before the image reached a hashing worker")]
     DeadlineExpired,
