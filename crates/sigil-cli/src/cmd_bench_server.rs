@@ -36,6 +36,10 @@ pub struct Args {
     /// Hashes per MatchHashes call (mode hashes).
     #[arg(long, default_value_t = 1000)]
     batch: usize,
+    /// Kind of the random hashes (mode hashes): PDQ hashes are range
+    /// searched, exact digests looked up.
+    #[arg(long, value_enum, default_value_t = QueryKind::Pdq)]
+    kind: QueryKind,
     /// Concurrent callers (closed loop) or the cap on calls in flight (open loop).
     #[arg(long, default_value_t = 8)]
     concurrency: usize,
@@ -51,6 +55,26 @@ pub struct Args {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum QueryKind {
+    Pdq,
+    Md5,
+    Sha1,
+    Sha256,
+}
+
+impl QueryKind {
+    /// The proto kind and the digest length in bytes.
+    fn proto(self) -> (PKind, usize) {
+        match self {
+            QueryKind::Pdq => (PKind::Pdq, 32),
+            QueryKind::Md5 => (PKind::Md5, 16),
+            QueryKind::Sha1 => (PKind::Sha1, 20),
+            QueryKind::Sha256 => (PKind::Sha256, 32),
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum Mode {
     Hashes,
     Image,
@@ -61,6 +85,7 @@ struct Load {
     token: Option<String>,
     images: Vec<Vec<u8>>,
     batch: usize,
+    kind: QueryKind,
 }
 
 impl Load {
@@ -83,6 +108,7 @@ impl Load {
     ) -> Result<usize, tonic::Status> {
         match self.mode {
             Mode::Hashes => {
+                let (kind, len) = self.kind.proto();
                 let hashes = (0..self.batch)
                     .map(|i| {
                         let mut h = [0u8; 32];
@@ -91,8 +117,8 @@ impl Load {
                         }
                         proto::HashQuery {
                             id: i.to_string(),
-                            kind: PKind::Pdq as i32,
-                            hex: sigil_core::hash::encode_hex(&h),
+                            kind: kind as i32,
+                            hex: sigil_core::hash::encode_hex(&h[..len]),
                             ..Default::default()
                         }
                     })
@@ -182,6 +208,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             .or_else(|| std::env::var("SIGIL_TOKEN").ok()),
         images,
         batch: args.batch,
+        kind: args.kind,
     });
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -278,6 +305,11 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             "concurrency": args.concurrency,
             "rate": args.rate,
             "batch": if args.mode == Mode::Hashes { Some(args.batch) } else { None },
+            "kind": if args.mode == Mode::Hashes {
+                Some(args.kind.proto().0.as_str_name())
+            } else {
+                None
+            },
             "seconds": args.seconds,
             "calls": calls,
             "calls_per_s": calls as f64 / args.seconds,
