@@ -22,11 +22,11 @@ for round in $(seq "$ROUNDS"); do
         if [ "$which" = old ]; then S=$OLD; else S=$NEW; fi
         WORK=$(mktemp -d /tmp/sigil-ipair.XXXXXX)
         start_server "$S" "$INDEX" "$PORT" "$WORK"
-        CPU0=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+        CPU0=$(cpu_ticks "$SERVER")
         /usr/bin/time -f '%U %S' -o "$WORK/client.cpu" \
             "$S" bench-server --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" \
             --concurrency 4 --seconds 20 --warmup 0 > "$WORK/image.json"
-        CPU1=$(awk '{print $14 + $15}' "/proc/$SERVER/stat")
+        CPU1=$(cpu_ticks "$SERVER")
         kill "$SERVER"
         wait "$SERVER" 2>/dev/null || true
         "$S" scan --quiet --threads 2 --index "$INDEX" "${SCAN_DIRS[@]}" --output "$WORK/scan.jsonl" \

@@ -14,3 +14,6 @@ start_server() {
         sleep 0.2
     done
 }
+
+# cpu_ticks PID: the user + system CPU time PID has used so far, in clock ticks (getconf CLK_TCK).
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }

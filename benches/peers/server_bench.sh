@@ -36,15 +36,14 @@ echo "== 2. MatchImage peak, then sigil scan --threads 2 on the same files"
 # The load generator shares the 2 cores with the server, so throughput alone
 # understates the server; CPU seconds per image (server process only, from
 # /proc, vs the whole scan process) compare the work per image directly.
-cpu() { awk '{print $14 + $15}' "/proc/$SERVER/stat"; }
 TICKS=$(getconf CLK_TCK)
-CPU0=$(cpu)
+CPU0=$(cpu_ticks "$SERVER")
 # --warmup 0: the server's CPU is read over the whole run, so every call of the run must count
 # (with the default 1 s warm-up, 5% of the CPU went to uncounted calls).
 /usr/bin/time -f '%U %S' -o "$WORK/client.cpu" \
     "$SIGIL" bench-server --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" \
     --concurrency 4 --seconds 20 --warmup 0 | tee "$WORK/image.json"
-CPU1=$(cpu)
+CPU1=$(cpu_ticks "$SERVER")
 # The directory is given SCAN_REPEAT times (default 5): one pass over the 271-photo corpus lasts
 # ~1.5 s, too short for a steady rate.
 SCAN_DIRS=()
