@@ -15,13 +15,21 @@
 //! (p95 12), at 512 px by at most 8 (mean 2.9) for 94% of the speed, since
 //! entropy decoding, which no scale skips, dominates the reduced decode.
 //!
+//! Sequential Huffman JPEGs (nearly all photos) go through [`baseline`],
+//! which decodes only the coefficients the reduced IDCT reads; other JPEGs
+//! (progressive, for one) through `jpeg-decoder`'s scaled decode.
+//!
 //! This is an approximation by design (the reduced IDCT is not bit-identical
-//! to a full decode then a resize), hence opt-in. Anything unusual (not a
-//! baseline/progressive 8-bit RGB or grey JPEG, over the limits, a decoder
-//! error or panic) returns `None` and the caller falls back to the exact
-//! decoder, which produces the proper typed error.
+//! to a full decode then a resize), hence opt-in. Anything unusual (not an
+//! 8-bit RGB or grey JPEG, over the limits, a decoder error or panic)
+//! returns `None` and the caller falls back to the exact decoder, which
+//! produces the proper typed error.
+
+pub mod baseline;
 
 use std::panic::{self, AssertUnwindSafe};
+
+use baseline::Declined;
 
 use sigil_core::{DecodeLimits, DecodedImage, Pixels};
 
@@ -55,21 +63,52 @@ pub fn decode_reduced(
     {
         return None;
     }
-    panic::catch_unwind(AssertUnwindSafe(|| decode_inner(bytes, limits, min_side)))
-        .ok()
-        .flatten()
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        let choose = |w: u32, h: u32| {
+            within_limits(w, h, limits)
+                .then(|| reduction_for(w, h, min_side))
+                .flatten()
+        };
+        match baseline::decode(bytes, choose) {
+            Ok(r) => {
+                let pixels = if r.channels == 3 {
+                    Pixels::Rgb8(r.pixels)
+                } else {
+                    Pixels::Luma8(r.pixels)
+                };
+                let image = DecodedImage {
+                    width: r.width,
+                    height: r.height,
+                    pixels,
+                };
+                Some((image, r.reduction))
+            }
+            Err(Declined::Unsupported(_)) => decode_scaled(bytes, limits, min_side),
+            Err(Declined::NotReduced | Declined::Corrupt(_)) => None,
+        }
+    }))
+    .ok()
+    .flatten()
 }
 
-fn decode_inner(bytes: &[u8], limits: &DecodeLimits, min_side: u32) -> Option<(DecodedImage, u32)> {
+fn within_limits(w: u32, h: u32, limits: &DecodeLimits) -> bool {
+    w > 0
+        && h > 0
+        && w.max(h) <= limits.max_dimension
+        && u64::from(w) * u64::from(h) <= limits.max_pixels
+}
+
+/// `jpeg-decoder`'s scaled decode, for the JPEGs [`baseline`] does not take.
+fn decode_scaled(
+    bytes: &[u8],
+    limits: &DecodeLimits,
+    min_side: u32,
+) -> Option<(DecodedImage, u32)> {
     let mut dec = jpeg_decoder::Decoder::new(bytes);
     dec.read_info().ok()?;
     let info = dec.info()?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
-    if w == 0
-        || h == 0
-        || w.max(h) > limits.max_dimension
-        || u64::from(w) * u64::from(h) > limits.max_pixels
-    {
+    if !within_limits(w, h, limits) {
         return None;
     }
     let channels = match info.pixel_format {
