@@ -10,8 +10,9 @@
 #    sha256/md5, one thread) vs `sigil scan --threads 1` and `--threads 2`;
 #    sigil's per-stage times ((pdq + lookup) / decode).
 # 2. --fast on large JPEGs: the corpus images of 2 MP and more, upscaled 2x (Lanczos) and
-#    saved as JPEG quality 90 (8 MP), plus the corpus as JPEG q90 at native size; exact vs
-#    --fast: hash deviation (bits) at quality >= 80 and the speedup.
+#    saved as JPEG quality 90 (8 MP), the same upscaled sqrt(2)x (4-7 MP, decoded at 1/2
+#    where the 8 MP set is decoded at 1/4), plus the corpus as JPEG q90 at native size;
+#    exact vs --fast: hash deviation (bits) at quality >= 80 and the speedup.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -61,21 +62,25 @@ PYEOF
 
 echo
 echo "== 2. --fast on large JPEGs =="
-python3 - "$CORPUS/img" "$WORK/jpeg-native" "$WORK/jpeg-8mp" <<'PYEOF'
-import os, sys
+python3 - "$CORPUS/img" "$WORK/jpeg-native" "$WORK/jpeg-8mp" "$WORK/jpeg-4mp" <<'PYEOF'
+import math, os, sys
 from PIL import Image
-src, native, big = sys.argv[1:4]
-os.makedirs(native, exist_ok=True); os.makedirs(big, exist_ok=True)
+src, native, big, mid = sys.argv[1:5]
+for d in (native, big, mid):
+    os.makedirs(d, exist_ok=True)
 for f in sorted(os.listdir(src)):
     stem = os.path.splitext(f)[0]
-    a, b = os.path.join(native, stem + ".jpg"), os.path.join(big, stem + ".jpg")
+    a, b, c = (os.path.join(d, stem + ".jpg") for d in (native, big, mid))
     im = Image.open(os.path.join(src, f)).convert("RGB")
     if not os.path.exists(a):
         im.save(a, quality=90)
     if im.width * im.height >= 2_000_000 and not os.path.exists(b):
         im.resize((im.width * 2, im.height * 2), Image.LANCZOS).save(b, quality=90)
+    if im.width * im.height >= 2_000_000 and not os.path.exists(c):
+        s = math.sqrt(2)
+        im.resize((round(im.width * s), round(im.height * s)), Image.LANCZOS).save(c, quality=90)
 PYEOF
-for set in jpeg-native jpeg-8mp; do
+for set in jpeg-native jpeg-4mp jpeg-8mp; do
     ex=(); fa=()
     for _ in $(seq "$REPEAT"); do
         ex+=("$(sigil_fps --threads 1 "$WORK/$set")"); cp "$WORK/out.jsonl" "$WORK/$set-exact.jsonl"

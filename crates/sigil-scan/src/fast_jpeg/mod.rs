@@ -10,10 +10,12 @@
 //! The scale is the smallest of 1/8, 1/4, 1/2 that keeps the *shorter* side
 //! at or above [`FAST_MIN_SIDE`] pixels. Images whose shorter side is under
 //! 2 x [`FAST_MIN_SIDE`] gain nothing and take the exact path. 512 px was
-//! chosen by measurement on 8 MP JPEGs of the photo corpus (BENCHMARKS.md,
-//! "Batch scan"): at 256 px the reduced images moved PDQ by up to 16 bits
-//! (p95 12), at 512 px by at most 8 (mean 2.9) for 94% of the speed, since
-//! entropy decoding, which no scale skips, dominates the reduced decode.
+//! chosen by measurement on JPEGs of the photo corpus (BENCHMARKS.md,
+//! "Batch scan"): at 256 px the reduced 8 MP images moved PDQ by up to 16
+//! bits (p95 12), at 512 px by at most 8 (mean 2.9) for 94% of the speed
+//! (with `jpeg-decoder`), since entropy decoding, which no scale skips,
+//! dominates the reduced decode; a 360 px rule took 4-7 MP images to 1/4
+//! scale and moved one by 10 bits.
 //!
 //! Sequential Huffman JPEGs (nearly all photos) go through [`baseline`],
 //! which decodes only the coefficients the reduced IDCT reads; other JPEGs
