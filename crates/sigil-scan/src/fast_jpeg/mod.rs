@@ -28,6 +28,7 @@
 //! produces the proper typed error.
 
 pub mod baseline;
+mod entropy;
 
 use std::panic::{self, AssertUnwindSafe};
 
