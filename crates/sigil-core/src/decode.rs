@@ -56,6 +56,39 @@ impl Default for DecodeLimits {
     }
 }
 
+impl DecodeLimits {
+    /// Checks a header's claimed size before anything is allocated: zero
+    /// sides are `ZeroSize`, sides or areas over the limits `TooLarge`.
+    /// Decoders outside this module (the reduced-scale JPEG decode of
+    /// `scan --fast`) use the same check.
+    pub fn check_dimensions(
+        &self,
+        format: Format,
+        width: u32,
+        height: u32,
+    ) -> Result<(), DecodeError> {
+        if width == 0 || height == 0 {
+            return Err(DecodeError::ZeroSize {
+                format,
+                width,
+                height,
+            });
+        }
+        if width > self.max_dimension
+            || height > self.max_dimension
+            || u64::from(width) * u64::from(height) > self.max_pixels
+        {
+            return Err(DecodeError::TooLarge {
+                width,
+                height,
+                max_dimension: self.max_dimension,
+                max_pixels: self.max_pixels,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// How to decode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct DecodeOptions {
@@ -276,7 +309,7 @@ fn open_decoder<'a>(
     // some decoders allocate (or reject with a misleading message) while
     // parsing the header.
     if let Some((width, height)) = peek_dimensions(bytes, format) {
-        check_dimensions(format, width, height, &opts.limits)?;
+        opts.limits.check_dimensions(format, width, height)?;
     }
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.to_image_format());
     reader.limits(image_limits(&opts.limits));
@@ -284,7 +317,7 @@ fn open_decoder<'a>(
         .into_decoder()
         .map_err(|e| map_image_error(e, format))?;
     let (width, height) = decoder.dimensions();
-    check_dimensions(format, width, height, &opts.limits)?;
+    opts.limits.check_dimensions(format, width, height)?;
     Ok(decoder)
 }
 
@@ -314,33 +347,6 @@ fn peek_dimensions(bytes: &[u8], format: Format) -> Option<(u32, u32)> {
         },
         _ => None,
     }
-}
-
-fn check_dimensions(
-    format: Format,
-    width: u32,
-    height: u32,
-    limits: &DecodeLimits,
-) -> Result<(), DecodeError> {
-    if width == 0 || height == 0 {
-        return Err(DecodeError::ZeroSize {
-            format,
-            width,
-            height,
-        });
-    }
-    if width > limits.max_dimension
-        || height > limits.max_dimension
-        || u64::from(width) * u64::from(height) > limits.max_pixels
-    {
-        return Err(DecodeError::TooLarge {
-            width,
-            height,
-            max_dimension: limits.max_dimension,
-            max_pixels: limits.max_pixels,
-        });
-    }
-    Ok(())
 }
 
 fn decode_format(

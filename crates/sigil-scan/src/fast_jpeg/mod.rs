@@ -34,6 +34,7 @@ use std::panic::{self, AssertUnwindSafe};
 
 use baseline::Declined;
 
+use sigil_core::decode::Format;
 use sigil_core::{DecodeLimits, DecodedImage, Pixels};
 
 /// Shorter side kept by the reduced-scale decode.
@@ -68,7 +69,9 @@ pub fn decode_reduced(
     }
     panic::catch_unwind(AssertUnwindSafe(|| {
         let choose = |w: u32, h: u32| {
-            within_limits(w, h, limits)
+            limits
+                .check_dimensions(Format::Jpeg, w, h)
+                .is_ok()
                 .then(|| reduction_for(w, h, min_side))
                 .flatten()
         };
@@ -94,13 +97,6 @@ pub fn decode_reduced(
     .flatten()
 }
 
-fn within_limits(w: u32, h: u32, limits: &DecodeLimits) -> bool {
-    w > 0
-        && h > 0
-        && w.max(h) <= limits.max_dimension
-        && u64::from(w) * u64::from(h) <= limits.max_pixels
-}
-
 /// `jpeg-decoder`'s scaled decode, for the JPEGs [`baseline`] does not take.
 fn decode_scaled(
     bytes: &[u8],
@@ -111,7 +107,7 @@ fn decode_scaled(
     dec.read_info().ok()?;
     let info = dec.info()?;
     let (w, h) = (u32::from(info.width), u32::from(info.height));
-    if !within_limits(w, h, limits) {
+    if limits.check_dimensions(Format::Jpeg, w, h).is_err() {
         return None;
     }
     let channels = match info.pixel_format {
