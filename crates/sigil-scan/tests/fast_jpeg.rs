@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{DecodeLimits, DecodeOptions, Pixels};
+use sigil_eval::rng::SplitMix64;
 use sigil_scan::fast_jpeg::baseline::{self, Declined, Reduced};
 use sigil_scan::fast_jpeg::decode_reduced;
 
@@ -183,21 +184,11 @@ fn decode_reduced_uses_the_baseline_decoder_and_falls_back_for_progressive() {
     assert!(decode_reduced(&read("originals/bridge-mods/aaa-orig.jpg"), &small, 256).is_none());
 }
 
-/// xorshift64*: a fixed, dependency-free sequence of mutation positions.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 33) as usize % n
-    }
-}
-
 #[test]
 fn hostile_input_never_panics() {
-    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    // A fixed sequence of mutation positions.
+    let mut rng = SplitMix64::new(0x5EED_1234_ABCD_0001);
+    let mut below = |n: usize| rng.below(n as u64) as usize;
     let mut outcomes = [0usize; 2];
     for rel in [
         "jpeg/bridge-444-rst.jpg",
@@ -212,12 +203,12 @@ fn hostile_input_never_panics() {
         // Single bit flips and byte overwrites anywhere.
         for _ in 0..200 {
             let mut b = good.clone();
-            let at = rng.below(b.len());
-            b[at] ^= 1 << rng.below(8);
+            let at = below(b.len());
+            b[at] ^= 1 << below(8);
             cases.push(b);
             let mut b = good.clone();
-            let at = rng.below(b.len());
-            b[at] = [0x00, 0xFF, 0xD9, 0xDA, 0xC4][rng.below(5)];
+            let at = below(b.len());
+            b[at] = [0x00, 0xFF, 0xD9, 0xDA, 0xC4][below(5)];
             cases.push(b);
         }
         for case in &cases {
