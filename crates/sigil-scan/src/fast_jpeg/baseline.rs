@@ -126,7 +126,7 @@ pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Res
                 // component ids say RGB (as libjpeg decides).
                 let rgb = frame.components.len() == 3
                     && (adobe_transform == Some(0)
-                        || frame.components.iter().map(|c| c.id).collect::<Vec<_>>() == b"RGB");
+                        || frame.components.iter().map(|c| c.id).eq(*b"RGB"));
                 let y = &frame.components[0];
                 if !rgb && (y.h != frame.hmax || y.v != frame.vmax) {
                     // Grey output is the Y plane as is; it must be full size.
