@@ -498,8 +498,10 @@ pub fn range_search_with<L: LowFilter>(
 
     // Stages 2 and 3, software-pipelined: at step i, prefetch the offset
     // entries of bucket i + 2D, read the posting range of bucket i + D and
-    // prefetch its low bytes, and filter bucket i on its low bits.
-    const D: usize = 6;
+    // prefetch its low bytes, and filter bucket i on its low bits. D = 10
+    // measured 4-5% faster than 6 at 1M keys on a Zen 4 EPYC (7 paired
+    // rounds), and the same at 10M; 14 was no better than 10.
+    const D: usize = 10;
     let np = probes.len();
     let prefetch_offsets = |i: usize| {
         if let Some(&(h, j, _)) = probes.get(i) {
