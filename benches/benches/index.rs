@@ -10,8 +10,9 @@
 //! the batched search against one-at-a-time in pairs (batches of 64, 1,000
 //! and 4,000), the batch on the rayon pool split by substring against
 //! split by query (SIGIL_INDEX_BENCH_POOL_ONLY=1 skips the one-thread
-//! batch pass), open time, file size and RSS, then runs the criterion
-//! benchmark.
+//! batch pass; SIGIL_INDEX_BENCH_SINGLE_ONLY=1 skips both, for quick paired
+//! runs of two builds), open time, file size and RSS, then runs the
+//! criterion benchmark.
 //! Skips with a message when the data is absent.
 
 use std::collections::BTreeSet;
@@ -281,7 +282,7 @@ fn main() {
                 p50s[runs / 2]
             );
         }
-        if plan == SearchPlan::Auto {
+        if plan == SearchPlan::Auto && std::env::var_os("SIGIL_INDEX_BENCH_SINGLE_ONLY").is_none() {
             if std::env::var_os("SIGIL_INDEX_BENCH_POOL_ONLY").is_none() {
                 batch_pass(&rd, &queries, &truth, &opts, runs);
             }
