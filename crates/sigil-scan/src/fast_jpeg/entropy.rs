@@ -6,8 +6,11 @@
 
 use super::baseline::{Coefs, Declined, Result};
 
-/// Codes of up to this many bits decode with one table lookup.
-pub(super) const FAST_BITS: u32 = 9;
+/// Codes of up to this many bits decode with one table lookup (AC codes
+/// together with their magnitude bits when both fit). 10 bits decoded
+/// 5-7% faster than 9 on photos saved at quality 90 (many AC symbols of
+/// those need 8-10 bits with their magnitude); 11 was no faster than 10.
+pub(super) const FAST_BITS: u32 = 10;
 
 /// The run field of a `fast_ac` entry for end-of-block.
 const FAST_EOB: usize = 0xFF;
