@@ -392,8 +392,10 @@ struct Plane {
 }
 
 /// Dequantised top-left `bs x bs` coefficients of a block, row-major, and
-/// a last slot (`DROP`) that receives the coefficients nobody reads.
-pub(super) type Coefs = [i32; 17];
+/// a slot (`DROP`) that receives the coefficients nobody reads. Padded to
+/// 32 so that the entropy decoder's `slot & 31` index needs no bounds check
+/// in its per-symbol loop.
+pub(super) type Coefs = [i32; 32];
 
 pub(super) const DROP: u8 = 16;
 
@@ -479,7 +481,7 @@ fn decode_scan(
         (mcux, mcuy)
     };
     let interval = usize::from(restart_interval);
-    let mut coefs: Coefs = [0; 17];
+    let mut coefs: Coefs = [0; 32];
     let mut unit = 0usize;
     for uy in 0..units_y {
         // Data that ran out fails here, not after decoding a huge frame of
@@ -498,7 +500,7 @@ fn decode_scan(
             for c in comps.iter_mut() {
                 for by in 0..c.v {
                     for bx in 0..c.h {
-                        coefs.fill(0);
+                        coefs[..=usize::from(DROP)].fill(0);
                         hot = decode_block(
                             &mut bits,
                             hot,

@@ -300,7 +300,7 @@ impl<'a> Bits<'a> {
 
 /// Decodes one block's DC difference and AC run/values, updating the DC
 /// predictor and storing each dequantised coefficient at `slot[k]` of
-/// `coefs` (the last slot, `baseline::DROP`, collects the ones the caller
+/// `coefs` (the slot `baseline::DROP` collects the ones the caller
 /// does not read).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -360,7 +360,7 @@ pub(super) fn decode_block(
         }
         // Coefficients the reduced IDCT does not read go to a scratch slot,
         // without a branch (which mispredicted on ~10% of the decode).
-        coefs[usize::from(slot[k])] = value.wrapping_mul(quant[k]);
+        coefs[usize::from(slot[k]) & 31] = value.wrapping_mul(quant[k]);
         k += 1;
         if k == 64 {
             break;
