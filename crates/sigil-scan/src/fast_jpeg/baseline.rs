@@ -410,12 +410,28 @@ fn decode_scan(
     keep: impl Fn(usize) -> bool,
     data: &[u8],
 ) -> Result<Vec<Plane>> {
-    let bs = match reduction {
-        2 => 4,
-        4 => 2,
-        8 => 1,
-        _ => return Err(Declined::NotReduced),
-    };
+    // One copy of the block loop per output block size: the transform is
+    // then fixed at compile time, and the 1/4 and 1/8 loops carry no
+    // SSE4.1 flag (with one loop for all three, adding the flag made the
+    // 1/4 decode 1.5% slower).
+    match reduction {
+        2 => decode_scan_bs::<4>(frame, scan, tables, restart_interval, keep, data),
+        4 => decode_scan_bs::<2>(frame, scan, tables, restart_interval, keep, data),
+        8 => decode_scan_bs::<1>(frame, scan, tables, restart_interval, keep, data),
+        _ => Err(Declined::NotReduced),
+    }
+}
+
+/// [`decode_scan`] for output blocks of `BS x BS` pixels.
+fn decode_scan_bs<const BS: usize>(
+    frame: &Frame,
+    scan: &Scan,
+    tables: &Tables<'_>,
+    restart_interval: u16,
+    keep: impl Fn(usize) -> bool,
+    data: &[u8],
+) -> Result<Vec<Plane>> {
+    let bs = BS;
     // Where each zig-zag coefficient goes in `Coefs`.
     let mut slot = [DROP; 64];
     for (k, &nat) in ZIGZAG.iter().enumerate() {
@@ -481,6 +497,10 @@ fn decode_scan(
         (mcux, mcuy)
     };
     let interval = usize::from(restart_interval);
+    #[cfg(target_arch = "x86_64")]
+    let sse41 = BS == 4 && std::arch::is_x86_feature_detected!("sse4.1");
+    #[cfg(not(target_arch = "x86_64"))]
+    let sse41 = false;
     let mut coefs: Coefs = [0; 32];
     let mut unit = 0usize;
     for uy in 0..units_y {
@@ -518,7 +538,7 @@ fn decode_scan(
                         let stride = c.plane.width;
                         let out = &mut c.plane.data[y * stride + x..];
                         match bs {
-                            4 => idct4(&coefs, stride, out),
+                            4 => idct4_dispatch(sse41, &coefs, stride, out),
                             2 => idct2(&coefs, stride, out),
                             _ => out[0] = clamp(coefs[0].wrapping_add(1024) / 8),
                         }
@@ -595,6 +615,104 @@ fn idct4(c: &Coefs, stride: usize, out: &mut [u8]) {
     }
 }
 
+/// [`idct4`] with SSE4.1 when `sse41` is true. Both give identical output
+/// (tested): the vector version performs the same wrapping 32-bit
+/// operations, four columns (then four rows) at a time, and its final
+/// saturating packs clamp to 0..=255 exactly as `clamp` does.
+#[inline(always)]
+fn idct4_dispatch(sse41: bool, c: &Coefs, stride: usize, out: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if sse41 {
+        // SAFETY: `sse41` is true only when `decode_scan` detected SSE4.1
+        // on this CPU at run time.
+        unsafe { idct4_sse41(c, stride, out) };
+        return;
+    }
+    let _ = sse41;
+    idct4(c, stride, out)
+}
+
+/// Transposes a 4x4 block of i32 held as four rows.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+#[inline]
+fn transpose4(
+    a: std::arch::x86_64::__m128i,
+    b: std::arch::x86_64::__m128i,
+    c: std::arch::x86_64::__m128i,
+    d: std::arch::x86_64::__m128i,
+) -> [std::arch::x86_64::__m128i; 4] {
+    use std::arch::x86_64::*;
+    let t0 = _mm_unpacklo_epi32(a, b);
+    let t1 = _mm_unpacklo_epi32(c, d);
+    let t2 = _mm_unpackhi_epi32(a, b);
+    let t3 = _mm_unpackhi_epi32(c, d);
+    [
+        _mm_unpacklo_epi64(t0, t1),
+        _mm_unpackhi_epi64(t0, t1),
+        _mm_unpacklo_epi64(t2, t3),
+        _mm_unpackhi_epi64(t2, t3),
+    ]
+}
+
+/// [`idct4`] on SSE4.1: pass 1 with one lane per column, a transpose, pass
+/// 2 with one lane per row, a transpose back, then saturating packs to
+/// bytes. The 1/2 scale decode of 4-7 MP photos took 15% less time than
+/// with the scalar transform (2026-11-29, Zen 4, four paired runs).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.1")]
+fn idct4_sse41(c: &Coefs, stride: usize, out: &mut [u8]) {
+    use std::arch::x86_64::*;
+    const CONST_BITS: i32 = 12;
+    const PASS1_BITS: i32 = 2;
+    const FINAL_BITS: i32 = CONST_BITS + PASS1_BITS + 3;
+    let k1 = _mm_set1_epi32(f2f(0.541196100));
+    let k2 = _mm_set1_epi32(f2f(-1.847759065));
+    let k3 = _mm_set1_epi32(f2f(0.765366865));
+    let row = |r: usize| _mm_setr_epi32(c[4 * r], c[4 * r + 1], c[4 * r + 2], c[4 * r + 3]);
+    let (s0, s1, s2, s3) = (row(0), row(1), row(2), row(3));
+    let x0 = _mm_slli_epi32::<PASS1_BITS>(_mm_add_epi32(s0, s2));
+    let x2 = _mm_slli_epi32::<PASS1_BITS>(_mm_sub_epi32(s0, s2));
+    let p1 = _mm_mullo_epi32(_mm_add_epi32(s1, s3), k1);
+    let half = _mm_set1_epi32(512);
+    let t0 = _mm_srai_epi32::<{ CONST_BITS - PASS1_BITS }>(_mm_add_epi32(
+        _mm_add_epi32(p1, _mm_mullo_epi32(s3, k2)),
+        half,
+    ));
+    let t2 = _mm_srai_epi32::<{ CONST_BITS - PASS1_BITS }>(_mm_add_epi32(
+        _mm_add_epi32(p1, _mm_mullo_epi32(s1, k3)),
+        half,
+    ));
+    let [s0, s1, s2, s3] = transpose4(
+        _mm_add_epi32(x0, t2),
+        _mm_add_epi32(x2, t0),
+        _mm_sub_epi32(x2, t0),
+        _mm_sub_epi32(x0, t2),
+    );
+    let round = _mm_set1_epi32((1 << (FINAL_BITS - 1)) + (128 << FINAL_BITS));
+    let x0 = _mm_add_epi32(_mm_slli_epi32::<CONST_BITS>(_mm_add_epi32(s0, s2)), round);
+    let x2 = _mm_add_epi32(_mm_slli_epi32::<CONST_BITS>(_mm_sub_epi32(s0, s2)), round);
+    let p1 = _mm_mullo_epi32(_mm_add_epi32(s1, s3), k1);
+    let t0 = _mm_add_epi32(p1, _mm_mullo_epi32(s3, k2));
+    let t2 = _mm_add_epi32(p1, _mm_mullo_epi32(s1, k3));
+    let [r0, r1, r2, r3] = transpose4(
+        _mm_srai_epi32::<FINAL_BITS>(_mm_add_epi32(x0, t2)),
+        _mm_srai_epi32::<FINAL_BITS>(_mm_add_epi32(x2, t0)),
+        _mm_srai_epi32::<FINAL_BITS>(_mm_sub_epi32(x2, t0)),
+        _mm_srai_epi32::<FINAL_BITS>(_mm_sub_epi32(x0, t2)),
+    );
+    let bytes = _mm_packus_epi16(_mm_packs_epi32(r0, r1), _mm_packs_epi32(r2, r3));
+    let words = [
+        _mm_cvtsi128_si32(bytes),
+        _mm_extract_epi32::<1>(bytes),
+        _mm_extract_epi32::<2>(bytes),
+        _mm_extract_epi32::<3>(bytes),
+    ];
+    for (r, w) in words.into_iter().enumerate() {
+        out[r * stride..r * stride + 4].copy_from_slice(&w.to_le_bytes());
+    }
+}
+
 /// Crops the planes to `ceil(w / reduction) x ceil(h / reduction)`: grey
 /// from the first plane, or RGB interleaved from three (upsampled by
 /// replication).
@@ -635,5 +753,39 @@ fn assemble(frame: &Frame, planes: Vec<Plane>, reduction: u32, rgb: bool) -> Red
         channels: 3,
         pixels,
         reduction,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The SSE4.1 transform equals the scalar one on random blocks, on the
+    /// extremes of dequantised values and on values that wrap.
+    #[test]
+    fn idct4_simd_equals_scalar() {
+        #[cfg(target_arch = "x86_64")]
+        if !std::arch::is_x86_feature_detected!("sse4.1") {
+            eprintln!("SSE4.1 not available: only the scalar transform runs here");
+            return;
+        }
+        let mut rng = sigil_eval::rng::SplitMix64::new(7);
+        let stride = 7;
+        for n in 0..50_000 {
+            let mut c: Coefs = [0; 32];
+            for x in c.iter_mut().take(16) {
+                let r = rng.next_u64();
+                *x = match n % 4 {
+                    0 => (r as i32) >> 20,
+                    1 => (r as i32) >> 8,
+                    2 => [i32::MIN, i32::MAX, -2048 * 255, 2047 * 255, 0][(r % 5) as usize],
+                    _ => r as i32,
+                };
+            }
+            let (mut a, mut b) = ([0u8; 3 * 7 + 4], [0u8; 3 * 7 + 4]);
+            idct4_dispatch(true, &c, stride, &mut a);
+            idct4(&c, stride, &mut b);
+            assert_eq!(a, b, "coefficients {c:?}");
+        }
     }
 }
