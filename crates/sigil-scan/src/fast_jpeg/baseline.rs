@@ -623,8 +623,8 @@ fn idct4(c: &Coefs, stride: usize, out: &mut [u8]) {
 fn idct4_dispatch(sse41: bool, c: &Coefs, stride: usize, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if sse41 {
-        // SAFETY: `sse41` is true only when `decode_scan` detected SSE4.1
-        // on this CPU at run time.
+        // SAFETY: `sse41` is true only when `decode_scan_bs` detected
+        // SSE4.1 on this CPU at run time (or in the test, after checking).
         unsafe { idct4_sse41(c, stride, out) };
         return;
     }
