@@ -577,13 +577,22 @@ fn idct2(c: &Coefs, stride: usize, out: &mut [u8]) {
     out[stride + 1] = clamp(x2.wrapping_sub(x3) >> SCALE_BITS);
 }
 
+/// Fixed-point parameters of the 4x4 IDCT, shared by its scalar and SSE4.1
+/// versions (i32, the type of the SSE shift immediates).
+const IDCT4_CONST_BITS: i32 = 12;
+const IDCT4_PASS1_BITS: i32 = 2;
+const IDCT4_FINAL_BITS: i32 = IDCT4_CONST_BITS + IDCT4_PASS1_BITS + 3;
+const IDCT4_K1: i32 = f2f(0.541196100);
+const IDCT4_K2: i32 = f2f(-1.847759065);
+const IDCT4_K3: i32 = f2f(0.765366865);
+
 /// 4x4 output from the top-left 4x4 dequantised coefficients.
 #[inline(always)]
 fn idct4(c: &Coefs, stride: usize, out: &mut [u8]) {
-    const CONST_BITS: u32 = 12;
-    const PASS1_BITS: u32 = 2;
-    const FINAL_BITS: u32 = CONST_BITS + PASS1_BITS + 3;
-    let (k1, k2, k3) = (f2f(0.541196100), f2f(-1.847759065), f2f(0.765366865));
+    const CONST_BITS: i32 = IDCT4_CONST_BITS;
+    const PASS1_BITS: i32 = IDCT4_PASS1_BITS;
+    const FINAL_BITS: i32 = IDCT4_FINAL_BITS;
+    let (k1, k2, k3) = (IDCT4_K1, IDCT4_K2, IDCT4_K3);
     let mut t = [0i32; 16];
     for i in 0..4 {
         let (s0, s1, s2, s3) = (c[i], c[4 + i], c[8 + i], c[12 + i]);
@@ -663,12 +672,12 @@ fn transpose4(
 #[target_feature(enable = "sse4.1")]
 fn idct4_sse41(c: &Coefs, stride: usize, out: &mut [u8]) {
     use std::arch::x86_64::*;
-    const CONST_BITS: i32 = 12;
-    const PASS1_BITS: i32 = 2;
-    const FINAL_BITS: i32 = CONST_BITS + PASS1_BITS + 3;
-    let k1 = _mm_set1_epi32(f2f(0.541196100));
-    let k2 = _mm_set1_epi32(f2f(-1.847759065));
-    let k3 = _mm_set1_epi32(f2f(0.765366865));
+    const CONST_BITS: i32 = IDCT4_CONST_BITS;
+    const PASS1_BITS: i32 = IDCT4_PASS1_BITS;
+    const FINAL_BITS: i32 = IDCT4_FINAL_BITS;
+    let k1 = _mm_set1_epi32(IDCT4_K1);
+    let k2 = _mm_set1_epi32(IDCT4_K2);
+    let k3 = _mm_set1_epi32(IDCT4_K3);
     let row = |r: usize| _mm_setr_epi32(c[4 * r], c[4 * r + 1], c[4 * r + 2], c[4 * r + 3]);
     let (s0, s1, s2, s3) = (row(0), row(1), row(2), row(3));
     let x0 = _mm_slli_epi32::<PASS1_BITS>(_mm_add_epi32(s0, s2));
