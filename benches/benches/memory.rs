@@ -15,15 +15,10 @@
 
 use std::time::Instant;
 
+use sigil_eval::rng::SplitMix64;
+
 const LEN: usize = 1 << 30;
 const READS: usize = 32_000_000;
-
-fn next(x: &mut u64) -> u64 {
-    *x ^= *x << 13;
-    *x ^= *x >> 7;
-    *x ^= *x << 17;
-    *x
-}
 
 /// ns per read, addresses known in advance (read from `idx` in order, so
 /// the core keeps as many misses in flight as it can).
@@ -60,13 +55,13 @@ fn main() {
     let huge = map.advise(memmap2::Advice::HugePage).is_ok();
     // A page-aligned mapping is aligned for u64, so the cast cannot fail.
     let words: &mut [u64] = bytemuck::cast_slice_mut(&mut map[..]);
-    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = SplitMix64::new(0x9E37_79B9_7F4A_7C15);
     for w in words.iter_mut() {
-        *w = next(&mut x);
+        *w = rng.next_u64();
     }
     let v: &[u64] = words;
     let mask = (v.len() - 1) as u64;
-    let idx: Vec<u32> = (0..READS).map(|_| (next(&mut x) & mask) as u32).collect();
+    let idx: Vec<u32> = (0..READS).map(|_| (rng.next_u64() & mask) as u32).collect();
     let (lo, hi) = idx.split_at(READS / 2);
     let (mut dep, mut one, mut two) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..5 {
