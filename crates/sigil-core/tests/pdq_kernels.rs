@@ -372,3 +372,23 @@ fn profile_parses_and_kernel_detection_is_consistent() {
     assert_eq!(Kernel::available()[0], Kernel::Scalar);
     assert_eq!(PdqHasher::new().kernel(), best);
 }
+
+#[test]
+fn a_grid_hashes_as_the_image_it_was_decimated_from() {
+    let mut rng = Rng(0x5EED_0F61);
+    let mut hasher = PdqHasher::new();
+    for (w, h) in [(64usize, 64usize), (300, 200), (1001, 777)] {
+        let grey = rng.image(w, h, 1);
+        let mut luma: Vec<f32> = grey.iter().map(|&v| f32::from(v)).collect();
+        let grid = jarosz::blur_decimate_reference(&mut luma, h, w);
+        let (w32, h32) = (w as u32, h as u32);
+        let whole = hasher.dihedral_luma8(w32, h32, &grey, Profile::Full);
+        assert_eq!(hasher.dihedral_grid(&grid), whole, "{w}x{h}");
+        if (w, h) != (64, 64) {
+            // (A 64x64 image is hashed without the blur; its grid is not
+            // the image itself.)
+            let one = hasher.hash_luma8(w32, h32, &grey, Profile::Full);
+            assert_eq!(hasher.hash_grid(&grid), one, "{w}x{h}");
+        }
+    }
+}

@@ -265,3 +265,103 @@ pub fn blur_decimate_reference(luma: &mut [f32], rows: usize, cols: usize) -> [f
     }
     out
 }
+
+/// One decimated output of the blur along an axis, written as weights on
+/// the input samples: the output is `sum(weights[k] * x[first + k])`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SampleTaps {
+    /// Input index of `weights[0]`.
+    pub first: usize,
+    /// Non-negative, summing to 1.
+    pub weights: Vec<f64>,
+}
+
+/// The reference's blur along one axis (two box passes of
+/// [`window_size`]`(len)`, each output divided by the samples its window
+/// covers at the edges) followed by decimation, as 64 [`SampleTaps`], one
+/// per decimated output.
+///
+/// In exact arithmetic `taps[i]` applied to `x` is the reference's output
+/// `i`; the reference's running f32 sums round differently, so this is for
+/// approximations that never see the pixels (`sigil scan --fast` applies it
+/// to JPEG DCT coefficients), never for the bit-exact path. `len >= 1`.
+pub fn sample_taps(len: usize) -> Vec<SampleTaps> {
+    assert!(len >= 1, "sample_taps needs a non-empty axis");
+    let window = window_size(len);
+    let half = (window + 2) / 2;
+    let (left, right) = (window - half, half - 1);
+    // Inclusive input range averaged by box output `o`.
+    let span = |o: usize| (o.saturating_sub(left), (o + right).min(len - 1));
+    (0..64)
+        .map(|i| {
+            let (lo, hi) = span(decimation_index(i, len));
+            let first = span(lo).0;
+            let last = span(hi).1;
+            let outer = (hi - lo + 1) as f64;
+            // Each first-pass output in the window adds a constant over its
+            // own span: accumulate as differences, then a prefix sum.
+            let mut diff = vec![0.0f64; last - first + 2];
+            for q in lo..=hi {
+                let (a, b) = span(q);
+                let w = 1.0 / (outer * (b - a + 1) as f64);
+                diff[a - first] += w;
+                diff[b + 1 - first] -= w;
+            }
+            let mut acc = 0.0;
+            let weights = diff[..=last - first]
+                .iter()
+                .map(|d| {
+                    acc += d;
+                    acc
+                })
+                .collect();
+            SampleTaps { first, weights }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sample_taps_equal_two_box_passes_then_decimation() {
+        // Deterministic pseudo-random pixels in 0..255.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % 256) as f32
+        };
+        for len in [1usize, 5, 63, 64, 65, 127, 128, 129, 500, 1000, 2592, 4032] {
+            let x: Vec<f32> = (0..len).map(|_| next()).collect();
+            let w = window_size(len);
+            let mut once = vec![0.0f32; len];
+            let mut twice = vec![0.0f32; len];
+            box_row_full(&x, w, &mut once);
+            box_row_full(&once, w, &mut twice);
+            let taps = sample_taps(len);
+            assert_eq!(taps.len(), 64);
+            for (i, t) in taps.iter().enumerate() {
+                let sum: f64 = t.weights.iter().sum();
+                assert!(
+                    (sum - 1.0).abs() < 1e-9,
+                    "len {len} output {i}: weights sum to {sum}"
+                );
+                assert!(t.weights.iter().all(|&v| v >= 0.0));
+                let got: f64 = t
+                    .weights
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &v)| v * f64::from(x[t.first + k]))
+                    .sum();
+                let want = f64::from(twice[decimation_index(i, len)]);
+                assert!(
+                    (got - want).abs() < 1e-3,
+                    "len {len} output {i}: taps give {got}, box passes {want}"
+                );
+            }
+        }
+    }
+}

@@ -254,6 +254,20 @@ impl PdqHasher {
         Ok(dihedral(self.core(Source::F32(luma), w, h, true)))
     }
 
+    /// Hashes a 64x64 luma grid that is already blurred and decimated (the
+    /// reference's `buffer64x64`, row-major), for callers that compute it
+    /// without pixels: `sigil scan --fast` derives it from JPEG DCT
+    /// coefficients with [`jarosz::sample_taps`]. Only quality, DCT and
+    /// threshold run here, so the result is as exact as the grid given.
+    pub fn hash_grid(&mut self, grid: &[f32; 4096]) -> PdqOutput {
+        single(Some(self.finish(grid)))
+    }
+
+    /// The 8 dihedral hashes of a grid as [`PdqHasher::hash_grid`] takes.
+    pub fn dihedral_grid(&mut self, grid: &[f32; 4096]) -> DihedralOutput {
+        dihedral(Some(self.finish(grid)))
+    }
+
     fn run_u8(
         &mut self,
         width: u32,
@@ -302,10 +316,15 @@ impl PdqHasher {
         } else {
             pipeline::blur_decimate(self.kernel, src, w, h, &mut self.scratch, &mut a);
         }
-        let q = quality::quality(&a);
+        Some(self.finish(&a))
+    }
+
+    /// Quality and DCT of the blurred, decimated 64x64 luma.
+    fn finish(&self, a: &[f32; 4096]) -> ([f32; 256], u32) {
+        let q = quality::quality(a);
         let mut b = [0.0f32; 256];
-        crate::simd::dct(self.kernel, &self.dct, &a, &mut b);
-        Some((b, q))
+        crate::simd::dct(self.kernel, &self.dct, a, &mut b);
+        (b, q)
     }
 }
 
