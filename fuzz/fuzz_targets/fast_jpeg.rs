@@ -3,8 +3,9 @@
 //! library in between.
 //!
 //! Invariants checked: never a panic, the decoder asks about the frame's
-//! size before allocating, and a decoded image is exactly
-//! `ceil(w / d) x ceil(h / d)` with `channels` bytes per pixel.
+//! size before allocating, a decoded image is exactly `ceil(w / d) x
+//! ceil(h / d)` with `channels` bytes per pixel, and a PDQ grid computed
+//! from coefficients is finite.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -15,6 +16,18 @@ fuzz_target!(|data: &[u8]| {
     let Some((&pick, file)) = data.split_first() else {
         return;
     };
+    if pick % 4 == 3 {
+        // The coefficient-domain PDQ grid: a finite 64x64 grid or a refusal.
+        let mut asked = false;
+        if let Ok(g) = baseline::luma_grid(file, |w, h| {
+            asked = true;
+            u64::from(w) * u64::from(h) <= 1 << 22
+        }) {
+            assert!(asked, "decoded without asking about the frame size");
+            assert!(g.grid.iter().all(|v| v.is_finite()));
+        }
+        return;
+    }
     let d = [2u32, 4, 8][usize::from(pick % 3)];
     let mut frame = None;
     let result = baseline::decode(file, |w, h| {

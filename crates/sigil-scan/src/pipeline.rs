@@ -18,8 +18,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
-use sigil_core::pdq::{PdqHasher, Profile};
-use sigil_core::{DecodeError, DecodeOptions, DecodedImage, ExactDigests, HashKind, Pixels};
+use sigil_core::pdq::{DihedralOutput, PdqHasher, PdqOutput, Profile};
+use sigil_core::{
+    DecodeError, DecodeOptions, DecodedImage, ExactDigests, HashKind, PdqHash, Pixels,
+};
 use sigil_eval::robust::{
     best_per_entry, robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions,
 };
@@ -398,6 +400,35 @@ fn robust_lookup(lookup: &dyn Lookup, variants: &[QueryHash], radius: u32) -> Ve
     best
 }
 
+/// What the decode stage produced.
+enum Decoded {
+    Image(DecodedImage),
+    /// PDQ's 64x64 grid computed from JPEG coefficients (`--fast`).
+    Grid(fast_jpeg::LumaGrid),
+}
+
+/// The PDQ hash, quality and (with `--dihedral`) the 8 variants.
+fn pdq_of(
+    hasher: &mut PdqHasher,
+    decoded: &Decoded,
+    cfg: &ScanConfig,
+) -> (PdqHash, u32, Option<[PdqHash; 8]>) {
+    let one = |o: PdqOutput| (o.hash, o.quality, None);
+    let eight = |o: DihedralOutput| (o.hashes[0], o.quality, Some(o.hashes));
+    let img = match decoded {
+        Decoded::Grid(g) if cfg.dihedral => return eight(hasher.dihedral_grid(&g.grid)),
+        Decoded::Grid(g) => return one(hasher.hash_grid(&g.grid)),
+        Decoded::Image(img) => img,
+    };
+    let (w, h) = (img.width, img.height);
+    match (&img.pixels, cfg.dihedral) {
+        (Pixels::Rgb8(px), false) => one(hasher.hash_rgb8(w, h, px, cfg.profile)),
+        (Pixels::Luma8(px), false) => one(hasher.hash_luma8(w, h, px, cfg.profile)),
+        (Pixels::Rgb8(px), true) => eight(hasher.dihedral_rgb8(w, h, px, cfg.profile)),
+        (Pixels::Luma8(px), true) => eight(hasher.dihedral_luma8(w, h, px, cfg.profile)),
+    }
+}
+
 /// Reads, hashes and looks up one file. Never panics on file content: the
 /// decoders catch their own panics and every failure becomes an error record.
 fn scan_file(
@@ -450,16 +481,25 @@ fn scan_file(
     let mut matches = timed(&mut times.lookup, || exact_matches(lookup, &digests));
 
     let mut fast_used = false;
-    let decoded: Result<DecodedImage, DecodeError> = timed(&mut times.decode, || {
+    let decoded: Result<Decoded, DecodeError> = timed(&mut times.decode, || {
         if cfg.fast && !cfg.decode.apply_exif_orientation {
+            let limits = &cfg.decode.limits;
+            // The grid is the full-resolution image's; the cli512 profile
+            // and the robust variants need pixels.
+            if cfg.profile == Profile::Full && !cfg.robust.is_on() {
+                if let Some(grid) = fast_jpeg::luma_grid(&bytes, limits, fast_jpeg::FAST_MIN_SIDE) {
+                    fast_used = true;
+                    return Ok(Decoded::Grid(grid));
+                }
+            }
             if let Some((img, _reduction)) =
-                fast_jpeg::decode_reduced(&bytes, &cfg.decode.limits, fast_jpeg::FAST_MIN_SIDE)
+                fast_jpeg::decode_reduced(&bytes, limits, fast_jpeg::FAST_MIN_SIDE)
             {
                 fast_used = true;
-                return Ok(img);
+                return Ok(Decoded::Image(img));
             }
         }
-        sigil_core::decode::decode(&bytes, &cfg.decode)
+        sigil_core::decode::decode(&bytes, &cfg.decode).map(Decoded::Image)
     });
     // The encoded bytes are not needed past this point.
     drop(bytes);
@@ -482,7 +522,7 @@ fn scan_file(
                 message: e.to_string(),
             });
         }
-        Ok(img) if cfg.robust.is_on() => {
+        Ok(Decoded::Image(img)) if cfg.robust.is_on() => {
             let opts = RobustQueryOptions {
                 profile: cfg.profile,
                 min_quality: cfg.min_quality,
@@ -503,28 +543,9 @@ fn scan_file(
                 rec.verdict = Verdict::LowQuality;
             }
         }
-        Ok(img) => {
-            let (w, h) = (img.width, img.height);
-            let (hash, quality, variants) =
-                timed(&mut times.pdq, || match (&img.pixels, cfg.dihedral) {
-                    (Pixels::Rgb8(px), false) => {
-                        let o = hasher.hash_rgb8(w, h, px, cfg.profile);
-                        (o.hash, o.quality, None)
-                    }
-                    (Pixels::Luma8(px), false) => {
-                        let o = hasher.hash_luma8(w, h, px, cfg.profile);
-                        (o.hash, o.quality, None)
-                    }
-                    (Pixels::Rgb8(px), true) => {
-                        let o = hasher.dihedral_rgb8(w, h, px, cfg.profile);
-                        (o.hashes[0], o.quality, Some(o.hashes))
-                    }
-                    (Pixels::Luma8(px), true) => {
-                        let o = hasher.dihedral_luma8(w, h, px, cfg.profile);
-                        (o.hashes[0], o.quality, Some(o.hashes))
-                    }
-                });
-            drop(img);
+        Ok(decoded) => {
+            let (hash, quality, variants) = timed(&mut times.pdq, || pdq_of(hasher, &decoded, cfg));
+            drop(decoded);
             rec.pdq = Some(hash);
             rec.quality = Some(quality);
             if quality >= cfg.min_quality {

@@ -133,6 +133,81 @@ fn pdq_of_the_reduced_decode_stays_close_to_the_exact_path() {
     }
 }
 
+/// PDQ's 64x64 grid of the exact path: full decode, luma, blur, decimation.
+fn exact_grid(bytes: &[u8]) -> [f32; 4096] {
+    let img = sigil_core::decode::decode(bytes, &DecodeOptions::default()).unwrap();
+    let (w, h) = (img.width as usize, img.height as usize);
+    let mut luma = vec![0f32; w * h];
+    match &img.pixels {
+        Pixels::Rgb8(px) => sigil_core::pdq::luma::luma_rgb8_scalar(px, &mut luma),
+        Pixels::Luma8(px) => sigil_core::pdq::luma::luma_grey8_scalar(px, &mut luma),
+    }
+    sigil_core::pdq::jarosz::blur_decimate_reference(&mut luma, h, w)
+}
+
+#[test]
+fn grid_from_coefficients_matches_the_exact_path() {
+    let mut hasher = PdqHasher::new();
+    // (file, mean and largest grid difference allowed, hash distance
+    // allowed). Measured with 2x2 coefficients per block: 1600x1004 mean
+    // 0.25, max 3.5, 0-2 bits; 513x321 mean 2.8, max 34, 6 bits.
+    for (rel, max_mean, max_diff, max_bits) in [
+        ("originals/bridge-mods/aaa-orig.jpg", 0.4, 5.0, 4),
+        ("originals/misc-images/modes/YCbCr.jpg", 0.4, 5.0, 4),
+        // 513x321: windows of 5 and 3 pixels, under a block wide, where
+        // 2x2 coefficients describe a block least well (`--fast` takes
+        // the grid path only from a 1024 px shorter side).
+        ("jpeg/bridge-grey.jpg", 4.0, 45.0, 10),
+        ("jpeg/bridge-422.jpg", 4.0, 45.0, 10),
+        ("jpeg/bridge-444.jpg", 4.0, 45.0, 10),
+        ("jpeg/bridge-444-rst.jpg", 4.0, 45.0, 10),
+    ] {
+        let bytes = read(rel);
+        let want = exact_grid(&bytes);
+        let got = baseline::luma_grid(&bytes, |_, _| true).unwrap();
+        assert_eq!(
+            (got.width, got.height),
+            if rel.starts_with("jpeg/") {
+                (513, 321)
+            } else {
+                (1600, 1004)
+            }
+        );
+        let diffs: Vec<f32> = got
+            .grid
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .collect();
+        let mean = diffs.iter().sum::<f32>() / 4096.0;
+        let max = diffs.iter().copied().fold(0.0, f32::max);
+        let bits = hasher
+            .hash_grid(&got.grid)
+            .hash
+            .hamming(&hasher.hash_grid(&want).hash);
+        assert!(
+            mean <= max_mean && max <= max_diff,
+            "{rel}: grid differs by {mean} on average, up to {max}"
+        );
+        assert!(bits <= max_bits, "{rel}: {bits} bits from the exact path");
+    }
+    // What the grid does not take: RGB components, progressive, and sizes
+    // the caller refuses (asked before anything is decoded).
+    let e = baseline::luma_grid(
+        &read("originals/reg-test-input/dih/bridge-2-rotate-90.jpg"),
+        |_, _| true,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Declined::Unsupported(_)), "{e:?}");
+    let mut seen = None;
+    let e = baseline::luma_grid(&read("jpeg/bridge-444.jpg"), |w, h| {
+        seen = Some((w, h));
+        false
+    })
+    .unwrap_err();
+    assert_eq!((e, seen), (Declined::NotReduced, Some((513, 321))));
+}
+
 #[test]
 fn declines_what_it_does_not_implement() {
     for rel in [

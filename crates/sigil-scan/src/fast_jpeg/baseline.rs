@@ -32,6 +32,7 @@
 //! transformed, upsampled or converted, which was a quarter of the time.
 
 use super::entropy::{decode_block, Bits, Hot, Huffman};
+use super::grid::{GridSink, LumaGrid, GRID_COEFS};
 
 /// Why the baseline decoder did not produce an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +71,72 @@ const ZIGZAG: [u8; 64] = [
 /// frame's width and height, checks them against the caller's limits and
 /// returns the reduction (2, 4 or 8), or `None` for no reduced decode.
 pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Result<Reduced> {
+    let hd = parse_headers(bytes)?;
+    let frame = &hd.frame;
+    let reduction = choose(frame.width, frame.height).ok_or(Declined::NotReduced)?;
+    if !hd.rgb && !hd.luma_full_size() {
+        // Grey output is the Y plane as is; it must be full size.
+        return Err(Declined::Unsupported("luma subsampled below chroma"));
+    }
+    let keep = |i: usize| hd.rgb || i == 0;
+    let planes = match reduction {
+        // One copy of the block loop per output block size: the transform
+        // is then fixed at compile time, and the 1/4 and 1/8 loops carry no
+        // SSE4.1 flag (with one loop for all three, adding the flag made the
+        // 1/4 decode 1.5% slower).
+        2 => decode_planes::<4>(&hd, keep)?,
+        4 => decode_planes::<2>(&hd, keep)?,
+        8 => decode_planes::<1>(&hd, keep)?,
+        _ => return Err(Declined::NotReduced),
+    };
+    Ok(assemble(frame, planes, reduction, hd.rgb))
+}
+
+/// PDQ's blurred, decimated 64x64 luma of a YCbCr or grey JPEG, computed
+/// from the DCT coefficients of its Y blocks without an inverse DCT (see
+/// [`super::grid`]). `accept` sees the frame's width and height and says
+/// whether to go on (the caller's limits and size rule).
+pub fn luma_grid(bytes: &[u8], accept: impl FnOnce(u32, u32) -> bool) -> Result<LumaGrid> {
+    let hd = parse_headers(bytes)?;
+    let frame = &hd.frame;
+    if !accept(frame.width, frame.height) {
+        return Err(Declined::NotReduced);
+    }
+    if hd.rgb {
+        return Err(Declined::Unsupported("RGB components, no luma plane"));
+    }
+    if !hd.luma_full_size() {
+        return Err(Declined::Unsupported("luma subsampled below chroma"));
+    }
+    let mut sink = GridSink::new(frame.width, frame.height);
+    decode_blocks::<GRID_COEFS, _>(&hd, &mut sink)?;
+    Ok(sink.finish())
+}
+
+/// Everything a scan needs from the markers before its entropy-coded data.
+struct Headers<'a> {
+    frame: Frame,
+    scan: Scan,
+    quant: [Option<[u16; 64]>; 4],
+    dc: [Option<Box<Huffman>>; 4],
+    ac: [Option<Box<Huffman>>; 4],
+    restart_interval: u16,
+    /// Three components that hold R, G and B rather than Y, Cb and Cr.
+    rgb: bool,
+    /// The first scan's entropy-coded data and everything after it.
+    data: &'a [u8],
+}
+
+impl Headers<'_> {
+    /// Whether the first component is sampled at the full frame size.
+    fn luma_full_size(&self) -> bool {
+        let y = &self.frame.components[0];
+        y.h == self.frame.hmax && y.v == self.frame.vmax
+    }
+}
+
+/// Parses the markers up to and including the first start-of-scan.
+fn parse_headers(bytes: &[u8]) -> Result<Headers<'_>> {
     if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
         return Err(Declined::Corrupt("no start-of-image marker"));
     }
@@ -108,16 +175,8 @@ pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Res
                 }
             }
             0xDA => {
-                let frame = frame
-                    .as_ref()
-                    .ok_or(Declined::Corrupt("scan before frame header"))?;
-                let scan = Scan::parse(r.segment()?, frame)?;
-                let reduction = choose(frame.width, frame.height).ok_or(Declined::NotReduced)?;
-                let tables = Tables {
-                    quant: &quant,
-                    dc: &dc_tables,
-                    ac: &ac_tables,
-                };
+                let frame = frame.ok_or(Declined::Corrupt("scan before frame header"))?;
+                let scan = Scan::parse(r.segment()?, &frame)?;
                 let data = &bytes[r.pos..];
                 if u32::try_from(data.len()).is_err() {
                     return Err(Declined::Unsupported("over 4 GiB of entropy-coded data"));
@@ -127,22 +186,16 @@ pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Res
                 let rgb = frame.components.len() == 3
                     && (adobe_transform == Some(0)
                         || frame.components.iter().map(|c| c.id).eq(*b"RGB"));
-                let y = &frame.components[0];
-                if !rgb && (y.h != frame.hmax || y.v != frame.vmax) {
-                    // Grey output is the Y plane as is; it must be full size.
-                    return Err(Declined::Unsupported("luma subsampled below chroma"));
-                }
-                let keep = |i: usize| rgb || i == 0;
-                let planes = decode_scan(
+                return Ok(Headers {
                     frame,
-                    &scan,
-                    &tables,
+                    scan,
+                    quant,
+                    dc: dc_tables,
+                    ac: ac_tables,
                     restart_interval,
-                    reduction,
-                    keep,
+                    rgb,
                     data,
-                )?;
-                return Ok(assemble(frame, planes, reduction, rgb));
+                });
             }
             0xD8 | 0xD9 => return Err(Declined::Corrupt("no scan before end of image")),
             0xDC => return Err(Declined::Unsupported("height defined by a DNL marker")),
@@ -378,12 +431,6 @@ fn parse_dht(
     Ok(())
 }
 
-struct Tables<'t> {
-    quant: &'t [Option<[u16; 64]>; 4],
-    dc: &'t [Option<Box<Huffman>>; 4],
-    ac: &'t [Option<Box<Huffman>>; 4],
-}
-
 /// One component's reduced samples: `width x height` bytes, whole blocks.
 struct Plane {
     width: usize,
@@ -399,45 +446,86 @@ pub(super) type Coefs = [i32; 32];
 
 pub(super) const DROP: u8 = 16;
 
-/// Decodes the scan into one plane per component; components for which
-/// `keep` is false are parsed but left as empty planes.
-fn decode_scan(
-    frame: &Frame,
-    scan: &Scan,
-    tables: &Tables<'_>,
-    restart_interval: u16,
-    reduction: u32,
-    keep: impl Fn(usize) -> bool,
-    data: &[u8],
-) -> Result<Vec<Plane>> {
-    // One copy of the block loop per output block size: the transform is
-    // then fixed at compile time, and the 1/4 and 1/8 loops carry no
-    // SSE4.1 flag (with one loop for all three, adding the flag made the
-    // 1/4 decode 1.5% slower).
-    match reduction {
-        2 => decode_scan_bs::<4>(frame, scan, tables, restart_interval, keep, data),
-        4 => decode_scan_bs::<2>(frame, scan, tables, restart_interval, keep, data),
-        8 => decode_scan_bs::<1>(frame, scan, tables, restart_interval, keep, data),
-        _ => Err(Declined::NotReduced),
+/// What the block loop does with each block's kept coefficients.
+pub(super) trait BlockSink {
+    /// Whether component `comp` (frame order) is used; the blocks of the
+    /// others are parsed (the bit stream interleaves them) and dropped.
+    fn wants(&self, comp: usize) -> bool;
+    /// Block `(bx, by)` of component `comp`, in blocks of that component,
+    /// as its dequantised top-left coefficients.
+    fn block(&mut self, comp: usize, bx: usize, by: usize, coefs: &Coefs);
+}
+
+/// Reduced-scale planes: each block becomes `BS x BS` pixels.
+struct PlaneSink<const BS: usize> {
+    planes: Vec<Plane>,
+    sse41: bool,
+}
+
+impl<const BS: usize> BlockSink for PlaneSink<BS> {
+    #[inline(always)]
+    fn wants(&self, comp: usize) -> bool {
+        self.planes[comp].width != 0
+    }
+
+    #[inline(always)]
+    fn block(&mut self, comp: usize, bx: usize, by: usize, coefs: &Coefs) {
+        let p = &mut self.planes[comp];
+        let stride = p.width;
+        let out = &mut p.data[by * BS * stride + bx * BS..];
+        match BS {
+            4 => idct4_dispatch(self.sse41, coefs, stride, out),
+            2 => idct2(coefs, stride, out),
+            _ => out[0] = clamp(coefs[0].wrapping_add(1024) / 8),
+        }
     }
 }
 
-/// [`decode_scan`] for output blocks of `BS x BS` pixels.
-fn decode_scan_bs<const BS: usize>(
-    frame: &Frame,
-    scan: &Scan,
-    tables: &Tables<'_>,
-    restart_interval: u16,
+/// Decodes the scan into one plane per component at `BS / 8` scale;
+/// components for which `keep` is false are parsed but left as empty
+/// planes.
+fn decode_planes<const BS: usize>(
+    hd: &Headers<'_>,
     keep: impl Fn(usize) -> bool,
-    data: &[u8],
 ) -> Result<Vec<Plane>> {
-    let bs = BS;
+    let frame = &hd.frame;
+    let (mcux, mcuy) = frame.mcus();
+    let planes = frame
+        .components
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let (width, height) = if keep(i) {
+                (mcux * c.h * BS, mcuy * c.v * BS)
+            } else {
+                (0, 0)
+            };
+            Plane {
+                width,
+                height,
+                data: vec![0u8; width * height],
+            }
+        })
+        .collect();
+    #[cfg(target_arch = "x86_64")]
+    let sse41 = BS == 4 && std::arch::is_x86_feature_detected!("sse4.1");
+    #[cfg(not(target_arch = "x86_64"))]
+    let sse41 = false;
+    let mut sink = PlaneSink::<BS> { planes, sse41 };
+    decode_blocks::<BS, _>(hd, &mut sink)?;
+    Ok(sink.planes)
+}
+
+/// Decodes every block of the scan, keeping the top-left `BS x BS`
+/// coefficients of each, and hands the blocks `sink` wants to it.
+fn decode_blocks<const BS: usize, S: BlockSink>(hd: &Headers<'_>, sink: &mut S) -> Result<()> {
+    let frame = &hd.frame;
     // Where each zig-zag coefficient goes in `Coefs`.
     let mut slot = [DROP; 64];
     for (k, &nat) in ZIGZAG.iter().enumerate() {
         let (row, col) = (usize::from(nat) / 8, usize::from(nat) % 8);
-        if row < bs && col < bs {
-            slot[k] = (row * bs + col) as u8;
+        if row < BS && col < BS {
+            slot[k] = (row * BS + col) as u8;
         }
     }
     struct Comp<'t> {
@@ -447,12 +535,12 @@ fn decode_scan_bs<const BS: usize>(
         dc: &'t Huffman,
         ac: &'t Huffman,
         pred: i32,
-        plane: Plane,
+        wanted: bool,
     }
     let (mcux, mcuy) = frame.mcus();
     let mut comps = Vec::with_capacity(frame.components.len());
-    for (i, (c, &(dc, ac))) in frame.components.iter().zip(&scan.tables).enumerate() {
-        let q = tables.quant[c.quant]
+    for (i, (c, &(dc, ac))) in frame.components.iter().zip(&hd.scan.tables).enumerate() {
+        let q = hd.quant[c.quant]
             .as_ref()
             .ok_or(Declined::Corrupt("missing quantisation table"))?;
         let mut quant = [0i32; 64];
@@ -460,30 +548,21 @@ fn decode_scan_bs<const BS: usize>(
         for (k, &nat) in ZIGZAG.iter().enumerate() {
             quant[k] = i32::from(q[usize::from(nat)]);
         }
-        let (width, height) = if keep(i) {
-            (mcux * c.h * bs, mcuy * c.v * bs)
-        } else {
-            (0, 0)
-        };
         comps.push(Comp {
             h: c.h,
             v: c.v,
             quant,
-            dc: tables.dc[dc]
+            dc: hd.dc[dc]
                 .as_deref()
                 .ok_or(Declined::Corrupt("missing DC Huffman table"))?,
-            ac: tables.ac[ac]
+            ac: hd.ac[ac]
                 .as_deref()
                 .ok_or(Declined::Corrupt("missing AC Huffman table"))?,
             pred: 0,
-            plane: Plane {
-                width,
-                height,
-                data: vec![0u8; width * height],
-            },
+            wanted: sink.wants(i),
         });
     }
-    let mut bits = Bits::new(data);
+    let mut bits = Bits::new(hd.data);
     let mut hot = Hot::new(0, 0, 0);
     let single = comps.len() == 1;
     // A single-component scan is not interleaved: its MCU is one block, and
@@ -496,11 +575,7 @@ fn decode_scan_bs<const BS: usize>(
     } else {
         (mcux, mcuy)
     };
-    let interval = usize::from(restart_interval);
-    #[cfg(target_arch = "x86_64")]
-    let sse41 = BS == 4 && std::arch::is_x86_feature_detected!("sse4.1");
-    #[cfg(not(target_arch = "x86_64"))]
-    let sse41 = false;
+    let interval = usize::from(hd.restart_interval);
     let mut coefs: Coefs = [0; 32];
     let mut unit = 0usize;
     for uy in 0..units_y {
@@ -517,7 +592,7 @@ fn decode_scan_bs<const BS: usize>(
                 }
             }
             unit += 1;
-            for c in comps.iter_mut() {
+            for (ci, c) in comps.iter_mut().enumerate() {
                 for by in 0..c.v {
                     for bx in 0..c.h {
                         coefs[..=usize::from(DROP)].fill(0);
@@ -531,16 +606,8 @@ fn decode_scan_bs<const BS: usize>(
                             &mut c.pred,
                             &mut coefs,
                         )?;
-                        if c.plane.width == 0 {
-                            continue;
-                        }
-                        let (x, y) = ((ux * c.h + bx) * bs, (uy * c.v + by) * bs);
-                        let stride = c.plane.width;
-                        let out = &mut c.plane.data[y * stride + x..];
-                        match bs {
-                            4 => idct4_dispatch(sse41, &coefs, stride, out),
-                            2 => idct2(&coefs, stride, out),
-                            _ => out[0] = clamp(coefs[0].wrapping_add(1024) / 8),
+                        if c.wanted {
+                            sink.block(ci, ux * c.h + bx, uy * c.v + by, &coefs);
                         }
                     }
                 }
@@ -550,7 +617,7 @@ fn decode_scan_bs<const BS: usize>(
     if bits.overran(&hot) {
         return Err(Declined::Corrupt("entropy-coded data ends early"));
     }
-    Ok(comps.into_iter().map(|c| c.plane).collect())
+    Ok(())
 }
 
 #[inline(always)]
@@ -632,7 +699,7 @@ fn idct4(c: &Coefs, stride: usize, out: &mut [u8]) {
 fn idct4_dispatch(sse41: bool, c: &Coefs, stride: usize, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if sse41 {
-        // SAFETY: `sse41` is true only when `decode_scan_bs` detected
+        // SAFETY: `sse41` is true only when `decode_planes` detected
         // SSE4.1 on this CPU at run time (or in the test, after checking).
         unsafe { idct4_sse41(c, stride, out) };
         return;

@@ -17,8 +17,13 @@
 //! dominates the reduced decode; a 360 px rule took 4-7 MP images to 1/4
 //! scale and moved one by 10 bits.
 //!
-//! Sequential Huffman JPEGs (nearly all photos) go through [`baseline`],
-//! which decodes only the coefficients the reduced IDCT reads; other JPEGs
+//! For the default PDQ profile, sequential Huffman JPEGs in YCbCr or grey
+//! (nearly all photos) skip pixels altogether: [`luma_grid`] computes PDQ's
+//! 64x64 blurred, decimated luma from the luma blocks' DCT coefficients,
+//! which is both faster than any reduced decode and closer to the exact
+//! path (see `grid`). Where pixels are needed (the `cli512` profile, robust
+//! variants, RGB JPEGs), sequential JPEGs go through [`baseline`], which
+//! decodes only the coefficients the reduced IDCT reads, and other JPEGs
 //! (progressive, for one) through `jpeg-decoder`'s scaled decode.
 //!
 //! This is an approximation by design (the reduced IDCT is not bit-identical
@@ -29,6 +34,9 @@
 
 pub mod baseline;
 mod entropy;
+mod grid;
+
+pub use grid::LumaGrid;
 
 use std::panic::{self, AssertUnwindSafe};
 
@@ -92,6 +100,28 @@ pub fn decode_reduced(
             Err(Declined::Unsupported(_)) => decode_scaled(bytes, limits, min_side),
             Err(Declined::NotReduced | Declined::Corrupt(_)) => None,
         }
+    }))
+    .ok()
+    .flatten()
+}
+
+/// PDQ's 64x64 grid of a large YCbCr or grey sequential JPEG, computed from
+/// its luma DCT coefficients ([`baseline::luma_grid`]), or `None` when the
+/// file is not one (then [`decode_reduced`] or the exact decoder runs). The
+/// size rule is [`decode_reduced`]'s.
+pub fn luma_grid(bytes: &[u8], limits: &DecodeLimits, min_side: u32) -> Option<LumaGrid> {
+    if !is_jpeg(bytes)
+        || bytes.len() as u64 > limits.max_bytes
+        || !sigil_core::decode::jpeg_has_end_of_image(bytes)
+    {
+        return None;
+    }
+    panic::catch_unwind(AssertUnwindSafe(|| {
+        baseline::luma_grid(bytes, |w, h| {
+            limits.check_dimensions(Format::Jpeg, w, h).is_ok()
+                && reduction_for(w, h, min_side).is_some()
+        })
+        .ok()
     }))
     .ok()
     .flatten()
