@@ -528,6 +528,9 @@ fn decode_blocks<const BS: usize, S: BlockSink>(hd: &Headers<'_>, sink: &mut S) 
             slot[k] = (row * BS + col) as u8;
         }
     }
+    // Past this zig-zag position a block's values are not kept: the rest
+    // of its symbols are only parsed.
+    let last_kept = (0..64).rev().find(|&k| slot[k] != DROP).unwrap_or(0);
     struct Comp<'t> {
         h: usize,
         v: usize,
@@ -603,6 +606,7 @@ fn decode_blocks<const BS: usize, S: BlockSink>(hd: &Headers<'_>, sink: &mut S) 
                             c.ac,
                             &c.quant,
                             &slot,
+                            if c.wanted { last_kept } else { 0 },
                             &mut c.pred,
                             &mut coefs,
                         )?;

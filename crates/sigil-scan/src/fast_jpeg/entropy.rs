@@ -15,6 +15,13 @@ pub(super) const FAST_BITS: u32 = 10;
 /// The run field of a `fast_ac` entry for end-of-block.
 const FAST_EOB: usize = 0xFF;
 
+/// Peek width of the `skip` table: how many bits of symbols whose values
+/// nobody reads are parsed with one lookup.
+const SKIP_BITS: u32 = 12;
+
+/// The end-of-block flag of a `skip` entry.
+const SKIP_EOB: u16 = 1 << 11;
+
 pub(super) struct Huffman {
     /// `(length << 8) | symbol` for codes of at most FAST_BITS; 0 if longer.
     fast: [u16; 1 << FAST_BITS],
@@ -22,6 +29,12 @@ pub(super) struct Huffman {
     /// its magnitude bits both fit in FAST_BITS, run [`FAST_EOB`] for
     /// end-of-block; 0 otherwise.
     fast_ac: [i32; 1 << FAST_BITS],
+    /// AC only: the whole symbols (codes with their magnitude bits) at the
+    /// start of each SKIP_BITS-bit peek, for coefficients nobody reads:
+    /// `bits | (positions << 4) | SKIP_EOB if they end with end-of-block`,
+    /// where `positions` counts the coefficients they cover (run + 1 each,
+    /// 16 for a zero run). 0 when not even one symbol fits.
+    skip: Vec<u16>,
     /// Largest code of each length (index 1..=16), -1 when none.
     max_code: [i32; 17],
     /// Symbol index of a code of each length = code + offset.
@@ -35,6 +48,7 @@ impl Huffman {
         let mut t = Huffman {
             fast: [0; 1 << FAST_BITS],
             fast_ac: [0; 1 << FAST_BITS],
+            skip: Vec::new(),
             max_code: [-1; 17],
             offset: [0; 17],
             symbols: [0; 256],
@@ -69,6 +83,7 @@ impl Huffman {
             code <<= 1;
         }
         if is_ac {
+            t.skip = skip_table(counts, symbols);
             for (peek, &e) in t.fast.iter().enumerate() {
                 if e == 0 {
                     continue;
@@ -112,6 +127,56 @@ impl Huffman {
         }
         Err(Declined::Corrupt("bad Huffman code"))
     }
+}
+
+/// The `skip` table of an AC table (see [`Huffman`]).
+fn skip_table(counts: &[u8; 16], symbols: &[u8]) -> Vec<u16> {
+    // (length, symbol) of the code at the top of each SKIP_BITS-bit peek.
+    let mut lut = vec![(0u32, 0u8); 1 << SKIP_BITS];
+    let (mut code, mut k) = (0u32, 0usize);
+    for len in 1..=SKIP_BITS {
+        for _ in 0..counts[len as usize - 1] {
+            let Some(&sym) = symbols.get(k) else {
+                return vec![0; 1 << SKIP_BITS];
+            };
+            let shift = SKIP_BITS - len;
+            if let Some(range) =
+                lut.get_mut((code << shift) as usize..((code + 1) << shift) as usize)
+            {
+                range.fill((len, sym));
+            }
+            k += 1;
+            code += 1;
+        }
+        code <<= 1;
+    }
+    let mask = (1u32 << SKIP_BITS) - 1;
+    (0..1u32 << SKIP_BITS)
+        .map(|peek| {
+            let (mut pos, mut positions, mut entry) = (0u32, 0u32, 0u16);
+            while pos < SKIP_BITS && positions < 64 {
+                // The bits past the window read as zeros, so a code counts
+                // only when it ends inside the window.
+                let (len, sym) = lut[((peek << pos) & mask) as usize];
+                let room = SKIP_BITS - pos;
+                if len == 0 || len > room {
+                    break;
+                }
+                if sym == 0 {
+                    entry = (pos + len) as u16 | (positions << 4) as u16 | SKIP_EOB;
+                    break;
+                }
+                let (run, size) = (u32::from(sym >> 4), u32::from(sym & 15));
+                if len + size > room {
+                    break;
+                }
+                pos += len + size;
+                positions += run + 1;
+                entry = pos as u16 | (positions << 4) as u16;
+            }
+            entry
+        })
+        .collect()
 }
 
 /// The signed value of `size` magnitude bits (JPEG's EXTEND).
@@ -311,6 +376,7 @@ pub(super) fn decode_block(
     ac: &Huffman,
     quant: &[i32; 64],
     slot: &[u8; 64],
+    last_kept: usize,
     pred: &mut i32,
     coefs: &mut Coefs,
 ) -> Result<Hot> {
@@ -322,6 +388,9 @@ pub(super) fn decode_block(
     *pred = pred.wrapping_add(b.receive_extend(size));
     coefs[0] = pred.wrapping_mul(quant[0]);
     let mut k = 1usize;
+    if last_kept == 0 {
+        return skip_ac(bits, b, ac, k);
+    }
     loop {
         // 32 bits cover the longest code (16) and its magnitude bits (16);
         // a refill leaves at least 57, so most symbols skip it.
@@ -365,6 +434,49 @@ pub(super) fn decode_block(
         if k == 64 {
             break;
         }
+        if k > last_kept {
+            return skip_ac(bits, b, ac, k);
+        }
     }
     Ok(b)
+}
+
+/// Parses the rest of a block's AC symbols from position `k` on without
+/// their values, several symbols per lookup where they fit in the `skip`
+/// table's window.
+#[inline(always)]
+fn skip_ac(bits: &mut Bits<'_>, mut b: Hot, ac: &Huffman, mut k: usize) -> Result<Hot> {
+    loop {
+        if b.n() < 32 {
+            b = bits.fill(b);
+        }
+        let e = ac.skip[b.peek(SKIP_BITS) as usize];
+        // An end-of-block counts as one more position: it must come before
+        // position 64, or its bits are the next block's.
+        let positions = usize::from((e >> 4) & 0x7F) + usize::from(e & SKIP_EOB != 0);
+        if e != 0 && k + positions <= 64 {
+            b.consume(u32::from(e & 0xF));
+            k += positions;
+            if e & SKIP_EOB != 0 || k == 64 {
+                return Ok(b);
+            }
+            continue;
+        }
+        // One symbol at a time where the window holds none whole, or near
+        // the block's end.
+        let rs = ac.decode(&mut b)?;
+        let (run, size) = (usize::from(rs >> 4), u32::from(rs & 15));
+        if size == 0 && run != 15 {
+            return Ok(b); // end of block
+        }
+        k += run;
+        if k > 63 {
+            return Err(Declined::Corrupt("coefficient index past 63"));
+        }
+        b.consume(size);
+        k += 1;
+        if k == 64 {
+            return Ok(b);
+        }
+    }
 }
