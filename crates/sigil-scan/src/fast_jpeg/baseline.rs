@@ -95,7 +95,8 @@ pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Res
 /// PDQ's blurred, decimated 64x64 luma of a YCbCr or grey JPEG, computed
 /// from the DCT coefficients of its Y blocks without an inverse DCT (see
 /// [`super::grid`]). `accept` sees the frame's width and height and says
-/// whether to go on (the caller's limits and size rule).
+/// whether to go on (the caller's limits and size rule); [`Declined::NotReduced`]
+/// when it refuses or a side is too short for the grid (under 600 px).
 pub fn luma_grid(bytes: &[u8], accept: impl FnOnce(u32, u32) -> bool) -> Result<LumaGrid> {
     let hd = parse_headers(bytes)?;
     let frame = &hd.frame;
@@ -108,7 +109,7 @@ pub fn luma_grid(bytes: &[u8], accept: impl FnOnce(u32, u32) -> bool) -> Result<
     if !hd.luma_full_size() {
         return Err(Declined::Unsupported("luma subsampled below chroma"));
     }
-    let mut sink = GridSink::new(frame.width, frame.height);
+    let mut sink = GridSink::new(frame.width, frame.height).ok_or(Declined::NotReduced)?;
     decode_blocks::<GRID_COEFS, _>(&hd, &mut sink)?;
     Ok(sink.finish())
 }
