@@ -94,7 +94,7 @@ pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Res
 
 /// PDQ's blurred, decimated 64x64 luma of a YCbCr or grey JPEG, computed
 /// from the DCT coefficients of its Y blocks without an inverse DCT (see
-/// [`super::grid`]). `accept` sees the frame's width and height and says
+/// `fast_jpeg::grid`). `accept` sees the frame's width and height and says
 /// whether to go on (the caller's limits and size rule); [`Declined::NotReduced`]
 /// when it refuses or a side is too short for the grid (under 600 px).
 pub fn luma_grid(bytes: &[u8], accept: impl FnOnce(u32, u32) -> bool) -> Result<LumaGrid> {

@@ -1,36 +1,31 @@
-//! `--fast`: decode large JPEGs at a reduced DCT scale.
+//! `--fast`: hash large JPEGs without decoding them at full resolution.
 //!
 //! PDQ reduces every image to 64x64 samples (a Jarosz box filter, then
 //! decimation), so decoding a 12 MP photo at full resolution mostly produces
-//! pixels the hash averages away. A JPEG decoder can instead run a reduced
-//! inverse DCT per 8x8 block and output the image at 1/2, 1/4 or 1/8 scale,
-//! skipping most of the IDCT, colour conversion and upsampling work, and
-//! leaving PDQ a 4-64x smaller image to filter.
+//! pixels the hash averages away. Two shortcuts, both taken only when the
+//! image's *shorter* side is at least 2 x [`FAST_MIN_SIDE`] (1024 px):
 //!
-//! The scale is the smallest of 1/8, 1/4, 1/2 that keeps the *shorter* side
-//! at or above [`FAST_MIN_SIDE`] pixels. Images whose shorter side is under
-//! 2 x [`FAST_MIN_SIDE`] gain nothing and take the exact path. 512 px was
-//! chosen by measurement on JPEGs of the photo corpus (BENCHMARKS.md,
-//! "Batch scan"): at 256 px the reduced 8 MP images moved PDQ by up to 16
-//! bits (p95 12), at 512 px by at most 8 (mean 2.9) for 94% of the speed
-//! (with `jpeg-decoder`), since entropy decoding, which no scale skips,
-//! dominates the reduced decode; a 360 px rule took 4-7 MP images to 1/4
-//! scale and moved one by 10 bits.
+//! - For the default PDQ profile, sequential Huffman JPEGs in YCbCr or grey
+//!   (nearly all photos) skip pixels altogether: [`luma_grid`] computes
+//!   PDQ's 64x64 blurred, decimated luma from the luma blocks' DCT
+//!   coefficients (see `grid`). On the corpus's 4-8 MP JPEGs this moved
+//!   hashes by at most 2 bits from the exact path, where the reduced decode
+//!   below moved them by up to 8, and it is faster: entropy decoding is all
+//!   that is left.
+//! - Where pixels are needed (the `cli512` profile, robust variants, RGB
+//!   JPEGs), [`decode_reduced`] runs a reduced inverse DCT per block and
+//!   outputs the image at the smallest of 1/8, 1/4, 1/2 scale that keeps
+//!   the shorter side at or above [`FAST_MIN_SIDE`]: [`baseline`] for
+//!   sequential JPEGs (it decodes only the coefficients the reduced IDCT
+//!   reads), `jpeg-decoder`'s scaled decode for the others (progressive,
+//!   for one). 512 px was chosen by measurement (BENCHMARKS.md, "Batch
+//!   scan"): at 256 px the reduced 8 MP images moved PDQ by up to 16 bits,
+//!   at 512 px by at most 8; a 360 px rule moved one 4-7 MP image by 10.
 //!
-//! For the default PDQ profile, sequential Huffman JPEGs in YCbCr or grey
-//! (nearly all photos) skip pixels altogether: [`luma_grid`] computes PDQ's
-//! 64x64 blurred, decimated luma from the luma blocks' DCT coefficients,
-//! which is both faster than any reduced decode and closer to the exact
-//! path (see `grid`). Where pixels are needed (the `cli512` profile, robust
-//! variants, RGB JPEGs), sequential JPEGs go through [`baseline`], which
-//! decodes only the coefficients the reduced IDCT reads, and other JPEGs
-//! (progressive, for one) through `jpeg-decoder`'s scaled decode.
-//!
-//! This is an approximation by design (the reduced IDCT is not bit-identical
-//! to a full decode then a resize), hence opt-in. Anything unusual (not an
-//! 8-bit RGB or grey JPEG, over the limits, a decoder error or panic)
-//! returns `None` and the caller falls back to the exact decoder, which
-//! produces the proper typed error.
+//! Both are approximations by design (neither is bit-identical to a full
+//! decode), hence opt-in. Anything unusual (not an 8-bit RGB or grey JPEG,
+//! over the limits, a decoder error or panic) returns `None` and the caller
+//! falls back to the exact decoder, which produces the proper typed error.
 
 pub mod baseline;
 mod entropy;
