@@ -91,7 +91,8 @@ pub struct Args {
     /// PDQ hashes below this quality are not matched (verdict low_quality).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
     min_quality: u32,
-    /// Decode large JPEGs at reduced DCT scale (faster, approximate; see BENCHMARKS.md).
+    /// Hash large JPEGs from their DCT coefficients or a reduced-scale decode
+    /// (faster, approximate; see BENCHMARKS.md).
     #[arg(long)]
     fast: bool,
     /// PDQ pre-processing profile: full (HMA, python-threatexchange) or

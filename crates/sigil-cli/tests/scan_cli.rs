@@ -390,3 +390,64 @@ fn scan_is_read_only_and_writes_no_image_bytes() {
     assert_eq!(st.code(), Some(2));
     assert_eq!(snapshot(&tree), before);
 }
+
+#[test]
+fn fast_scan_of_a_large_jpeg_stays_close_to_the_exact_hash() {
+    let d = tempfile::tempdir().unwrap();
+    let idx = d.path().join("index");
+    build_index(&idx);
+    // A 2000x1255 sequential JPEG (the bridge fixture upscaled): its shorter
+    // side is over 1024 px, so --fast hashes it from DCT coefficients with
+    // the full profile and decodes it at 1/2 scale with cli512.
+    let tree = d.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    let big = image::open(testdata().join("originals/bridge-mods/aaa-orig.jpg"))
+        .unwrap()
+        .resize_exact(2000, 1255, image::imageops::FilterType::Triangle)
+        .to_rgb8();
+    let file = fs::File::create(tree.join("big.jpg")).unwrap();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(file, 90)
+        .encode_image(&big)
+        .unwrap();
+    for profile in ["full", "cli512"] {
+        let run = |fast: bool| {
+            let name = format!("{profile}-{fast}");
+            let out = d.path().join(format!("{name}.jsonl"));
+            let summary = d.path().join(format!("{name}.json"));
+            let mut cmd = sigil();
+            cmd.args(["scan", "--quiet", "--profile", profile, "--index"])
+                .arg(&idx)
+                .arg(&tree)
+                .arg("--output")
+                .arg(&out)
+                .arg("--summary-json")
+                .arg(&summary);
+            if fast {
+                cmd.arg("--fast");
+            }
+            let st = cmd.status().unwrap();
+            let rec = lines(&out).remove(0);
+            let s: serde_json::Value =
+                serde_json::from_str(&fs::read_to_string(&summary).unwrap()).unwrap();
+            (st.code(), rec, s["fast_decodes"].as_u64())
+        };
+        let (code, exact, fast_count) = run(false);
+        assert_eq!(fast_count, Some(0), "{profile}");
+        let (fast_code, fast, fast_count) = run(true);
+        assert_eq!(
+            fast_count,
+            Some(1),
+            "{profile}: --fast did not take the file"
+        );
+        let hash = |r: &serde_json::Value| PdqHash::from_hex(r["pdq"].as_str().unwrap()).unwrap();
+        let bits = hash(&exact).hamming(&hash(&fast));
+        assert!(
+            bits <= 8,
+            "{profile}: --fast is {bits} bits from the exact hash"
+        );
+        // The upscaled copy still matches the original's listed hash.
+        assert_eq!((code, fast_code), (Some(1), Some(1)), "{profile}");
+        assert_eq!(fast["verdict"], "match", "{profile}");
+        eprintln!("{profile}: {bits} bits");
+    }
+}
