@@ -57,6 +57,14 @@ pub fn reduction_for(width: u32, height: u32, min_side: u32) -> Option<u32> {
         .find(|&d| short / d >= min_side.max(1))
 }
 
+/// Whether `bytes` may go to a fast path at all: a complete JPEG (the exact
+/// decoder reports truncated ones) within the byte limit.
+fn is_candidate(bytes: &[u8], limits: &DecodeLimits) -> bool {
+    is_jpeg(bytes)
+        && bytes.len() as u64 <= limits.max_bytes
+        && sigil_core::decode::jpeg_has_end_of_image(bytes)
+}
+
 /// Decodes `bytes` at reduced scale when it is a large enough JPEG.
 /// Returns the image and the reduction used, or `None` to use the exact path.
 pub fn decode_reduced(
@@ -64,10 +72,7 @@ pub fn decode_reduced(
     limits: &DecodeLimits,
     min_side: u32,
 ) -> Option<(DecodedImage, u32)> {
-    if !is_jpeg(bytes)
-        || bytes.len() as u64 > limits.max_bytes
-        || !sigil_core::decode::jpeg_has_end_of_image(bytes)
-    {
+    if !is_candidate(bytes, limits) {
         return None;
     }
     panic::catch_unwind(AssertUnwindSafe(|| {
@@ -105,10 +110,7 @@ pub fn decode_reduced(
 /// file is not one (then [`decode_reduced`] or the exact decoder runs). The
 /// size rule is [`decode_reduced`]'s.
 pub fn luma_grid(bytes: &[u8], limits: &DecodeLimits, min_side: u32) -> Option<LumaGrid> {
-    if !is_jpeg(bytes)
-        || bytes.len() as u64 > limits.max_bytes
-        || !sigil_core::decode::jpeg_has_end_of_image(bytes)
-    {
+    if !is_candidate(bytes, limits) {
         return None;
     }
     panic::catch_unwind(AssertUnwindSafe(|| {
