@@ -71,25 +71,25 @@ const ZIGZAG: [u8; 64] = [
 /// frame's width and height, checks them against the caller's limits and
 /// returns the reduction (2, 4 or 8), or `None` for no reduced decode.
 pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Result<Reduced> {
-    let hd = parse_headers(bytes)?;
-    let frame = &hd.frame;
-    let reduction = choose(frame.width, frame.height).ok_or(Declined::NotReduced)?;
-    if !hd.rgb && !hd.luma_full_size() {
+    let mut hd = parse_headers(bytes)?;
+    let reduction = choose(hd.frame.width, hd.frame.height).ok_or(Declined::NotReduced)?;
+    let rgb = hd.rgb;
+    if !rgb && !hd.luma_full_size() {
         // Grey output is the Y plane as is; it must be full size.
         return Err(Declined::Unsupported("luma subsampled below chroma"));
     }
-    let keep = |i: usize| hd.rgb || i == 0;
+    let keep = |i: usize| rgb || i == 0;
     let planes = match reduction {
         // One copy of the block loop per output block size: the transform
         // is then fixed at compile time, and the 1/4 and 1/8 loops carry no
         // SSE4.1 flag (with one loop for all three, adding the flag made the
         // 1/4 decode 1.5% slower).
-        2 => decode_planes::<4>(&hd, keep)?,
-        4 => decode_planes::<2>(&hd, keep)?,
-        8 => decode_planes::<1>(&hd, keep)?,
+        2 => decode_planes::<4>(&mut hd, keep)?,
+        4 => decode_planes::<2>(&mut hd, keep)?,
+        8 => decode_planes::<1>(&mut hd, keep)?,
         _ => return Err(Declined::NotReduced),
     };
-    Ok(assemble(frame, planes, reduction, hd.rgb))
+    Ok(assemble(&hd.frame, planes, reduction, rgb))
 }
 
 /// PDQ's blurred, decimated 64x64 luma of a YCbCr or grey JPEG, computed
@@ -98,9 +98,9 @@ pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Res
 /// whether to go on (the caller's limits and size rule); [`Declined::NotReduced`]
 /// when it refuses or a side is too short for the grid (under 600 px).
 pub fn luma_grid(bytes: &[u8], accept: impl FnOnce(u32, u32) -> bool) -> Result<LumaGrid> {
-    let hd = parse_headers(bytes)?;
-    let frame = &hd.frame;
-    if !accept(frame.width, frame.height) {
+    let mut hd = parse_headers(bytes)?;
+    let (width, height) = (hd.frame.width, hd.frame.height);
+    if !accept(width, height) {
         return Err(Declined::NotReduced);
     }
     if hd.rgb {
@@ -109,8 +109,8 @@ pub fn luma_grid(bytes: &[u8], accept: impl FnOnce(u32, u32) -> bool) -> Result<
     if !hd.luma_full_size() {
         return Err(Declined::Unsupported("luma subsampled below chroma"));
     }
-    let mut sink = GridSink::new(frame.width, frame.height).ok_or(Declined::NotReduced)?;
-    decode_blocks::<GRID_COEFS, _>(&hd, &mut sink)?;
+    let mut sink = GridSink::new(width, height).ok_or(Declined::NotReduced)?;
+    decode_blocks::<GRID_COEFS, _>(&mut hd, &mut sink)?;
     Ok(sink.finish())
 }
 
@@ -486,7 +486,7 @@ impl<const BS: usize> BlockSink for PlaneSink<BS> {
 /// components for which `keep` is false are parsed but left as empty
 /// planes.
 fn decode_planes<const BS: usize>(
-    hd: &Headers<'_>,
+    hd: &mut Headers<'_>,
     keep: impl Fn(usize) -> bool,
 ) -> Result<Vec<Plane>> {
     let frame = &hd.frame;
@@ -519,7 +519,11 @@ fn decode_planes<const BS: usize>(
 
 /// Decodes every block of the scan, keeping the top-left `BS x BS`
 /// coefficients of each, and hands the blocks `sink` wants to it.
-fn decode_blocks<const BS: usize, S: BlockSink>(hd: &Headers<'_>, sink: &mut S) -> Result<()> {
+fn decode_blocks<const BS: usize, S: BlockSink>(hd: &mut Headers<'_>, sink: &mut S) -> Result<()> {
+    for t in hd.ac.iter_mut().flatten() {
+        t.prepare_skip();
+    }
+    let hd = &*hd;
     let frame = &hd.frame;
     // Where each zig-zag coefficient goes in `Coefs`.
     let mut slot = [DROP; 64];

@@ -29,12 +29,16 @@ pub(super) struct Huffman {
     /// its magnitude bits both fit in FAST_BITS, run [`FAST_EOB`] for
     /// end-of-block; 0 otherwise.
     fast_ac: [i32; 1 << FAST_BITS],
-    /// AC only: the whole symbols (codes with their magnitude bits) at the
-    /// start of each SKIP_BITS-bit peek, for coefficients nobody reads:
-    /// `bits | (positions << 4) | SKIP_EOB if they end with end-of-block`,
-    /// where `positions` counts the coefficients they cover (run + 1 each,
-    /// 16 for a zero run). 0 when not even one symbol fits.
+    /// AC only, built by [`Huffman::prepare_skip`] once a scan is to be
+    /// decoded (most headers parsed under `--fast` belong to images too
+    /// small for it): the whole symbols (codes with their magnitude bits)
+    /// at the start of each SKIP_BITS-bit peek, for coefficients nobody
+    /// reads: `bits | (positions << 4) | SKIP_EOB if they end with
+    /// end-of-block`, where `positions` counts the coefficients they cover
+    /// (run + 1 each, 16 for a zero run). 0 when not even one symbol fits.
     skip: Vec<u16>,
+    /// Codes of each length 1..=16, kept for `prepare_skip`.
+    counts: [u8; 16],
     /// Largest code of each length (index 1..=16), -1 when none.
     max_code: [i32; 17],
     /// Symbol index of a code of each length = code + offset.
@@ -49,6 +53,7 @@ impl Huffman {
             fast: [0; 1 << FAST_BITS],
             fast_ac: [0; 1 << FAST_BITS],
             skip: Vec::new(),
+            counts: *counts,
             max_code: [-1; 17],
             offset: [0; 17],
             symbols: [0; 256],
@@ -83,7 +88,6 @@ impl Huffman {
             code <<= 1;
         }
         if is_ac {
-            t.skip = skip_table(counts, symbols);
             for (peek, &e) in t.fast.iter().enumerate() {
                 if e == 0 {
                     continue;
@@ -103,6 +107,13 @@ impl Huffman {
             }
         }
         Ok(t)
+    }
+
+    /// Builds the `skip` table of an AC table (once).
+    pub(super) fn prepare_skip(&mut self) {
+        if self.skip.is_empty() {
+            self.skip = skip_table(&self.counts, &self.symbols[..self.count]);
+        }
     }
 
     #[inline]
