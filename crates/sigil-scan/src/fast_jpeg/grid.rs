@@ -53,8 +53,9 @@ const PAD: usize = 64;
 
 /// One axis: for each block along it, the (at most two) grid outputs whose
 /// weights reach into the block. Exactly two per block, padded with zero
-/// weights, so the per-block work has no data-dependent branches (with a
-/// variable count, the loop exits mispredicted and cost 6.6 ns per block).
+/// weights, so the per-block work has fixed trip counts: with a variable
+/// count the accumulation cost 6.6 ns per luma block, with two 3.9 ns
+/// (4-7 MP photos, against a decode with the accumulation switched off).
 struct AxisTaps {
     per_block: Vec<[Tap; 2]>,
 }
