@@ -448,6 +448,5 @@ fn fast_scan_of_a_large_jpeg_stays_close_to_the_exact_hash() {
         // The upscaled copy still matches the original's listed hash.
         assert_eq!((code, fast_code), (Some(1), Some(1)), "{profile}");
         assert_eq!(fast["verdict"], "match", "{profile}");
-        eprintln!("{profile}: {bits} bits");
     }
 }
