@@ -26,7 +26,7 @@ use sigil_eval::robust::{
     best_per_entry, robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions,
 };
 
-use crate::fast_jpeg;
+use crate::fast_jpeg::{self, FastDecode};
 use crate::journal::record_key;
 use crate::lookup::Lookup;
 use crate::output::{OutputFormat, RecordWriter};
@@ -483,20 +483,18 @@ fn scan_file(
     let mut fast_used = false;
     let decoded: Result<Decoded, DecodeError> = timed(&mut times.decode, || {
         if cfg.fast && !cfg.decode.apply_exif_orientation {
-            let limits = &cfg.decode.limits;
             // The grid is the full-resolution image's; the cli512 profile
             // and the robust variants need pixels.
-            if cfg.profile == Profile::Full && !cfg.robust.is_on() {
-                if let Some(grid) = fast_jpeg::luma_grid(&bytes, limits, fast_jpeg::FAST_MIN_SIDE) {
-                    fast_used = true;
-                    return Ok(Decoded::Grid(grid));
-                }
-            }
-            if let Some((img, _reduction)) =
-                fast_jpeg::decode_reduced(&bytes, limits, fast_jpeg::FAST_MIN_SIDE)
+            let grid = cfg.profile == Profile::Full && !cfg.robust.is_on();
+            let limits = &cfg.decode.limits;
+            if let Some(fast) =
+                fast_jpeg::decode_fast(&bytes, limits, fast_jpeg::FAST_MIN_SIDE, grid)
             {
                 fast_used = true;
-                return Ok(Decoded::Image(img));
+                return Ok(match fast {
+                    FastDecode::Grid(g) => Decoded::Grid(g),
+                    FastDecode::Image(img, _reduction) => Decoded::Image(img),
+                });
             }
         }
         sigil_core::decode::decode(&bytes, &cfg.decode).map(Decoded::Image)

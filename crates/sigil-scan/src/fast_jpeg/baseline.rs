@@ -72,24 +72,9 @@ const ZIGZAG: [u8; 64] = [
 /// returns the reduction (2, 4 or 8), or `None` for no reduced decode.
 pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Result<Reduced> {
     let mut hd = parse_headers(bytes)?;
-    let reduction = choose(hd.frame.width, hd.frame.height).ok_or(Declined::NotReduced)?;
-    let rgb = hd.rgb;
-    if !rgb && !hd.luma_full_size() {
-        // Grey output is the Y plane as is; it must be full size.
-        return Err(Declined::Unsupported("luma subsampled below chroma"));
-    }
-    let keep = |i: usize| rgb || i == 0;
-    let planes = match reduction {
-        // One copy of the block loop per output block size: the transform
-        // is then fixed at compile time, and the 1/4 and 1/8 loops carry no
-        // SSE4.1 flag (with one loop for all three, adding the flag made the
-        // 1/4 decode 1.5% slower).
-        2 => decode_planes::<4>(&mut hd, keep)?,
-        4 => decode_planes::<2>(&mut hd, keep)?,
-        8 => decode_planes::<1>(&mut hd, keep)?,
-        _ => return Err(Declined::NotReduced),
-    };
-    Ok(assemble(&hd.frame, planes, reduction, rgb))
+    let (width, height) = hd.size();
+    let reduction = choose(width, height).ok_or(Declined::NotReduced)?;
+    hd.reduced(reduction)
 }
 
 /// PDQ's blurred, decimated 64x64 luma of a YCbCr or grey JPEG, computed
@@ -99,23 +84,18 @@ pub fn decode(bytes: &[u8], choose: impl FnOnce(u32, u32) -> Option<u32>) -> Res
 /// when it refuses or a side is too short for the grid (under 600 px).
 pub fn luma_grid(bytes: &[u8], accept: impl FnOnce(u32, u32) -> bool) -> Result<LumaGrid> {
     let mut hd = parse_headers(bytes)?;
-    let (width, height) = (hd.frame.width, hd.frame.height);
+    let (width, height) = hd.size();
     if !accept(width, height) {
         return Err(Declined::NotReduced);
     }
-    if hd.rgb {
-        return Err(Declined::Unsupported("RGB components, no luma plane"));
-    }
-    if !hd.luma_full_size() {
-        return Err(Declined::Unsupported("luma subsampled below chroma"));
-    }
-    let mut sink = GridSink::new(width, height).ok_or(Declined::NotReduced)?;
-    decode_blocks::<GRID_COEFS, _>(&mut hd, &mut sink)?;
-    Ok(sink.finish())
+    hd.luma_grid()
 }
 
 /// Everything a scan needs from the markers before its entropy-coded data.
-struct Headers<'a> {
+/// Parsed once; then either output can be asked for, and the grid's
+/// refusals (RGB, subsampled luma, too small) come before any decoding, so
+/// a refused grid leaves the headers ready for [`Headers::reduced`].
+pub(super) struct Headers<'a> {
     frame: Frame,
     scan: Scan,
     quant: [Option<[u16; 64]>; 4],
@@ -129,15 +109,55 @@ struct Headers<'a> {
 }
 
 impl Headers<'_> {
+    /// The frame's width and height.
+    pub(super) fn size(&self) -> (u32, u32) {
+        (self.frame.width, self.frame.height)
+    }
+
     /// Whether the first component is sampled at the full frame size.
     fn luma_full_size(&self) -> bool {
         let y = &self.frame.components[0];
         y.h == self.frame.hmax && y.v == self.frame.vmax
     }
+
+    /// The image at 1/`reduction` scale (2, 4 or 8).
+    pub(super) fn reduced(&mut self, reduction: u32) -> Result<Reduced> {
+        let rgb = self.rgb;
+        if !rgb && !self.luma_full_size() {
+            // Grey output is the Y plane as is; it must be full size.
+            return Err(Declined::Unsupported("luma subsampled below chroma"));
+        }
+        let keep = |i: usize| rgb || i == 0;
+        let planes = match reduction {
+            // One copy of the block loop per output block size: the
+            // transform is then fixed at compile time, and the 1/4 and 1/8
+            // loops carry no SSE4.1 flag (with one loop for all three,
+            // adding the flag made the 1/4 decode 1.5% slower).
+            2 => decode_planes::<4>(self, keep)?,
+            4 => decode_planes::<2>(self, keep)?,
+            8 => decode_planes::<1>(self, keep)?,
+            _ => return Err(Declined::NotReduced),
+        };
+        Ok(assemble(&self.frame, planes, reduction, rgb))
+    }
+
+    /// PDQ's grid from the luma coefficients (see [`luma_grid`]).
+    pub(super) fn luma_grid(&mut self) -> Result<LumaGrid> {
+        if self.rgb {
+            return Err(Declined::Unsupported("RGB components, no luma plane"));
+        }
+        if !self.luma_full_size() {
+            return Err(Declined::Unsupported("luma subsampled below chroma"));
+        }
+        let (width, height) = self.size();
+        let mut sink = GridSink::new(width, height).ok_or(Declined::NotReduced)?;
+        decode_blocks::<GRID_COEFS, _>(self, &mut sink)?;
+        Ok(sink.finish())
+    }
 }
 
 /// Parses the markers up to and including the first start-of-scan.
-fn parse_headers(bytes: &[u8]) -> Result<Headers<'_>> {
+pub(super) fn parse_headers(bytes: &[u8]) -> Result<Headers<'_>> {
     if bytes.len() < 4 || bytes[0] != 0xFF || bytes[1] != 0xD8 {
         return Err(Declined::Corrupt("no start-of-image marker"));
     }

@@ -6,7 +6,7 @@
 //! image's *shorter* side is at least 2 x [`FAST_MIN_SIDE`] (1024 px):
 //!
 //! - For the default PDQ profile, sequential Huffman JPEGs in YCbCr or grey
-//!   (nearly all photos) skip pixels altogether: [`luma_grid`] computes
+//!   (nearly all photos) skip pixels altogether: [`decode_fast`] computes
 //!   PDQ's 64x64 blurred, decimated luma from the luma blocks' DCT
 //!   coefficients (see `grid`). On the corpus's 4-8 MP JPEGs this moved
 //!   hashes by at most 2 bits from the exact path, where the reduced decode
@@ -65,25 +65,50 @@ fn is_candidate(bytes: &[u8], limits: &DecodeLimits) -> bool {
         && sigil_core::decode::jpeg_has_end_of_image(bytes)
 }
 
-/// Decodes `bytes` at reduced scale when it is a large enough JPEG.
-/// Returns the image and the reduction used, or `None` to use the exact path.
-pub fn decode_reduced(
+/// What a fast path produced.
+#[derive(Debug)]
+pub enum FastDecode {
+    /// PDQ's grid from the luma DCT coefficients.
+    Grid(LumaGrid),
+    /// The image at reduced scale, and the reduction (2, 4 or 8).
+    Image(DecodedImage, u32),
+}
+
+/// The fast path for `bytes` when it is a large enough JPEG, or `None` to
+/// use the exact path. With `grid` (the caller needs no pixels), a YCbCr or
+/// grey sequential JPEG comes back as [`FastDecode::Grid`]; otherwise, and
+/// for JPEGs the grid does not take, as a reduced-scale image. The headers
+/// are parsed once for both.
+pub fn decode_fast(
     bytes: &[u8],
     limits: &DecodeLimits,
     min_side: u32,
-) -> Option<(DecodedImage, u32)> {
+    grid: bool,
+) -> Option<FastDecode> {
     if !is_candidate(bytes, limits) {
         return None;
     }
     panic::catch_unwind(AssertUnwindSafe(|| {
-        let choose = |w: u32, h: u32| {
-            limits
-                .check_dimensions(Format::Jpeg, w, h)
-                .is_ok()
-                .then(|| reduction_for(w, h, min_side))
-                .flatten()
+        let mut hd = match baseline::parse_headers(bytes) {
+            Ok(hd) => hd,
+            Err(Declined::Unsupported(_)) => return decode_scaled(bytes, limits, min_side),
+            Err(Declined::NotReduced | Declined::Corrupt(_)) => return None,
         };
-        match baseline::decode(bytes, choose) {
+        let (w, h) = hd.size();
+        if limits.check_dimensions(Format::Jpeg, w, h).is_err() {
+            return None;
+        }
+        let reduction = reduction_for(w, h, min_side)?;
+        if grid {
+            match hd.luma_grid() {
+                Ok(g) => return Some(FastDecode::Grid(g)),
+                Err(Declined::Corrupt(_)) => return None,
+                // Refused before decoding: the reduced decode below may
+                // still take it.
+                Err(Declined::Unsupported(_) | Declined::NotReduced) => {}
+            }
+        }
+        match hd.reduced(reduction) {
             Ok(r) => {
                 let pixels = if r.channels == 3 {
                     Pixels::Rgb8(r.pixels)
@@ -95,7 +120,7 @@ pub fn decode_reduced(
                     height: r.height,
                     pixels,
                 };
-                Some((image, r.reduction))
+                Some(FastDecode::Image(image, r.reduction))
             }
             Err(Declined::Unsupported(_)) => decode_scaled(bytes, limits, min_side),
             Err(Declined::NotReduced | Declined::Corrupt(_)) => None,
@@ -105,31 +130,21 @@ pub fn decode_reduced(
     .flatten()
 }
 
-/// PDQ's 64x64 grid of a large YCbCr or grey sequential JPEG, computed from
-/// its luma DCT coefficients ([`baseline::luma_grid`]), or `None` when the
-/// file is not one (then [`decode_reduced`] or the exact decoder runs). The
-/// size rule is [`decode_reduced`]'s.
-pub fn luma_grid(bytes: &[u8], limits: &DecodeLimits, min_side: u32) -> Option<LumaGrid> {
-    if !is_candidate(bytes, limits) {
-        return None;
-    }
-    panic::catch_unwind(AssertUnwindSafe(|| {
-        baseline::luma_grid(bytes, |w, h| {
-            limits.check_dimensions(Format::Jpeg, w, h).is_ok()
-                && reduction_for(w, h, min_side).is_some()
-        })
-        .ok()
-    }))
-    .ok()
-    .flatten()
-}
-
-/// `jpeg-decoder`'s scaled decode, for the JPEGs [`baseline`] does not take.
-fn decode_scaled(
+/// [`decode_fast`] without the grid: the reduced-scale image and the
+/// reduction used, or `None` to use the exact path.
+pub fn decode_reduced(
     bytes: &[u8],
     limits: &DecodeLimits,
     min_side: u32,
 ) -> Option<(DecodedImage, u32)> {
+    match decode_fast(bytes, limits, min_side, false)? {
+        FastDecode::Image(image, reduction) => Some((image, reduction)),
+        FastDecode::Grid(_) => None,
+    }
+}
+
+/// `jpeg-decoder`'s scaled decode, for the JPEGs [`baseline`] does not take.
+fn decode_scaled(bytes: &[u8], limits: &DecodeLimits, min_side: u32) -> Option<FastDecode> {
     let mut dec = jpeg_decoder::Decoder::new(bytes);
     dec.read_info().ok()?;
     let info = dec.info()?;
@@ -158,7 +173,7 @@ fn decode_scaled(
     } else {
         Pixels::Luma8(data)
     };
-    Some((
+    Some(FastDecode::Image(
         DecodedImage {
             width: sw,
             height: sh,
