@@ -185,7 +185,7 @@ fn kill_9_then_resume_records_every_file_exactly_once() {
             "--threads",
             "2",
             "--test-delay-ms",
-            "30",
+            "60",
             "--index",
         ])
         .arg(&idx)
@@ -274,7 +274,7 @@ fn ctrl_c_flushes_and_exits_130_then_resume_completes() {
             "--threads",
             "1",
             "--test-delay-ms",
-            "30",
+            "60",
             "--index",
         ])
         .arg(&idx)

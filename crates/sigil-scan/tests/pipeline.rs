@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashSet};
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use sigil_core::{HashKind, PdqHash};
 use sigil_scan::output::OutputTarget;
@@ -65,6 +65,46 @@ impl Lookup for MemLookup {
     }
 }
 
+/// A lookup that finds nothing and holds every call after the first `free`
+/// until `open` is called, so a test can cancel a scan at a known point
+/// whatever the speed of the machine.
+struct GatedLookup {
+    free: usize,
+    calls: AtomicUsize,
+    open: Mutex<bool>,
+    opened: Condvar,
+}
+
+impl GatedLookup {
+    fn new(free: usize) -> Self {
+        GatedLookup {
+            free,
+            calls: AtomicUsize::new(0),
+            open: Mutex::new(false),
+            opened: Condvar::new(),
+        }
+    }
+    fn open(&self) {
+        *self.open.lock().unwrap() = true;
+        self.opened.notify_all();
+    }
+}
+
+impl Lookup for GatedLookup {
+    fn pdq(&self, _: &PdqHash, _: Option<&[PdqHash; 8]>, _: u32) -> Vec<MatchRecord> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) >= self.free {
+            let mut open = self.open.lock().unwrap();
+            while !*open {
+                open = self.opened.wait(open).unwrap();
+            }
+        }
+        Vec::new()
+    }
+    fn exact(&self, _: HashKind, _: &[u8]) -> Vec<MatchRecord> {
+        Vec::new()
+    }
+}
+
 /// Collects written records in memory.
 #[derive(Clone, Default)]
 struct Sink(Arc<Mutex<Vec<u8>>>);
@@ -93,6 +133,17 @@ fn scan(
     done: &HashSet<String>,
     cancel_after: Option<u64>,
 ) -> (Vec<ScanRecord>, sigil_scan::Summary) {
+    scan_with(cfg, lookup, done, cancel_after, &|| {})
+}
+
+/// [`scan`], calling `on_cancel` once the cancel flag is raised.
+fn scan_with(
+    cfg: &ScanConfig,
+    lookup: &dyn Lookup,
+    done: &HashSet<String>,
+    cancel_after: Option<u64>,
+    on_cancel: &dyn Fn(),
+) -> (Vec<ScanRecord>, sigil_scan::Summary) {
     let sink = Sink::default();
     let mut w = RecordWriter::new(
         OutputFormat::Jsonl,
@@ -103,8 +154,8 @@ fn scan(
     let cancel = AtomicBool::new(false);
     let mut progress = |p: &sigil_scan::Progress| {
         if let Some(n) = cancel_after {
-            if p.done >= n {
-                cancel.store(true, Ordering::SeqCst);
+            if p.done >= n && !cancel.swap(true, Ordering::SeqCst) {
+                on_cancel();
             }
         }
     };
@@ -300,15 +351,23 @@ fn resume_skips_recorded_files_and_records_the_rest_once() {
             &d.path().join(format!("d{}/img{i}.jpg", i % 3)),
         );
     }
-    let lookup = MemLookup::default();
     let cfg = ScanConfig {
         roots: vec![d.path().to_path_buf()],
         threads: 1,
         ..Default::default()
     };
-    let (first, s1) = scan(&cfg, &lookup, &HashSet::new(), Some(4));
+    // Four files go through; a fifth, if the worker reached it before the
+    // cancel, waits in the lookup until the scan is cancelled, so the worker
+    // cannot race ahead of the cancel however fast the machine.
+    let gated = GatedLookup::new(4);
+    let (first, s1) = scan_with(&cfg, &gated, &HashSet::new(), Some(4), &|| gated.open());
     assert!(s1.interrupted);
-    assert!(first.len() >= 4 && first.len() < 12, "{}", first.len());
+    assert!(
+        (4..=5).contains(&first.len()),
+        "the four before the cancel and at most one in flight, got {}",
+        first.len()
+    );
+    let lookup = MemLookup::default();
     let done: HashSet<String> = first.iter().map(|r| r.path.clone()).collect();
     let (second, s2) = scan(&cfg, &lookup, &done, None);
     assert_eq!(s2.resumed as usize, first.len());
