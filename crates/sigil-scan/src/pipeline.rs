@@ -1,5 +1,5 @@
-//! The scan pipeline: walker thread -> bounded channel -> worker threads ->
-//! bounded channel -> one writer.
+//! The scan pipeline: walker thread -> bounded channel -> worker threads (a
+//! dedicated rayon pool) -> bounded channel -> one writer.
 //!
 //! - The walker sends paths only; the job channel holds at most
 //!   `4 x threads` of them, so a tree of any size costs constant memory.
@@ -96,6 +96,8 @@ pub enum ScanError {
     Output(#[source] std::io::Error),
     #[error("cannot start a scan thread: {0}")]
     Thread(#[source] std::io::Error),
+    #[error("cannot start the scan's worker threads: {0}")]
+    Pool(#[source] rayon::ThreadPoolBuildError),
 }
 
 /// A live view of the scan for progress display.
@@ -161,6 +163,16 @@ pub fn run_scan(
         ..Default::default()
     };
 
+    // The workers run on a rayon pool of their own (not the global one, which
+    // index searches may use) with one long-lived task per thread pulling
+    // from the bounded job channel: rayon's own queues are unbounded, so
+    // handing it one task per file would let a large tree fill memory.
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("sigil-scan-{i}"))
+        .build()
+        .map_err(ScanError::Pool)?;
+
     let result = std::thread::scope(|s| -> Result<(), ScanError> {
         {
             let msg_tx = msg_tx.clone();
@@ -172,23 +184,24 @@ pub fn run_scan(
                 })
                 .map_err(ScanError::Thread)?;
         }
-        for i in 0..threads {
-            let job_rx = job_rx.clone();
-            let msg_tx = msg_tx.clone();
-            std::thread::Builder::new()
-                .name(format!("sigil-scan-{i}"))
-                .spawn_scoped(s, move || worker(cfg, lookup, cancel, job_rx, msg_tx))
-                .map_err(ScanError::Thread)?;
-        }
-        drop(job_rx);
-        drop(msg_tx);
-        let r = write_loop(writer, &msg_rx, &mut summary, cancel, progress);
-        if r.is_err() {
-            // Stop everyone; dropping the receiver unblocks senders.
-            cancel.store(true, Ordering::SeqCst);
-        }
-        drop(msg_rx);
-        r
+        // The writer loop runs on this thread while the pool works; the
+        // scope returns once every worker has finished.
+        pool.in_place_scope(|ps| {
+            for _ in 0..threads {
+                let job_rx = job_rx.clone();
+                let msg_tx = msg_tx.clone();
+                ps.spawn(move |_| worker(cfg, lookup, cancel, job_rx, msg_tx));
+            }
+            drop(job_rx);
+            drop(msg_tx);
+            let r = write_loop(writer, &msg_rx, &mut summary, cancel, progress);
+            if r.is_err() {
+                // Stop everyone; dropping the receiver unblocks senders.
+                cancel.store(true, Ordering::SeqCst);
+            }
+            drop(msg_rx);
+            r
+        })
     });
     summary.elapsed = start.elapsed();
     summary.interrupted = cancel.load(Ordering::SeqCst);
