@@ -336,7 +336,7 @@ fn write_csv_row(
         out,
         ",{},{},{}",
         sig.exact.md5_hex(),
-        sig.exact.sha1_hex(),
+        sig.exact.sha1_hex().unwrap_or_default(),
         sig.exact.sha256_hex()
     )?;
     if dihedral {

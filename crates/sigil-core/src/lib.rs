@@ -14,6 +14,6 @@ pub mod sign;
 pub mod simd;
 
 pub use decode::{DecodeError, DecodeLimits, DecodeOptions, DecodedImage, Pixels};
-pub use exact::ExactDigests;
+pub use exact::{ExactDigests, ExactHasher};
 pub use hash::{Dihedral, HashKind, HexError, PdqHash};
 pub use sign::{FileSignatures, ImageSignature, SignOptions, Signer};

@@ -17,19 +17,33 @@ pub trait Lookup: Sync {
         -> Vec<MatchRecord>;
     /// Entries whose `kind` digest equals `digest`.
     fn exact(&self, kind: HashKind, digest: &[u8]) -> Vec<MatchRecord>;
+    /// Whether any entry of `kind` could match. The scan leaves out the
+    /// SHA-1 digest (records carry only MD5 and SHA-256) when this says no
+    /// SHA-1 entry exists. `true` unless an implementation knows better.
+    fn has_entries(&self, kind: HashKind) -> bool {
+        let _ = kind;
+        true
+    }
 }
 
 /// A [`Lookup`] over one consistent index generation.
 pub struct IndexLookup {
     reader: IndexReader,
     base: SearchOptions,
+    /// The kinds with at least one stored key in this generation.
+    kinds: Vec<HashKind>,
 }
 
 impl IndexLookup {
     pub fn new(reader: IndexReader) -> Self {
+        let kinds = HashKind::ALL
+            .into_iter()
+            .filter(|&k| reader.segments().any(|(s, _)| s.key_count(k) > 0))
+            .collect();
         IndexLookup {
             reader,
             base: SearchOptions::default(),
+            kinds,
         }
     }
 
@@ -80,5 +94,9 @@ impl Lookup for IndexLookup {
             .into_iter()
             .map(convert)
             .collect()
+    }
+
+    fn has_entries(&self, kind: HashKind) -> bool {
+        self.kinds.contains(&kind)
     }
 }

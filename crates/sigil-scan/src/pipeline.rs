@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sigil_core::pdq::{DihedralOutput, PdqHasher, PdqOutput, Profile};
 use sigil_core::{
-    DecodeError, DecodeOptions, DecodedImage, ExactDigests, HashKind, PdqHash, Pixels,
+    DecodeError, DecodeOptions, DecodedImage, ExactDigests, ExactHasher, HashKind, PdqHash, Pixels,
 };
 use sigil_eval::robust::{
     best_per_entry, robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions,
@@ -338,6 +338,11 @@ fn worker(
     out: Sender<Msg>,
 ) {
     let mut hasher = PdqHasher::new();
+    let exact = if lookup.has_entries(HashKind::Sha1) {
+        ExactHasher::new()
+    } else {
+        ExactHasher::without_sha1()
+    };
     for job in jobs.iter() {
         if cancel.load(Ordering::Relaxed) {
             break;
@@ -346,7 +351,7 @@ fn worker(
             std::thread::sleep(d);
         }
         let mut times = StageTimes::default();
-        let (rec, bytes, fast) = scan_file(cfg, lookup, &mut hasher, &job, &mut times);
+        let (rec, bytes, fast) = scan_file(cfg, lookup, &mut hasher, &exact, &job, &mut times);
         if out
             .send(Msg::Record {
                 rec: Box::new(rec),
@@ -448,12 +453,13 @@ fn scan_file(
     cfg: &ScanConfig,
     lookup: &dyn Lookup,
     hasher: &mut PdqHasher,
+    exact: &ExactHasher,
     job: &Job,
     times: &mut StageTimes,
 ) -> (ScanRecord, u64, bool) {
     let path = job.key.clone();
     let contents = match timed(&mut times.read, || {
-        read_file(&job.path, cfg.decode.limits.max_bytes)
+        read_file(&job.path, cfg.decode.limits.max_bytes, exact)
     }) {
         Ok(c) => c,
         Err(f) => {
@@ -490,7 +496,11 @@ fn scan_file(
         FileContents::Bytes(b) => b,
     };
     let size = bytes.len() as u64;
-    let digests = timed(&mut times.exact, || ExactDigests::of(&bytes));
+    let digests = timed(&mut times.exact, || {
+        let mut h = exact.clone();
+        h.update(&bytes);
+        h.finish()
+    });
     let mut matches = timed(&mut times.lookup, || exact_matches(lookup, &digests));
 
     let mut fast_used = false;

@@ -12,7 +12,7 @@ use std::io::{self, Read};
 use std::path::Path;
 use std::time::SystemTime;
 
-use sigil_core::ExactDigests;
+use sigil_core::{ExactDigests, ExactHasher};
 
 use crate::record::ErrorCause;
 
@@ -96,7 +96,11 @@ impl<R: Read> Read for Counting<R> {
 }
 
 /// Reads `path` (at most `max_bytes` into memory).
-pub fn read_file(path: &Path, max_bytes: u64) -> Result<FileContents, ReadFailure> {
+pub fn read_file(
+    path: &Path,
+    max_bytes: u64,
+    exact: &ExactHasher,
+) -> Result<FileContents, ReadFailure> {
     let file = open_read_only(path).map_err(|e| io_failure(&e, "cannot open", None))?;
     let before = file
         .metadata()
@@ -134,7 +138,9 @@ pub fn read_file(path: &Path, max_bytes: u64) -> Result<FileContents, ReadFailur
     };
     if size > max_bytes {
         let mut reader = Counting { inner: &file, n: 0 };
-        let digests = ExactDigests::of_reader(&mut reader)
+        let digests = exact
+            .clone()
+            .digest_reader(&mut reader)
             .map_err(|e| io_failure(&e, "read failed", Some(size)))?;
         let after = file
             .metadata()
@@ -168,14 +174,24 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("f.bin");
         std::fs::write(&p, vec![7u8; 1000]).unwrap();
-        match read_file(&p, 4096).unwrap() {
+        let all = ExactHasher::new();
+        match read_file(&p, 4096, &all).unwrap() {
             FileContents::Bytes(b) => assert_eq!(b, vec![7u8; 1000]),
             _ => panic!("expected bytes"),
         }
-        match read_file(&p, 100).unwrap() {
+        match read_file(&p, 100, &all).unwrap() {
             FileContents::Oversized { size, digests } => {
                 assert_eq!(size, 1000);
                 assert_eq!(digests, ExactDigests::of(&[7u8; 1000]));
+            }
+            _ => panic!("expected oversized"),
+        }
+        // The hasher given decides which digests an oversized file gets.
+        match read_file(&p, 100, &ExactHasher::without_sha1()).unwrap() {
+            FileContents::Oversized { digests, .. } => {
+                let full = ExactDigests::of(&[7u8; 1000]);
+                assert_eq!(digests.sha1, None);
+                assert_eq!((digests.md5, digests.sha256), (full.md5, full.sha256));
             }
             _ => panic!("expected oversized"),
         }
@@ -187,12 +203,15 @@ mod tests {
         let p = d.path().join("empty.jpg");
         std::fs::write(&p, b"").unwrap();
         assert_eq!(
-            read_file(&p, 10).err().unwrap().cause,
+            read_file(&p, 10, &ExactHasher::new()).err().unwrap().cause,
             ErrorCause::EmptyFile
         );
         let gone = d.path().join("gone.jpg");
         assert_eq!(
-            read_file(&gone, 10).err().unwrap().cause,
+            read_file(&gone, 10, &ExactHasher::new())
+                .err()
+                .unwrap()
+                .cause,
             ErrorCause::Vanished
         );
     }

@@ -458,3 +458,92 @@ fn robust_scan_matches_rotated_and_padded_copies() {
         assert!(v.starts_with(variant), "{name}: matched via {v}");
     }
 }
+
+/// Exact matches of every kind through a real index, and SHA-1 computed only
+/// when the index holds SHA-1 entries (records never carry it).
+#[test]
+fn exact_lists_of_every_kind_match_through_the_index() {
+    use sigil_index::{EntryMeta, IndexReader, IndexWriter, SegmentBuilder};
+    use sigil_scan::IndexLookup;
+
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    let files: [(&str, &[u8]); 3] = [
+        ("a.jpg", b"not an image, listed by MD5\n"),
+        ("b.jpg", b"not an image, listed by SHA-1\n"),
+        ("c.jpg", b"not an image, listed by SHA-256\n"),
+    ];
+    fs::create_dir_all(&tree).unwrap();
+    for (name, body) in files {
+        fs::write(tree.join(name), body).unwrap();
+    }
+    let digest = |i: usize| sigil_core::ExactDigests::of(files[i].1);
+    let build = |dir: &Path, with_sha1: bool| {
+        let mut b = SegmentBuilder::new();
+        let meta = |id| EntryMeta {
+            id,
+            list: "exact",
+            category: "test",
+            note: None,
+        };
+        b.push(HashKind::Md5, &digest(0).md5, meta("by-md5"))
+            .unwrap();
+        if with_sha1 {
+            b.push(HashKind::Sha1, &digest(1).sha1.unwrap(), meta("by-sha1"))
+                .unwrap();
+        }
+        b.push(HashKind::Sha256, &digest(2).sha256, meta("by-sha256"))
+            .unwrap();
+        IndexWriter::create(dir).unwrap().add_segment(b).unwrap();
+        IndexLookup::new(IndexReader::open(dir).unwrap())
+    };
+    let cfg = ScanConfig {
+        roots: vec![tree.clone()],
+        ..Default::default()
+    };
+
+    for with_sha1 in [true, false] {
+        let lookup = build(&d.path().join(format!("idx-{with_sha1}")), with_sha1);
+        assert_eq!(lookup.has_entries(HashKind::Sha1), with_sha1);
+        assert!(lookup.has_entries(HashKind::Md5) && lookup.has_entries(HashKind::Sha256));
+        let (recs, summary) = scan(&cfg, &lookup, &HashSet::new(), None);
+        let m: BTreeMap<String, &ScanRecord> = recs
+            .iter()
+            .map(|r| {
+                (
+                    Path::new(&r.path)
+                        .file_name()
+                        .unwrap()
+                        .to_string_lossy()
+                        .into(),
+                    r,
+                )
+            })
+            .collect();
+        for (name, id, kind) in [
+            ("a.jpg", "by-md5", HashKind::Md5),
+            ("b.jpg", "by-sha1", HashKind::Sha1),
+            ("c.jpg", "by-sha256", HashKind::Sha256),
+        ] {
+            let r = m[name];
+            if kind == HashKind::Sha1 && !with_sha1 {
+                assert_eq!(r.verdict, Verdict::Error, "{name}: not an image, no list");
+                assert!(r.matches.is_empty());
+            } else {
+                assert_eq!(r.verdict, Verdict::Match, "{name} ({with_sha1})");
+                assert_eq!((r.matches[0].id.as_str(), r.matches[0].kind), (id, kind));
+            }
+            // MD5 and SHA-256 are recorded either way.
+            let i = name.as_bytes()[0] - b'a';
+            assert_eq!(
+                r.md5.as_deref(),
+                Some(digest(i as usize).md5_hex().as_str())
+            );
+            assert_eq!(
+                r.sha256.as_deref(),
+                Some(digest(i as usize).sha256_hex().as_str())
+            );
+        }
+        assert_eq!(summary.matched, if with_sha1 { 3 } else { 2 });
+    }
+}

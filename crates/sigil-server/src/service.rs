@@ -343,7 +343,9 @@ fn computed_hashes(sigs: &FileSignatures) -> proto::ComputedHashes {
         pdq,
         quality,
         md5: sigs.exact.md5_hex(),
-        sha1: sigs.exact.sha1_hex(),
+        // Empty (proto3's "unset") if SHA-1 was not computed; the service
+        // always computes it.
+        sha1: sigs.exact.sha1_hex().unwrap_or_default(),
         sha256: sigs.exact.sha256_hex(),
         width,
         height,

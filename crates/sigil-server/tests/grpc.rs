@@ -607,7 +607,7 @@ async fn match_hashes_batches_and_bad_input() {
             ),
             q("pdq-near", PKind::Pdq, near.to_hex()),
             q("md5", PKind::Md5, known.exact.md5_hex()),
-            q("sha1", PKind::Sha1, known.exact.sha1_hex()),
+            q("sha1", PKind::Sha1, known.exact.sha1_hex().unwrap()),
             q("sha256", PKind::Sha256, known.exact.sha256_hex()),
             proto::HashQuery {
                 quality: Some(10),
