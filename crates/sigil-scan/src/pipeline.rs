@@ -118,6 +118,16 @@ struct Job {
     key: String,
 }
 
+/// Which `--fast` path, if any, hashed a file.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FastUse {
+    No,
+    /// PDQ's grid straight from the DCT coefficients.
+    Grid,
+    /// Pixels decoded at reduced scale.
+    Reduced,
+}
+
 enum Msg {
     Record {
         // Boxed: a record is far larger than the other messages, and the
@@ -125,7 +135,7 @@ enum Msg {
         rec: Box<ScanRecord>,
         times: StageTimes,
         bytes: u64,
-        fast: bool,
+        fast: FastUse,
     },
     Discovered,
     Skipped,
@@ -240,7 +250,8 @@ fn write_loop(
                 summary.count(&rec);
                 summary.bytes += bytes;
                 summary.stages.add(&times);
-                summary.fast_decodes += u64::from(fast);
+                summary.fast_decodes += u64::from(fast != FastUse::No);
+                summary.fast_grid += u64::from(fast == FastUse::Grid);
                 p.done += 1;
                 p.bytes += bytes;
                 p.matched = summary.matched;
@@ -313,7 +324,7 @@ fn walker(
                                 rec: Box::new(rec),
                                 times: StageTimes::default(),
                                 bytes: 0,
-                                fast: false,
+                                fast: FastUse::No,
                             })
                             .is_ok()
                     }
@@ -456,7 +467,7 @@ fn scan_file(
     exact: &ExactHasher,
     job: &Job,
     times: &mut StageTimes,
-) -> (ScanRecord, u64, bool) {
+) -> (ScanRecord, u64, FastUse) {
     let path = job.key.clone();
     let contents = match timed(&mut times.read, || {
         read_file(&job.path, cfg.decode.limits.max_bytes, exact)
@@ -464,7 +475,7 @@ fn scan_file(
         Ok(c) => c,
         Err(f) => {
             let rec = ScanRecord::failed(path, f.size, f.cause, f.message);
-            return (rec, 0, false);
+            return (rec, 0, FastUse::No);
         }
     };
     let bytes = match contents {
@@ -491,7 +502,7 @@ fn scan_file(
                     ),
                 }),
             };
-            return (rec, size, false);
+            return (rec, size, FastUse::No);
         }
         FileContents::Bytes(b) => b,
     };
@@ -503,7 +514,7 @@ fn scan_file(
     });
     let mut matches = timed(&mut times.lookup, || exact_matches(lookup, &digests));
 
-    let mut fast_used = false;
+    let mut fast_used = FastUse::No;
     let decoded: Result<Decoded, DecodeError> = timed(&mut times.decode, || {
         if cfg.fast && !cfg.decode.apply_exif_orientation {
             // The grid is the full-resolution image's; the cli512 profile
@@ -513,10 +524,15 @@ fn scan_file(
             if let Some(fast) =
                 fast_jpeg::decode_fast(&bytes, limits, fast_jpeg::FAST_MIN_SIDE, grid)
             {
-                fast_used = true;
                 return Ok(match fast {
-                    FastDecode::Grid(g) => Decoded::Grid(g),
-                    FastDecode::Image(img, _reduction) => Decoded::Image(img),
+                    FastDecode::Grid(g) => {
+                        fast_used = FastUse::Grid;
+                        Decoded::Grid(g)
+                    }
+                    FastDecode::Image(img, _reduction) => {
+                        fast_used = FastUse::Reduced;
+                        Decoded::Image(img)
+                    }
                 });
             }
         }

@@ -49,8 +49,12 @@ pub struct Summary {
     pub resumed: u64,
     /// Matches among the resumed records.
     pub resumed_matched: u64,
-    /// JPEGs decoded at reduced DCT scale (`--fast`).
+    /// JPEGs hashed by a `--fast` path: from their DCT coefficients or
+    /// decoded at reduced DCT scale.
     pub fast_decodes: u64,
+    /// Of `fast_decodes`, those hashed from their DCT coefficients (PDQ's
+    /// grid, no pixels); the rest were decoded at 1/2, 1/4 or 1/8 scale.
+    pub fast_grid: u64,
     pub elapsed: Duration,
     pub stages: StageTimes,
     pub threads: usize,
@@ -157,7 +161,11 @@ impl Summary {
             ms(st.lookup),
             100.0 * self.hash_lookup_over_decode(),
             if self.fast_decodes > 0 {
-                format!("; {} JPEGs decoded at reduced scale", self.fast_decodes)
+                format!(
+                    "; --fast: {} JPEGs hashed from DCT coefficients, {} decoded at reduced scale",
+                    self.fast_grid,
+                    self.fast_decodes - self.fast_grid
+                )
             } else {
                 String::new()
             }
@@ -182,6 +190,7 @@ impl Summary {
             "resumed": self.resumed,
             "resumed_matched": self.resumed_matched,
             "fast_decodes": self.fast_decodes,
+            "fast_grid": self.fast_grid,
             "interrupted": self.interrupted,
             "threads": self.threads,
             "elapsed_s": secs(self.elapsed),
