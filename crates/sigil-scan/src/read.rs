@@ -78,8 +78,27 @@ fn open_read_only(path: &Path) -> io::Result<File> {
     File::open(path)
 }
 
-fn stamp(m: &Metadata) -> (u64, Option<SystemTime>) {
+/// Size and modification time: what a change to a file shows in.
+type Stamp = (u64, Option<SystemTime>);
+
+fn stamp(m: &Metadata) -> Stamp {
     (m.len(), m.modified().ok())
+}
+
+/// Whether a file read `read` bytes between the stamps `before` and `after`
+/// was read whole and unchanged; otherwise the `changed_during_scan` failure.
+fn unchanged(before: Stamp, read: u64, after: Stamp) -> Result<(), ReadFailure> {
+    if after == before && read == before.0 {
+        return Ok(());
+    }
+    Err(ReadFailure {
+        cause: ErrorCause::ChangedDuringScan,
+        message: format!(
+            "file changed while being read ({} bytes at open, {} read, {} now)",
+            before.0, read, after.0
+        ),
+        size: Some(before.0),
+    })
 }
 
 struct Counting<R> {
@@ -120,22 +139,7 @@ pub fn read_file(
             size: Some(0),
         });
     }
-    let changed = |read: u64, after: &Metadata| -> Option<ReadFailure> {
-        if stamp(after) != stamp(&before) || read != size {
-            Some(ReadFailure {
-                cause: ErrorCause::ChangedDuringScan,
-                message: format!(
-                    "file changed while being read ({} bytes at open, {} read, {} now)",
-                    size,
-                    read,
-                    after.len()
-                ),
-                size: Some(size),
-            })
-        } else {
-            None
-        }
-    };
+    let changed = |read: u64, after: &Metadata| unchanged(stamp(&before), read, stamp(after)).err();
     if size > max_bytes {
         let mut reader = Counting { inner: &file, n: 0 };
         let digests = exact
@@ -195,6 +199,39 @@ mod tests {
             }
             _ => panic!("expected oversized"),
         }
+    }
+
+    #[test]
+    fn a_file_that_grows_shrinks_or_is_rewritten_while_read_is_changed() {
+        let t0 = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
+        let t1 = t0 + std::time::Duration::from_millis(1);
+        assert_eq!(unchanged((100, Some(t0)), 100, (100, Some(t0))), Ok(()));
+        for (read, after) in [
+            (101, (101, Some(t0))), // grew while read: one byte over the size
+            (60, (60, Some(t0))),   // truncated while read
+            (100, (100, Some(t1))), // rewritten in place, same size
+            (100, (120, Some(t1))), // appended to after the read
+        ] {
+            let f = unchanged((100, Some(t0)), read, after).unwrap_err();
+            assert_eq!(f.cause, ErrorCause::ChangedDuringScan, "{read} {after:?}");
+            assert_eq!(f.size, Some(100));
+        }
+    }
+
+    #[test]
+    fn io_errors_map_to_their_causes() {
+        let cause = |k: io::ErrorKind| io_failure(&io::Error::from(k), "cannot open", None).cause;
+        assert_eq!(
+            cause(io::ErrorKind::PermissionDenied),
+            ErrorCause::PermissionDenied
+        );
+        assert_eq!(cause(io::ErrorKind::NotFound), ErrorCause::Vanished);
+        assert_eq!(cause(io::ErrorKind::Other), ErrorCause::Unreadable);
+        #[cfg(unix)]
+        assert_eq!(
+            io_failure(&io::Error::from_raw_os_error(libc::ELOOP), "open", None).cause,
+            ErrorCause::SymlinkLoop
+        );
     }
 
     #[test]
