@@ -33,6 +33,13 @@ const BASELINE: &[&str] = &[
     "jpeg/bridge-444-rst.jpg",
 ];
 
+/// The 1600x1004 photos of [`BASELINE`], of quality >= 80: large enough
+/// for `--fast`'s approximations to be held to its deviation bound.
+const PHOTOS: [&str; 2] = [
+    "originals/bridge-mods/aaa-orig.jpg",
+    "originals/misc-images/modes/YCbCr.jpg",
+];
+
 fn reduce(bytes: &[u8], d: u32) -> Result<Reduced, Declined> {
     baseline::decode(bytes, |_, _| Some(d))
 }
@@ -113,10 +120,7 @@ fn restart_intervals_decode_to_the_same_pixels() {
 fn pdq_of_the_reduced_decode_stays_close_to_the_exact_path() {
     // The --fast contract: at most 8 bits from the exact path at quality >= 80.
     let mut hasher = PdqHasher::new();
-    for rel in [
-        "originals/bridge-mods/aaa-orig.jpg",
-        "originals/misc-images/modes/YCbCr.jpg",
-    ] {
+    for rel in PHOTOS {
         let bytes = read(rel);
         let exact = sigil_core::decode::decode(&bytes, &DecodeOptions::default()).unwrap();
         let Pixels::Rgb8(rgb) = &exact.pixels else {
@@ -150,10 +154,7 @@ fn grid_from_coefficients_matches_the_exact_path() {
     let mut hasher = PdqHasher::new();
     // Measured with 2x2 coefficients per block: mean 0.25, max 3.5, 0 and
     // 2 bits.
-    for rel in [
-        "originals/bridge-mods/aaa-orig.jpg",
-        "originals/misc-images/modes/YCbCr.jpg",
-    ] {
+    for rel in PHOTOS {
         let bytes = read(rel);
         let want = exact_grid(&bytes);
         let got = baseline::luma_grid(&bytes, |_, _| true).unwrap();
