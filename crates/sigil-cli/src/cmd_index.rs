@@ -506,7 +506,7 @@ fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
         println!("bytes:        {}", s.bytes);
         println!("lists:        {}", s.lists.join(", "));
         println!("open time:    {open_ms:.2} ms");
-        println!("kernel:       {:?}", r.kernel());
+        println!("kernel:       {}", r.kernel());
     }
     Ok(ExitCode::SUCCESS)
 }

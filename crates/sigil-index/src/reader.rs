@@ -184,6 +184,7 @@ impl IndexReader {
     }
 
     /// Uses a given search kernel (tests and benchmarks compare them).
+    /// Any [`SearchKernel`] is one this CPU runs: its constructors check.
     pub fn with_kernel(mut self, kernel: SearchKernel) -> Self {
         self.kernel = kernel;
         self
