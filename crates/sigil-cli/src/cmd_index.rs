@@ -220,6 +220,7 @@ fn import_all(a: &ImportArgs) -> anyhow::Result<SegmentBuilder> {
         list: a.list.clone(),
         category: a.category.clone(),
         skip_invalid: a.skip_invalid,
+        strict: false,
     };
     let mut b = SegmentBuilder::new();
     for p in &a.inputs {
@@ -233,8 +234,8 @@ fn import_all(a: &ImportArgs) -> anyhow::Result<SegmentBuilder> {
             "{}: {} entries{}",
             name.display(),
             s.added,
-            if s.skipped > 0 {
-                format!(", {} invalid lines skipped", s.skipped)
+            if s.skipped_total() > 0 {
+                format!(", {} invalid lines skipped", s.skipped_total())
             } else {
                 String::new()
             }
@@ -446,12 +447,18 @@ fn remove(a: RemoveArgs) -> anyhow::Result<ExitCode> {
         list: a.list.clone(),
         category: String::new(),
         skip_invalid: a.skip_invalid,
+        strict: false,
     };
     let mut tombs: Vec<Tombstone> = Vec::new();
     for h in &a.hashes {
-        let (t, _) =
-            import::read_removals(Path::new("--hash"), h.as_bytes(), RemoveBy::Hash, &opts)?;
-        tombs.extend(t);
+        let (t, _) = import::read_removals(
+            Path::new("--hash"),
+            h.as_bytes(),
+            RemoveBy::Hash,
+            &opts,
+            None,
+        )?;
+        tombs.extend(t.into_iter().map(|(_, t)| t));
     }
     for id in &a.ids {
         tombs.push(Tombstone::Id {
@@ -460,11 +467,15 @@ fn remove(a: RemoveArgs) -> anyhow::Result<ExitCode> {
         });
     }
     for p in &a.inputs {
-        let (t, s) = import::read_removals(p, open_input(p)?, by, &opts)?;
-        if s.skipped > 0 {
-            eprintln!("{}: {} invalid lines skipped", p.display(), s.skipped);
+        let (t, s) = import::read_removals(p, open_input(p)?, by, &opts, Some(&a.list))?;
+        if s.skipped_total() > 0 {
+            eprintln!(
+                "{}: {} invalid lines skipped",
+                p.display(),
+                s.skipped_total()
+            );
         }
-        tombs.extend(t);
+        tombs.extend(t.into_iter().map(|(_, t)| t));
     }
     if tombs.is_empty() {
         bail!("nothing to remove (give --hash, --id or input files)");

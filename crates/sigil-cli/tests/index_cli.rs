@@ -49,6 +49,8 @@ fn build_and_query_match_the_threatexchange_truth() {
         idx.to_str().unwrap(),
         "--list",
         "te",
+        "--kind",
+        "pdq",
         hay.to_str().unwrap(),
     ]));
     let needles = testdata().join("needles.txt");
@@ -142,7 +144,7 @@ fn add_remove_compact_export_round_trip() {
         csv.to_str().unwrap(),
     ]));
     let extra = d.join("extra.txt");
-    std::fs::write(&extra, format!("{H2},z,other,A2\n")).unwrap();
+    std::fs::write(&extra, format!("pdq:{H2},z,other,A2\n")).unwrap();
     ok(run(&["index", "add", i, extra.to_str().unwrap()]));
     ok(run(&[
         "index", "remove", i, "--by", "id", "--list", "iwf", "--id", "b",
@@ -205,7 +207,15 @@ fn bad_lines_and_corrupt_indexes_get_clear_errors() {
     std::fs::write(&bad, format!("{H1}\n{H1}\nzz{}\n", &H1[2..])).unwrap();
     let idx = d.join("idx");
     let i = idx.to_str().unwrap();
-    let o = run(&["index", "build", "--output", i, bad.to_str().unwrap()]);
+    let o = run(&[
+        "index",
+        "build",
+        "--output",
+        i,
+        "--kind",
+        "pdq",
+        bad.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.txt:3:") && err.contains("hex"), "{err}");
@@ -214,6 +224,8 @@ fn bad_lines_and_corrupt_indexes_get_clear_errors() {
         "build",
         "--output",
         i,
+        "--kind",
+        "pdq",
         "--skip-invalid",
         bad.to_str().unwrap(),
     ]);
@@ -290,7 +302,7 @@ fn killed_writer_leaves_the_previous_generation_intact() {
     let idx = d.join("idx");
     let i = idx.to_str().unwrap();
     let small = d.join("small.txt");
-    std::fs::write(&small, format!("{H1},keep,l,A1\n")).unwrap();
+    std::fs::write(&small, format!("pdq:{H1},keep,l,A1\n")).unwrap();
     ok(run(&[
         "index",
         "build",
@@ -316,7 +328,10 @@ fn killed_writer_leaves_the_previous_generation_intact() {
     let q = d.join("q.txt");
     std::fs::write(&q, format!("{H1}\n")).unwrap();
     for delay_ms in [5u64, 40, 150] {
-        kill_during(&["index", "add", i, big.to_str().unwrap()], delay_ms);
+        kill_during(
+            &["index", "add", i, "--kind", "pdq", big.to_str().unwrap()],
+            delay_ms,
+        );
         // Whatever the moment of the kill, the index opens, verifies and
         // still holds the first entry.
         verifies_and_keeps(i, &q);
@@ -334,7 +349,15 @@ fn killed_writer_leaves_the_previous_generation_intact() {
         let fresh = d.join(format!("fresh-{delay_ms}"));
         let f = fresh.to_str().unwrap();
         kill_during(
-            &["index", "build", "--output", f, big.to_str().unwrap()],
+            &[
+                "index",
+                "build",
+                "--output",
+                f,
+                "--kind",
+                "pdq",
+                big.to_str().unwrap(),
+            ],
             delay_ms,
         );
         if fresh.join("MANIFEST").exists() {
@@ -350,6 +373,8 @@ fn killed_writer_leaves_the_previous_generation_intact() {
                 "build",
                 "--output",
                 f,
+                "--kind",
+                "pdq",
                 big.to_str().unwrap(),
             ]));
             ok(run(&["index", "verify", f]));

@@ -43,4 +43,4 @@ pub use reader::{IndexReader, IndexStats, Match, SearchOptions, SearchPlan};
 pub use residency::Residency;
 pub use shared::SharedIndex;
 pub use tombstone::Tombstone;
-pub use writer::IndexWriter;
+pub use writer::{IndexWriter, Removed};

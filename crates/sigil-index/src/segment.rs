@@ -377,17 +377,23 @@ impl Segment {
         }
     }
 
-    /// Resolves a record's strings. Corrupt references resolve to "?" (a
-    /// search never fails on them; `verify` reports them).
-    pub fn resolve(&self, r: &RawRecord) -> EntryRef<'_> {
+    /// A record's id (see [`Segment::resolve`]).
+    pub fn record_id(&self, r: &RawRecord) -> std::borrow::Cow<'_, str> {
         let pool = &self.map[self.strings.clone()];
-        let id = if r.id & ID_IS_STRING != 0 {
+        if r.id & ID_IS_STRING != 0 {
             std::borrow::Cow::Borrowed(
                 read_string(pool, (r.id & 0xffff_ffff) as usize).unwrap_or(CORRUPT_NAME),
             )
         } else {
             std::borrow::Cow::Owned(r.id.to_string())
-        };
+        }
+    }
+
+    /// Resolves a record's strings. Corrupt references resolve to "?" (a
+    /// search never fails on them; `verify` reports them).
+    pub fn resolve(&self, r: &RawRecord) -> EntryRef<'_> {
+        let pool = &self.map[self.strings.clone()];
+        let id = self.record_id(r);
         let note = if r.note == 0 {
             None
         } else {
