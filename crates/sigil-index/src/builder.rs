@@ -297,10 +297,12 @@ impl SegmentBuilder {
     }
 
     /// Drops the entries for which `f(kind, hash, list, id)` is true (e.g.
-    /// those already in an index). Returns the dropped record numbers, sorted.
+    /// those already in an index); `id()` gives the entry's id as stored
+    /// (formatted only if asked for). Returns the dropped record numbers,
+    /// sorted.
     pub fn drop_where(
         &mut self,
-        mut f: impl FnMut(HashKind, &[u8], &str, &str) -> bool,
+        mut f: impl FnMut(HashKind, &[u8], &str, &dyn Fn() -> String) -> bool,
     ) -> Vec<u32> {
         let mut out = Vec::new();
         let mut pdq = std::mem::take(&mut self.pdq);
@@ -309,7 +311,7 @@ impl SegmentBuilder {
         let mut sha256 = std::mem::take(&mut self.sha256);
         let mut check = |kind: HashKind, key: &[u8], r: u32| {
             let list = self.lists.names[self.records[r as usize].list as usize].as_str();
-            let gone = f(kind, key, list, &self.id_text(r));
+            let gone = f(kind, key, list, &|| self.id_text(r).into_owned());
             if gone {
                 out.push(r);
             }
@@ -786,7 +788,7 @@ mod tests {
         assert_eq!(s.ids_with_several_hashes(), [("l".to_string(), 1)].into());
         // Drop what an index already holds.
         let gone = s.drop_where(|kind, key, list, id| {
-            kind == HashKind::Pdq && key == a && list == "l" && id == "y"
+            kind == HashKind::Pdq && key == a && list == "l" && id() == "y"
         });
         assert_eq!(gone, [4]);
         assert_eq!(s.len(), 6);

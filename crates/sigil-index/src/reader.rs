@@ -729,13 +729,22 @@ impl IndexReader {
         lists
     }
 
-    /// Whether a live entry has exactly this kind, hash, list and id.
-    pub fn has_live_entry(&self, kind: HashKind, key: &[u8], list: &str, id: &str) -> bool {
+    /// Whether a live entry has exactly this kind, hash, list and id
+    /// (`id()` is called only if some segment holds the hash).
+    pub fn has_live_entry(
+        &self,
+        kind: HashKind,
+        key: &[u8],
+        list: &str,
+        id: &dyn Fn() -> String,
+    ) -> bool {
         let mut recs = Vec::new();
+        let mut wanted: Option<String> = None;
         for (seg, gen) in &self.segments {
             let Some(row) = seg.find_row(kind, key) else {
                 continue;
             };
+            let id = wanted.get_or_insert_with(id).as_str();
             if self.tombstones.hash_removed(kind, key, *gen) {
                 continue;
             }
