@@ -729,3 +729,84 @@ fn import_counts_duplicates_and_extra_fields_and_refuses_control_characters() {
         "{err}"
     );
 }
+
+/// The list roll-out commands of docs/operations.md section 3, step 1 and
+/// 2, run as written on fixtures named like the runbook's files: NCMEC's
+/// new drop is added, its withdrawal removes NCMEC's entry only (IWF lists
+/// the same MD5 and keeps it), and the checks pass.
+#[test]
+fn operations_list_rollout_commands_run() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md"),
+    )
+    .unwrap();
+    let section = doc
+        .split("## 3. Rolling out a new list version")
+        .nth(1)
+        .expect("section 3");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in section 3");
+    let d = scratch("ops");
+    let work = d.join("work");
+    let w = work.to_str().unwrap();
+    let serving = d.join("serving.csv");
+    std::fs::write(
+        &serving,
+        format!("hash,kind,id,list\n{MD5},md5,n-old,ncmec\n{MD5},md5,i1,iwf\n"),
+    )
+    .unwrap();
+    ok(run(&[
+        "index",
+        "build",
+        "--output",
+        w,
+        serving.to_str().unwrap(),
+    ]));
+    std::fs::write(
+        d.join("ncmec-2026-11-28.csv"),
+        format!("hash,kind,id\n{H1},pdq,n-new\n{SHA1},sha1,n-sha\n"),
+    )
+    .unwrap();
+    std::fs::write(d.join("withdrawn-2026-11-28.txt"), format!("{MD5}\n")).unwrap();
+    let mut ran = 0;
+    for line in block.lines() {
+        let line = line.split(" #").next().unwrap_or(line).trim();
+        let (stdin, command) = match line.split_once(" | ") {
+            Some((echo, cmd)) if echo.starts_with("echo ") => (Some(H1), cmd),
+            _ => (None, line),
+        };
+        let Some(args) = command.strip_prefix("sigil ") else {
+            continue;
+        };
+        let args: Vec<String> = args
+            .split_whitespace()
+            .map(|a| a.replace("/srv/index/work-$G", w))
+            .collect();
+        let mut cmd = sigil();
+        cmd.args(&args).current_dir(&d).stdin(Stdio::piped());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(h) = stdin {
+            writeln!(input, "{h}").unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        let stdout = ok(out);
+        if stdin.is_some() {
+            assert!(stdout.contains("\"id\":\"n-new\""), "{line}: {stdout}");
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, 6, "the runbook's commands changed: update this test");
+    let v = live(w);
+    assert_eq!(v["iwf"]["md5"], 1);
+    assert!(v["ncmec"].get("md5").is_none(), "{v}");
+    assert_eq!(
+        (v["ncmec"]["pdq"].as_u64(), v["ncmec"]["sha1"].as_u64()),
+        (Some(1), Some(1))
+    );
+}
