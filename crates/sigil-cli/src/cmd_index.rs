@@ -267,7 +267,9 @@ fn first_at(first: Option<u64>) -> String {
 /// Everything an import read: the entries, and what each input came to.
 struct Imported {
     builder: SegmentBuilder,
-    inputs: Vec<(PathBuf, ImportStats)>,
+    /// The inputs' names, and what each came to (same order).
+    names: Vec<PathBuf>,
+    stats: Vec<ImportStats>,
 }
 
 fn import_all(a: &ImportArgs) -> anyhow::Result<Imported> {
@@ -279,16 +281,20 @@ fn import_all(a: &ImportArgs) -> anyhow::Result<Imported> {
         strict: a.strict,
     };
     let mut b = SegmentBuilder::new();
-    let mut inputs = Vec::new();
+    let (mut names, mut stats) = (Vec::new(), Vec::new());
     for p in &a.inputs {
         let name = input_name(p);
-        let s = import::import_reader(&name, open_input(p)?, &opts, &mut b)?;
-        inputs.push((name, s));
+        stats.push(import::import_reader(&name, open_input(p)?, &opts, &mut b)?);
+        names.push(name);
     }
     if let Some(dir) = &a.enroll_images {
         enroll_images(dir, a, &mut b)?;
     }
-    Ok(Imported { builder: b, inputs })
+    Ok(Imported {
+        builder: b,
+        names,
+        stats,
+    })
 }
 
 /// Drops repeated entries, and with `index` those it already holds;
@@ -299,15 +305,15 @@ fn settle(
     strict: bool,
 ) -> anyhow::Result<()> {
     let b = &mut imported.builder;
-    let mut stats: Vec<ImportStats> = imported.inputs.iter().map(|(_, s)| s.clone()).collect();
+    let stats = &mut imported.stats;
     let repeats = b.drop_duplicates();
-    let other_repeats = import::attribute_dropped(&mut stats, &repeats, Dropped::Duplicate);
+    let other_repeats = import::attribute_dropped(stats, &repeats, Dropped::Duplicate);
     let mut other_present = 0;
     if let Some(r) = index {
         let present = b.drop_where(|kind, key, list, id| r.has_live_entry(kind, key, list, id));
-        other_present = import::attribute_dropped(&mut stats, &present, Dropped::AlreadyIndexed);
+        other_present = import::attribute_dropped(stats, &present, Dropped::AlreadyIndexed);
     }
-    for ((name, slot), s) in imported.inputs.iter_mut().zip(stats) {
+    for (name, s) in imported.names.iter().zip(stats.iter()) {
         let n = name.display();
         eprintln!(
             "{n}: {} entries read ({}){}",
@@ -367,14 +373,13 @@ fn settle(
                 bail!("{n}:{line}: entry already in the index; --strict refuses duplicates, nothing was written");
             }
         }
-        *slot = s;
     }
     if other_repeats + other_present > 0 {
         eprintln!(
             "enrolled images: {other_repeats} duplicate and {other_present} already indexed entries, not stored again"
         );
     }
-    for (list, ids) in imported.builder.ids_with_several_hashes() {
+    for (list, ids) in import::ids_with_several_hashes(stats) {
         eprintln!(
             "{list}: {ids} ids carry more than one hash of one kind (all kept: an item may have \
              several, e.g. augmented variants)"

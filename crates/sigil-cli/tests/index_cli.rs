@@ -719,6 +719,26 @@ fn import_counts_duplicates_and_extra_fields_and_refuses_control_characters() {
         "{err}"
     );
     assert!(!strict.join("MANIFEST").exists());
+    // An id with two PDQ hashes keeps both, and the build says so.
+    let two = d.join("two.csv");
+    std::fs::write(
+        &two,
+        format!("hash,kind,id,list\n{H1},pdq,a,ncmec\n{H2},pdq,a,ncmec\n"),
+    )
+    .unwrap();
+    let out = run(&[
+        "index",
+        "build",
+        "--output",
+        d.join("two").to_str().unwrap(),
+        two.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        err.contains("ncmec: 1 ids carry more than one hash of one kind (all kept"),
+        "{err}"
+    );
     // A NUL in an id is refused with file and line.
     let nul = d.join("nul.txt");
     std::fs::write(&nul, format!("{MD5},ok\n{SHA1},ab\0c\n")).unwrap();

@@ -34,6 +34,8 @@ pub struct SegmentBuilder {
     /// One bit per record: pushed with [`EntryId::Number`], i.e. an
     /// imported line without an id, whose line number stands in for it.
     line_ids: Vec<u64>,
+    /// Entries held per list number and kind code.
+    counts: Vec<[u64; 4]>,
     /// Records no longer in any kind's entries ([`SegmentBuilder::drop_duplicates`],
     /// [`SegmentBuilder::drop_where`]).
     dropped: usize,
@@ -182,6 +184,7 @@ impl SegmentBuilder {
     pub fn push_pdq(&mut self, hash: &[u8; 32], meta: EntryMeta<'_>) -> Result<()> {
         let r = self.record(EntryId::Text(meta.id), meta.list, meta.category, meta.note)?;
         self.pdq.push((*hash, r));
+        self.count(HashKind::Pdq, r, 1);
         Ok(())
     }
 
@@ -222,7 +225,18 @@ impl SegmentBuilder {
             HashKind::Sha1 => self.sha1.push((digest.try_into().unwrap_or([0; 20]), r)),
             HashKind::Sha256 => self.sha256.push((digest.try_into().unwrap_or([0; 32]), r)),
         }
+        self.count(kind, r, 1);
         Ok(())
+    }
+
+    /// Adds `n` (1 or -1) to the count of record `r`'s list and `kind`.
+    fn count(&mut self, kind: HashKind, r: u32, n: i64) {
+        let list = self.records[r as usize].list as usize;
+        if list >= self.counts.len() {
+            self.counts.resize(list + 1, [0; 4]);
+        }
+        let c = &mut self.counts[list][kind_code(kind) as usize];
+        *c = c.saturating_add_signed(n);
     }
 
     /// How record `r` compares for duplicates: list and id.
@@ -259,10 +273,18 @@ impl SegmentBuilder {
         let mut md5 = std::mem::take(&mut self.md5);
         let mut sha1 = std::mem::take(&mut self.sha1);
         let mut sha256 = std::mem::take(&mut self.sha256);
-        let mut out = self.repeats(&mut pdq);
-        out.extend(self.repeats(&mut md5));
-        out.extend(self.repeats(&mut sha1));
-        out.extend(self.repeats(&mut sha256));
+        let mut out = Vec::new();
+        for (kind, gone) in [
+            (HashKind::Pdq, self.repeats(&mut pdq)),
+            (HashKind::Md5, self.repeats(&mut md5)),
+            (HashKind::Sha1, self.repeats(&mut sha1)),
+            (HashKind::Sha256, self.repeats(&mut sha256)),
+        ] {
+            for &r in &gone {
+                self.count(kind, r, -1);
+            }
+            out.extend(gone);
+        }
         (self.pdq, self.md5, self.sha1, self.sha256) = (pdq, md5, sha1, sha256);
         out.sort_unstable();
         self.dropped += out.len();
@@ -304,49 +326,37 @@ impl SegmentBuilder {
         &mut self,
         mut f: impl FnMut(HashKind, &[u8], &str, &dyn Fn() -> String) -> bool,
     ) -> Vec<u32> {
-        let mut out = Vec::new();
+        let mut gone: Vec<(HashKind, u32)> = Vec::new();
         let mut pdq = std::mem::take(&mut self.pdq);
         let mut md5 = std::mem::take(&mut self.md5);
         let mut sha1 = std::mem::take(&mut self.sha1);
         let mut sha256 = std::mem::take(&mut self.sha256);
         let mut check = |kind: HashKind, key: &[u8], r: u32| {
             let list = self.lists.names[self.records[r as usize].list as usize].as_str();
-            let gone = f(kind, key, list, &|| self.id_text(r).into_owned());
-            if gone {
-                out.push(r);
+            let drop = f(kind, key, list, &|| self.id_text(r).into_owned());
+            if drop {
+                gone.push((kind, r));
             }
-            !gone
+            !drop
         };
         pdq.retain(|e| check(HashKind::Pdq, &e.0, e.1));
         md5.retain(|e| check(HashKind::Md5, &e.0, e.1));
         sha1.retain(|e| check(HashKind::Sha1, &e.0, e.1));
         sha256.retain(|e| check(HashKind::Sha256, &e.0, e.1));
         (self.pdq, self.md5, self.sha1, self.sha256) = (pdq, md5, sha1, sha256);
+        for &(kind, r) in &gone {
+            self.count(kind, r, -1);
+        }
+        let mut out: Vec<u32> = gone.into_iter().map(|(_, r)| r).collect();
         out.sort_unstable();
         self.dropped += out.len();
         out
     }
 
-    /// Every entry held: (kind, hash, record number).
-    fn entries(&self) -> impl Iterator<Item = (HashKind, &[u8], u32)> {
-        let pdq = self.pdq.iter().map(|e| (HashKind::Pdq, &e.0[..], e.1));
-        let md5 = self.md5.iter().map(|e| (HashKind::Md5, &e.0[..], e.1));
-        let sha1 = self.sha1.iter().map(|e| (HashKind::Sha1, &e.0[..], e.1));
-        let sha256 = self
-            .sha256
-            .iter()
-            .map(|e| (HashKind::Sha256, &e.0[..], e.1));
-        pdq.chain(md5).chain(sha1).chain(sha256)
-    }
-
     /// Entries held, per list and kind.
     pub fn entry_counts(&self) -> BTreeMap<String, BTreeMap<HashKind, u64>> {
-        let mut by_list = vec![[0u64; 4]; self.lists.names.len()];
-        for (kind, _, r) in self.entries() {
-            by_list[self.records[r as usize].list as usize][kind_code(kind) as usize] += 1;
-        }
         let mut out = BTreeMap::new();
-        for (name, counts) in self.lists.names.iter().zip(by_list) {
+        for (name, counts) in self.lists.names.iter().zip(&self.counts) {
             let kinds: BTreeMap<HashKind, u64> = HashKind::ALL
                 .into_iter()
                 .map(|k| (k, counts[kind_code(k) as usize]))
@@ -354,42 +364,6 @@ impl SegmentBuilder {
                 .collect();
             if !kinds.is_empty() {
                 out.insert(name.clone(), kinds);
-            }
-        }
-        out
-    }
-
-    /// Per list, how many ids (given with their entries, not line numbers)
-    /// carry more than one distinct hash of one kind: legitimate (several
-    /// hashes of one item, enrolment augmentation) but worth saying. Hashes
-    /// are compared by 64-bit fingerprint, so this is a count to report,
-    /// not to act on.
-    pub fn ids_with_several_hashes(&self) -> BTreeMap<String, u64> {
-        use xxhash_rust::xxh3::xxh3_64;
-        let mut seen: Vec<(u16, u64, u64)> = self
-            .entries()
-            .filter_map(|(kind, key, r)| {
-                let (list, id) = self.id_key(r);
-                let id_fp = match id {
-                    IdKey::Absent => return None,
-                    IdKey::Number(v) => {
-                        xxh3_64(&[&[kind_code(kind) as u8, 0][..], &v.to_le_bytes()].concat())
-                    }
-                    IdKey::Text(t) => {
-                        xxh3_64(&[&[kind_code(kind) as u8, 1][..], t.as_bytes()].concat())
-                    }
-                };
-                Some((list, id_fp, xxh3_64(key)))
-            })
-            .collect();
-        seen.sort_unstable();
-        seen.dedup();
-        let mut out = BTreeMap::new();
-        // Sorted and distinct: a run of one (list, id) holds its distinct hashes.
-        for run in seen.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
-            if run.len() > 1 {
-                *out.entry(self.lists.names[run[0].0 as usize].clone())
-                    .or_insert(0) += 1;
             }
         }
         out
@@ -781,17 +755,15 @@ mod tests {
         assert_eq!(counts["l"][&HashKind::Pdq], 4);
         assert_eq!(counts["l"][&HashKind::Sha256], 1);
         assert_eq!(counts["m"][&HashKind::Pdq], 1);
-        // Ids with two PDQ hashes: "7"? no (one hash); "x" in l: one PDQ
-        // hash; so none, until "x" gets another.
-        assert!(s.ids_with_several_hashes().is_empty());
         push(&mut s, HashKind::Pdq, &b, EntryId::Text("x"), "l");
-        assert_eq!(s.ids_with_several_hashes(), [("l".to_string(), 1)].into());
+        assert_eq!(s.entry_counts()["l"][&HashKind::Pdq], 5);
         // Drop what an index already holds.
         let gone = s.drop_where(|kind, key, list, id| {
             kind == HashKind::Pdq && key == a && list == "l" && id() == "y"
         });
         assert_eq!(gone, [4]);
         assert_eq!(s.len(), 6);
+        assert_eq!(s.entry_counts()["l"][&HashKind::Pdq], 4);
         // The written segment holds exactly what is left.
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("seg");

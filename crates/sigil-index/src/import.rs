@@ -132,6 +132,10 @@ pub struct ImportStats {
     /// (record number, 0-based line) where the line of the next record is
     /// not one more than the previous one's: maps records back to lines.
     line_breaks: Vec<(u64, u64)>,
+    /// For entries given an id: (list number in `id_lists`, fingerprint of
+    /// kind and id, fingerprint of the hash); see [`ids_with_several_hashes`].
+    id_prints: Vec<(u16, u64, u32)>,
+    id_lists: Vec<String>,
 }
 
 impl ImportStats {
@@ -170,6 +174,46 @@ impl ImportStats {
         }
         self.extra_fields.merge(&other.extra_fields, offset);
     }
+}
+
+/// Per list, how many ids given in `inputs` (not line numbers standing in
+/// for a missing id) carry more than one distinct hash of one kind, across
+/// all the inputs. Legitimate (an item's several hashes, augmented
+/// variants: all are kept) but worth saying. Ids and hashes are compared
+/// by fingerprint, so this is a count to report, not to act on. Frees the
+/// fingerprints the imports kept for it.
+pub fn ids_with_several_hashes(inputs: &mut [ImportStats]) -> BTreeMap<String, u64> {
+    let mut names: Vec<String> = Vec::new();
+    let mut prints: Vec<(u16, u64, u32)> = Vec::new();
+    for s in inputs.iter_mut() {
+        let local: Vec<u16> = s
+            .id_lists
+            .iter()
+            .map(|l| match names.iter().position(|n| n == l) {
+                Some(i) => i as u16,
+                None => {
+                    names.push(l.clone());
+                    (names.len() - 1) as u16
+                }
+            })
+            .collect();
+        prints.extend(
+            std::mem::take(&mut s.id_prints)
+                .into_iter()
+                .map(|(l, id, key)| (local[l as usize], id, key)),
+        );
+        s.id_lists.clear();
+    }
+    prints.par_sort_unstable();
+    prints.dedup();
+    let mut out = BTreeMap::new();
+    // Sorted and distinct: a run of one (list, kind and id) holds its hashes.
+    for run in prints.chunk_by(|a, b| (a.0, a.1) == (b.0, b.1)) {
+        if run.len() > 1 {
+            *out.entry(names[run[0].0 as usize].clone()).or_insert(0) += 1;
+        }
+    }
+    out
 }
 
 /// Why entries were dropped from a builder (see [`attribute_dropped`]).
@@ -807,6 +851,8 @@ struct Adder<'s> {
     /// one kind and list costs no map lookup per entry.
     run: Option<(HashKind, String, u64)>,
     last_line: Option<u64>,
+    /// The list of the last entry given an id, in `stats.id_lists`.
+    id_list: usize,
 }
 
 impl<'s> Adder<'s> {
@@ -816,6 +862,7 @@ impl<'s> Adder<'s> {
             stats,
             run: None,
             last_line: None,
+            id_list: 0,
         }
     }
 
@@ -846,6 +893,9 @@ impl<'s> Adder<'s> {
         }
         self.last_line = Some(no);
         self.stats.records.end = record + 1;
+        if let Some(id) = &p.id {
+            self.print_id(p.kind, id, list, p.digest());
+        }
         self.stats.added += 1;
         match &mut self.run {
             Some((k, l, n)) if *k == p.kind && l == list => *n += 1,
@@ -855,6 +905,28 @@ impl<'s> Adder<'s> {
             }
         }
         Ok(())
+    }
+
+    /// Keeps the fingerprints of an entry given an id (see [`ids_with_several_hashes`]).
+    fn print_id(&mut self, kind: HashKind, id: &str, list: &str, digest: &[u8]) {
+        use xxhash_rust::xxh3::xxh3_64_with_seed;
+        let lists = &mut self.stats.id_lists;
+        let l = match lists.get(self.id_list) {
+            Some(last) if last == list => self.id_list,
+            _ => match lists.iter().position(|n| n == list) {
+                Some(i) => i,
+                None => {
+                    lists.push(list.to_string());
+                    lists.len() - 1
+                }
+            },
+        };
+        self.id_list = l;
+        // At most one list per entry and 65536 lists per segment: fits.
+        let l = l.min(u16::MAX as usize) as u16;
+        let id = xxh3_64_with_seed(id.as_bytes(), u64::from(crate::record::kind_code(kind)));
+        let key = xxh3_64_with_seed(digest, 0) as u32;
+        self.stats.id_prints.push((l, id, key));
     }
 
     fn flush_run(&mut self) {
@@ -1655,6 +1727,27 @@ mod tests {
             None
         )
         .is_err());
+    }
+
+    /// An id with two hashes of one kind is counted once per list, across
+    /// inputs; its MD5 and PDQ, a repeated entry, or a line number standing
+    /// in for an id are not counted.
+    #[test]
+    fn ids_with_several_hashes_are_counted_per_list() {
+        let a = format!("hash,kind,id,list\n{H},pdq,x,l\n{M},md5,x,l\n{H},pdq,x,l\n{H},pdq,y,m\n");
+        let b = format!("{M},x,l\n{},y,m\n{S1}\n{}\n", &hex(1)[..32], &hex(2)[..40]);
+        let c = format!("pdq:{},y,m\n", hex(3));
+        let mut inputs: Vec<ImportStats> = [a, b, c]
+            .iter()
+            .map(|t| import(t, &ImportOptions::default()).unwrap().0)
+            .collect();
+        // l: x has one PDQ and one MD5 (twice): none. m: y has PDQ H and
+        // another PDQ (input c), and an MD5: one.
+        assert_eq!(
+            ids_with_several_hashes(&mut inputs),
+            [("m".to_string(), 1)].into()
+        );
+        assert!(inputs.iter().all(|s| s.id_prints.is_empty()));
     }
 
     #[test]
