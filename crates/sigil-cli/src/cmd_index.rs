@@ -22,11 +22,14 @@ pub enum Command {
     Build(BuildArgs),
     /// Add entries from hash lists to an index (a new segment).
     Add(AddArgs),
-    /// Remove entries by hash or by (list, id) (a tombstone file).
+    /// Remove entries of one list (--list) or of every list (--all-lists), by
+    /// hash or by id (a tombstone file). Exit 1 if something asked for was
+    /// not there (--missing-ok: 0).
     Remove(RemoveArgs),
     /// Merge all segments into one and drop removed entries.
     Compact(IndexArg),
-    /// Print statistics about an index.
+    /// Print statistics about an index, with its live entries per list and
+    /// kind (reads every record).
     Stats(StatsArgs),
     /// Check every checksum and structural invariant of an index.
     Verify(IndexArg),
