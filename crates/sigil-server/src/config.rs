@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Role;
+use crate::store::LEGAL_RETENTION_DAYS;
 use sigil_eval::robust::RobustLevel;
 
 /// Why a configuration could not be loaded.
@@ -108,7 +109,8 @@ pub struct ReportsConfig {
     pub path: PathBuf,
     /// PostgreSQL connection URL (backend = "postgres").
     pub postgres_url: Option<String>,
-    /// Preservation period from detection, days (at least 365, the legal minimum).
+    /// Preservation period from detection, days (at least 365, the legal
+    /// minimum): each stub's preservation deadline.
     pub retention_days: u32,
 }
 
@@ -118,7 +120,7 @@ impl Default for ReportsConfig {
             backend: ReportsBackend::Sqlite,
             path: PathBuf::from("sigil-reports.db"),
             postgres_url: None,
-            retention_days: 365,
+            retention_days: LEGAL_RETENTION_DAYS,
         }
     }
 }
@@ -392,9 +394,10 @@ impl ServerConfig {
                 "limits.max_message_bytes must be at least 1024".into(),
             ));
         }
-        if self.reports.retention_days < 365 {
+        if self.reports.retention_days < LEGAL_RETENTION_DAYS {
             return Err(ConfigError::Invalid(format!(
-                "reports.retention_days = {} is below the 365-day legal preservation minimum",
+                "reports.retention_days = {} is below the {LEGAL_RETENTION_DAYS}-day legal \
+                 preservation minimum",
                 self.reports.retention_days
             )));
         }

@@ -12,7 +12,6 @@
 pub mod auth;
 pub mod config;
 pub mod connections;
-pub mod export;
 pub mod lookup;
 pub mod matching;
 pub mod metrics;
@@ -22,8 +21,6 @@ pub mod server;
 pub mod service;
 pub mod store;
 pub mod store_calls;
-pub mod store_pg;
-mod store_sql;
 pub mod timeutil;
 
 /// Generated protobuf and tonic code for package `sigil.v1`.

@@ -20,16 +20,15 @@ use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
 use tonic::{Request, Status};
 
 use crate::auth::{KeyRing, Role};
-use crate::config::{ConfigError, ReportsBackend, ServerConfig, TlsConfig};
+use crate::config::{ConfigError, ServerConfig, TlsConfig};
 use crate::connections;
 use crate::lookup::{BatchStats, LookupQueue};
 use crate::metrics::{serve_metrics, Metrics};
 use crate::pool::HashPool;
 use crate::proto;
 use crate::service::{AppState, MatcherService, ReportsService};
-use crate::store::{ReportStore, SqliteReportStore, StoreError};
+use crate::store::StoreError;
 use crate::store_calls::StoreCalls;
-use crate::store_pg::{PgOptions, PgReportStore};
 use crate::timeutil::now_ms;
 
 /// Why the server could not start or stopped with an error.
@@ -315,21 +314,13 @@ pub async fn start(
                 message: e.to_string(),
             })?
     };
-    let store: Arc<dyn ReportStore> = {
+    let store = {
         let reports = config.reports.clone();
-        tokio::task::spawn_blocking(move || -> Result<Arc<dyn ReportStore>, StoreError> {
-            Ok(match reports.backend {
-                ReportsBackend::Sqlite => Arc::new(SqliteReportStore::open(&reports.path)?),
-                // An unreachable database stops start-up here with the
-                // (password-free) URL and the cause.
-                ReportsBackend::Postgres => Arc::new(PgReportStore::connect(
-                    reports.postgres_url.as_deref().unwrap_or_default(),
-                    PgOptions::default(),
-                )?),
-            })
-        })
-        .await
-        .map_err(|e| ServerError::Reflection(e.to_string()))??
+        // An unreachable database stops start-up here with the
+        // (password-free) URL and the cause.
+        tokio::task::spawn_blocking(move || crate::store::open(&reports))
+            .await
+            .map_err(|e| ServerError::Reflection(e.to_string()))??
     };
     let keys = if config.api_keys.is_empty() {
         KeyRing::insecure_open()

@@ -969,8 +969,9 @@ impl proto::reports_server::Reports for ReportsService {
                 let id = request.into_inner().id;
                 require_id(&id)?;
                 let r = self.blocking(move |s| s.get(&id)).await?;
-                let json = serde_json::to_string_pretty(&crate::export::cybertipline_json(&r))
-                    .map_err(|e| Status::internal(format!("export failed: {e}")))?;
+                let json =
+                    serde_json::to_string_pretty(&crate::store::export::cybertipline_json(&r))
+                        .map_err(|e| Status::internal(format!("export failed: {e}")))?;
                 Ok(Response::new(proto::ExportReportResponse { json }))
             })
             .await
