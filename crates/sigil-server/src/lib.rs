@@ -11,16 +11,12 @@
 
 pub mod auth;
 pub mod config;
-pub mod connections;
-pub mod lookup;
+mod exec;
 pub mod matching;
 pub mod metrics;
-pub mod pool;
-mod reply;
 pub mod server;
 pub mod service;
 pub mod store;
-pub mod store_calls;
 pub mod timeutil;
 
 /// Generated protobuf and tonic code for package `sigil.v1`.

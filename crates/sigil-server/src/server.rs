@@ -21,14 +21,14 @@ use tonic::{Request, Status};
 
 use crate::auth::{KeyRing, Role};
 use crate::config::{ConfigError, ServerConfig, TlsConfig};
-use crate::connections;
-use crate::lookup::{BatchStats, LookupQueue};
+use crate::exec::connections;
+use crate::exec::lookup::{BatchStats, LookupQueue};
+use crate::exec::pool::HashPool;
+use crate::exec::store_calls::StoreCalls;
 use crate::metrics::{serve_metrics, Metrics};
-use crate::pool::HashPool;
 use crate::proto;
 use crate::service::{AppState, MatcherService, ReportsService};
 use crate::store::StoreError;
-use crate::store_calls::StoreCalls;
 use crate::timeutil::now_ms;
 
 /// Why the server could not start or stopped with an error.

@@ -14,16 +14,16 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::auth::Caller;
 use crate::config::ServerConfig;
-use crate::lookup::{LookupError, LookupQueue};
+use crate::exec::lookup::{LookupError, LookupQueue};
+use crate::exec::pool::{HashMode, HashPool, PoolError, Signed};
+use crate::exec::store_calls::StoreCalls;
 use crate::matching::{resolve_options, Matcher, Outcome, ResolvedOptions, Verdict};
 use crate::metrics::Metrics;
-use crate::pool::{HashMode, HashPool, PoolError, Signed};
 use crate::proto;
 use crate::store::{
     NewReport, ReportFilter, ReportRecord, ReportStatus, ReportStore, ReportUpdate, StoreError,
     StoredMatch,
 };
-use crate::store_calls::StoreCalls;
 use crate::timeutil::now_ms;
 
 /// State shared by both services.
