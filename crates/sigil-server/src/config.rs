@@ -182,6 +182,13 @@ pub struct Limits {
     pub http2_max_frame_bytes: u32,
 }
 
+impl Limits {
+    /// The server's deadline for one call (or stream item).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
