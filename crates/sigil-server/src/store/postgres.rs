@@ -384,16 +384,14 @@ fn bind(v: &Value) -> Box<dyn ToSql + Sync> {
     }
 }
 
-/// Reads column `i` as `column` describes it.
-fn read(row: &postgres::Row, i: usize, column: &Column) -> Result<Value, postgres::Error> {
-    let int = |v: Option<i32>| v.map(|v| v as u32);
-    Ok(match (column.ty, column.nullable) {
-        (Type::Text, false) => Value::Text(Some(row.try_get(i)?)),
-        (Type::Text, true) => Value::Text(row.try_get(i)?),
-        (Type::BigInt, _) => Value::BigInt(row.try_get(i)?),
-        (Type::Int, false) => Value::Int(int(Some(row.try_get(i)?))),
-        (Type::Int, true) => Value::Int(int(row.try_get(i)?)),
-        (Type::Bool, _) => Value::Bool(row.try_get(i)?),
+/// Reads column `i` as a value of type `ty` (NULL allowed: the row
+/// mapping refuses it where the column is NOT NULL).
+fn read(row: &postgres::Row, i: usize, ty: Type) -> Result<Value, postgres::Error> {
+    Ok(match ty {
+        Type::Text => Value::Text(row.try_get(i)?),
+        Type::BigInt => Value::BigInt(row.try_get(i)?),
+        Type::Int => Value::Int(row.try_get::<_, Option<i32>>(i)?.map(|v| v as u32)),
+        Type::Bool => Value::Bool(row.try_get(i)?),
     })
 }
 
@@ -440,7 +438,7 @@ impl Tx for PgTx<'_, '_> {
                 columns
                     .iter()
                     .enumerate()
-                    .map(|(i, c)| read(row, i, c))
+                    .map(|(i, c)| read(row, i, c.ty))
                     .collect::<Result<Vec<Value>, _>>()
                     .map(Row::from)
                     .map_err(|e| self.err(e))

@@ -127,8 +127,8 @@ pub(crate) const AUDIT: Table = Table {
 
 pub(crate) const TABLES: [&Table; 4] = [&REPORTS, &MATCHES, &ANNOTATIONS, &AUDIT];
 
-/// (name, table, columns): listing by time, the retention purge's scan by
-/// deadline, and the listing's filter by list.
+/// (name, table, columns): for listing by time, finding stubs past their
+/// preservation deadline, and the listing's filter by list.
 pub(crate) const INDEXES: [(&str, &str, &str); 3] = [
     ("reports_detected", "reports", "detected_at_ms, id"),
     ("reports_deadline", "reports", "preservation_deadline_ms"),
@@ -246,8 +246,9 @@ impl From<Vec<Value>> for Row {
     }
 }
 
-/// A row that does not have the shape its table describes; the backends
-/// read each column as its described type, so only a bug gets here.
+/// A value that does not fit its column: a NULL in a NOT NULL column (a
+/// database edited by hand), or a bug (the backends read each column as
+/// its described type).
 fn misread(what: &str, got: Option<Value>) -> StoreError {
     StoreError::Backend(format!("report store: expected {what}, read {got:?}"))
 }
@@ -261,7 +262,7 @@ impl Row {
     }
     pub fn text(&mut self) -> Result<String, StoreError> {
         self.opt_text()?
-            .ok_or_else(|| misread("text", Some(Value::Text(None))))
+            .ok_or_else(|| misread("non-NULL text", Some(Value::Text(None))))
     }
     pub fn big_int(&mut self) -> Result<i64, StoreError> {
         match self.0.next() {
@@ -277,7 +278,7 @@ impl Row {
     }
     pub fn u32(&mut self) -> Result<u32, StoreError> {
         self.opt_u32()?
-            .ok_or_else(|| misread("an INTEGER", Some(Value::Int(None))))
+            .ok_or_else(|| misread("a non-NULL INTEGER", Some(Value::Int(None))))
     }
     pub fn opt_bool(&mut self) -> Result<Option<bool>, StoreError> {
         match self.0.next() {

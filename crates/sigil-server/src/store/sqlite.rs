@@ -132,16 +132,15 @@ impl ToSql for Value {
     }
 }
 
-/// Reads column `i` as `column` describes it.
-fn read(row: &rusqlite::Row<'_>, i: usize, column: &Column) -> rusqlite::Result<Value> {
-    let int = |v: Option<i64>| v.map(|v| v as u32);
-    Ok(match (column.ty, column.nullable) {
-        (Type::Text, false) => Value::Text(Some(row.get(i)?)),
-        (Type::Text, true) => Value::Text(row.get(i)?),
-        (Type::BigInt, _) => Value::BigInt(row.get(i)?),
-        (Type::Int, false) => Value::Int(int(Some(row.get(i)?))),
-        (Type::Int, true) => Value::Int(int(row.get(i)?)),
-        (Type::Bool, _) => Value::Bool(row.get::<_, Option<i64>>(i)?.map(|v| v != 0)),
+/// Reads column `i` as a value of type `ty` (NULL allowed: the row
+/// mapping refuses it where the column is NOT NULL).
+fn read(row: &rusqlite::Row<'_>, i: usize, ty: Type) -> rusqlite::Result<Value> {
+    let int = |i| row.get::<_, Option<i64>>(i);
+    Ok(match ty {
+        Type::Text => Value::Text(row.get(i)?),
+        Type::BigInt => Value::BigInt(row.get(i)?),
+        Type::Int => Value::Int(int(i)?.map(|v| v as u32)),
+        Type::Bool => Value::Bool(int(i)?.map(|v| v != 0)),
     })
 }
 
@@ -170,7 +169,7 @@ impl Tx for SqliteTx<'_> {
             columns
                 .iter()
                 .enumerate()
-                .map(|(i, c)| read(row, i, c))
+                .map(|(i, c)| read(row, i, c.ty))
                 .collect::<rusqlite::Result<Vec<Value>>>()
         })?;
         Ok(rows
@@ -290,37 +289,21 @@ mod tests {
     }
 
     /// The DDL of the SQLite store before the one schema description:
-    /// no `reports_deadline` index, no `ON DELETE CASCADE`.
-    const LEGACY_DDL: &str = "
-CREATE TABLE reports (
-    id TEXT PRIMARY KEY, status TEXT NOT NULL, incident_type TEXT NOT NULL,
-    detected_at_ms BIGINT NOT NULL, preservation_deadline_ms BIGINT NOT NULL,
-    reporting_org TEXT NOT NULL, reporting_email TEXT NOT NULL, submitter_ref TEXT NOT NULL,
-    content_ref TEXT NOT NULL, file_name TEXT NOT NULL, source TEXT NOT NULL, md5 TEXT NOT NULL,
-    sha1 TEXT NOT NULL, sha256 TEXT NOT NULL, pdq TEXT NOT NULL, quality INTEGER,
-    viewed INTEGER, classification TEXT, reviewer TEXT, updated_at_ms BIGINT NOT NULL
-);
-CREATE INDEX reports_detected ON reports (detected_at_ms, id);
-CREATE TABLE report_matches (
-    report_id TEXT NOT NULL REFERENCES reports (id), seq INTEGER NOT NULL,
-    entry_id TEXT NOT NULL, list TEXT NOT NULL, category TEXT NOT NULL, note TEXT,
-    kind TEXT NOT NULL, distance INTEGER NOT NULL, variant TEXT, PRIMARY KEY (report_id, seq)
-);
-CREATE INDEX report_matches_list ON report_matches (list, report_id);
-CREATE TABLE report_annotations (
-    report_id TEXT NOT NULL REFERENCES reports (id), seq INTEGER NOT NULL,
-    body TEXT NOT NULL, PRIMARY KEY (report_id, seq)
-);
-CREATE TABLE report_audit (
-    report_id TEXT NOT NULL REFERENCES reports (id), seq INTEGER NOT NULL,
-    at_ms BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL, details TEXT NOT NULL,
-    PRIMARY KEY (report_id, seq)
-);
+    /// the same tables without `ON DELETE CASCADE`, and no
+    /// `reports_deadline` index.
+    fn legacy_ddl() -> String {
+        let ddl = Dialect::Sqlite.schema().replace(" ON DELETE CASCADE", "");
+        let ddl: Vec<&str> = ddl
+            .lines()
+            .filter(|l| !l.contains("reports_deadline"))
+            .collect();
+        ddl.join("\n")
+            + "
 INSERT INTO reports VALUES ('rpt_old', 'confirmed', 'x', 5, 6, 'org', '', '', '', '', 'image',
     '', '', '', '', 80, 1, 'A2', 'rev', 7);
 INSERT INTO report_matches VALUES ('rpt_old', 0, 'e', 'ncmec', 'A1', NULL, 'md5', 0, NULL);
-INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');
-";
+INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');"
+    }
 
     /// A database made by the old DDL opens with its stubs, gains the
     /// deadline index, is marked version 1, and takes new stubs and
@@ -331,7 +314,7 @@ INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');
         let path = dir.path().join("old.db");
         Connection::open(&path)
             .unwrap()
-            .execute_batch(LEGACY_DDL)
+            .execute_batch(&legacy_ddl())
             .unwrap();
         let store = SqliteReportStore::open(&path).unwrap();
         let old = store.get("rpt_old").unwrap();
