@@ -1,6 +1,6 @@
-//! Assembles and runs the server: [`state`] (the index, the report store
-//! and the bounded executors), [`listeners`] (gRPC with [`tls`] and auth,
-//! metrics, plaintext health) and [`background`] (index reload); then
+//! Assembles and runs the server: `state` (the index, the report store
+//! and the bounded executors), `listeners` (gRPC with `tls` and auth,
+//! metrics, plaintext health) and `background` (index reload); then
 //! graceful shutdown.
 
 mod background;

@@ -3,10 +3,10 @@
 //! [`ReportStore`] is the seam for storage backends: [`SqliteReportStore`]
 //! (embedded, WAL, `synchronous=FULL`) and, with the `postgres` cargo
 //! feature, `PgReportStore` (one store shared by every replica). Both are
-//! the same SQL store: one description of the tables ([`sql`]) gives both
+//! the same SQL store: one description of the tables (`sql.rs`) gives both
 //! dialects their DDL and statements, and the store logic (what a create,
-//! a get, a listing and an update read and write) is written once over it;
-//! a backend adds only its connection handling. A stub is committed before
+//! a get, a listing and an update read and write, `ops.rs`) is written once
+//! over it; a backend adds only its connection handling. A stub is committed before
 //! the matching response is sent, so an acknowledged match survives a
 //! crash. No image bytes or pixels ever enter a stub.
 //!

@@ -1,12 +1,13 @@
 //! PostgreSQL backend of [`ReportStore`]: one report store shared by every
 //! replica of the matcher.
 //!
-//! The same SQL store as SQLite's (one schema description and one store
-//! logic, `sql.rs`; the shared test suite in `tests/report_store_pg.rs`
-//! runs against both); built with the `postgres` cargo feature. Durability: a stub is
-//! acknowledged only after `COMMIT` returns, and PostgreSQL's default
-//! `synchronous_commit = on` has flushed the WAL by then, so an acknowledged
-//! stub survives a crash of the server or of the database.
+//! Built with the `postgres` cargo feature. The same SQL store as SQLite's
+//! (one schema description, `sql.rs`, one store logic, `ops.rs`; the
+//! shared test suite in `tests/report_store_pg.rs` runs against both).
+//! Durability: a stub is acknowledged only after `COMMIT` returns, and
+//! PostgreSQL's default `synchronous_commit = on` has flushed the WAL by
+//! then, so an acknowledged stub survives a crash of the server or of the
+//! database.
 //!
 //! The trait is synchronous (the server calls it from `spawn_blocking`), so
 //! this uses the blocking `postgres` client with a small connection pool.
