@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Paired MatchImage comparison of two sigil binaries (BENCHMARKS.md, "gRPC service"): in each
-# round each binary serves the index in turn (a fresh server), `bench-server` runs phase 2 of
-# server_bench.sh against it (4 callers, 20 s), then the same binary's `sigil scan --threads 2`
+# round each binary serves the index in turn (a fresh server), `sigil-bench-server` runs phase 2
+# of server_bench.sh against it (4 callers, 20 s), then the same binary's `sigil scan --threads 2`
 # runs on the same files and index, the directory given SCAN_REPEAT times (default 5: one pass
 # over the 271-photo corpus lasts ~1.5 s, too short for a steady rate). Pairs, because this VM's
 # speed drifts within minutes.
@@ -24,7 +24,7 @@ for round in $(seq "$ROUNDS"); do
         start_server "$S" "$INDEX" "$PORT" "$WORK"
         CPU0=$(cpu_ticks "$SERVER")
         /usr/bin/time -f '%U %S' -o "$WORK/client.cpu" \
-            "$S" bench-server --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" \
+            "$BENCH" --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" \
             --concurrency 4 --seconds 20 --warmup 0 > "$WORK/image.json"
         CPU1=$(cpu_ticks "$SERVER")
         kill "$SERVER"

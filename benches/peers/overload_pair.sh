@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # MatchImage under overload, two server configurations of one binary (BENCHMARKS.md, "gRPC
-# service"; docs/operations.md, "Queue depth"): in each round each configuration serves the
-# index in turn (a fresh server), `bench-server` measures the closed-loop peak (4 callers, 15 s),
+# service"; docs/operations.md, "Queue depth"): in each round each configuration serves the index
+# in turn (a fresh server), `sigil-bench-server` measures the closed-loop peak (4 callers, 15 s),
 # then offers 80% of that peak open loop for 30 s (phase 3 of server_bench.sh). Pairs, because
 # this VM's speed drifts within minutes.
 #
@@ -22,11 +22,11 @@ for round in $(seq "$ROUNDS"); do
         for kv in $ENVS; do export "${kv?}"; done
         start_server "$S" "$INDEX" "$PORT" "$WORK"
         for kv in $ENVS; do unset "${kv%%=*}"; done
-        "$S" bench-server --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" \
+        "$BENCH" --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" \
             --concurrency 4 --seconds 15 > "$WORK/peak.json"
         RATE=$(python3 -c 'import json,sys; print(round(0.8 * json.load(open(sys.argv[1]))["calls_per_s"], 2))' "$WORK/peak.json")
-        # bench-server exits non-zero when any call failed; the errors are in its JSON line.
-        "$S" bench-server --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" --rate "$RATE" \
+        # sigil-bench-server exits non-zero when any call failed; the errors are in its JSON line.
+        "$BENCH" --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" --rate "$RATE" \
             --concurrency 64 --seconds 30 > "$WORK/open.json" || true
         HWM=$(awk '/VmHWM/ {print $2}' "/proc/$SERVER/status")
         kill "$SERVER"

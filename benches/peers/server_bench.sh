@@ -5,7 +5,7 @@
 #   INDEX       e.g. /work/bench-data/idx10m/sigil-index (10M entries)
 #   IMAGES_DIR  e.g. /work/bench-data/corpus/img (the photo corpus, also scanned by scan_bench.sh)
 #   SOAK_SECONDS default 600 (0: skip the soak)
-# Starts `sigil serve --insecure-loopback` on the index, then with `sigil bench-server`:
+# Starts `sigil serve --insecure-loopback` on the index, then with `sigil-bench-server`:
 # 1. MatchHashes peak: random PDQ hashes (no match), 1000 per call, 4 callers, 20 s;
 # 2. MatchImage peak on IMAGES_DIR, 4 callers, 20 s; then `sigil scan --threads 2` on the same
 #    directory and index for the comparison;
@@ -27,7 +27,7 @@ start_server "$SIGIL" "$INDEX" "$PORT" "$WORK"
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "index: $INDEX; images: $IMAGES ($(ls "$IMAGES" | wc -l) files)"
-bench() { "$SIGIL" bench-server --addr "127.0.0.1:$PORT" "$@"; }
+bench() { "$BENCH" --addr "127.0.0.1:$PORT" "$@"; }
 rss() { awk '/VmRSS/ {print $2}' "/proc/$SERVER/status"; }
 
 echo "== 1. MatchHashes peak"
@@ -41,7 +41,7 @@ CPU0=$(cpu_ticks "$SERVER")
 # --warmup 0: the server's CPU is read over the whole run, so every call of the run must count
 # (with the default 1 s warm-up, 5% of the CPU went to uncounted calls).
 /usr/bin/time -f '%U %S' -o "$WORK/client.cpu" \
-    "$SIGIL" bench-server --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" \
+    "$BENCH" --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" \
     --concurrency 4 --seconds 20 --warmup 0 | tee "$WORK/image.json"
 CPU1=$(cpu_ticks "$SERVER")
 # The directory is given SCAN_REPEAT times (default 5): one pass over the 271-photo corpus lasts
@@ -74,7 +74,7 @@ PYEOF
 PEAK=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["calls_per_s"])' "$WORK/image.json")
 RATE=$(python3 -c "print(round(0.8 * $PEAK, 2))")
 echo "== 3. MatchImage open loop at 80% of peak ($RATE calls/s)"
-# bench-server exits non-zero when any call failed; the errors are in its JSON line.
+# sigil-bench-server exits non-zero when any call failed; the errors are in its JSON line.
 bench --mode image --images "$IMAGES" --rate "$RATE" --concurrency 64 --seconds 30 || true
 if [ "$SOAK" -eq 0 ]; then exit 0; fi
 echo "== 4. soak ${SOAK}s, server RSS (KiB) every 10 s"

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Profile `sigil serve` during a MatchImage peak (BENCHMARKS.md, "gRPC service"): starts the
-# server on INDEX, runs phase 2's load (`bench-server --mode image`, 4 callers, 20 s) and records
-# the server with `perf record -p` for 12 s of it; prints bench-server's JSON line and the
-# server's top symbols.
+# server on INDEX, runs phase 2's load (`sigil-bench-server --mode image`, 4 callers, 20 s) and
+# records the server with `perf record -p` for 12 s of it; prints sigil-bench-server's JSON line
+# and the server's top symbols.
 #
 # usage: benches/peers/server_profile.sh SIGIL INDEX IMAGES_DIR [PERF_OUT]
 set -euo pipefail
@@ -12,7 +12,7 @@ WORK=$(mktemp -d /tmp/sigil-profile.XXXXXX)
 . "$(dirname "$0")/serve_lib.sh"
 start_server "$S" "$INDEX" "$PORT" "$WORK"
 trap 'kill $SERVER 2>/dev/null || true; rm -rf "$WORK"' EXIT
-"$S" bench-server --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" --concurrency 4 \
+"$BENCH" --addr "127.0.0.1:$PORT" --mode image --images "$IMAGES" --concurrency 4 \
     --seconds 20 >"$WORK/image.json" &
 LOAD=$!
 sleep 5

@@ -12,8 +12,7 @@ use anyhow::{bail, Context};
 use sigil_core::{HashKind, PdqHash};
 use sigil_index::import::{self, csv_field, Dropped};
 use sigil_index::{
-    ImportOptions, ImportStats, IndexReader, IndexWriter, RemoveBy, SearchOptions, SegmentBuilder,
-    Tombstone,
+    ImportOptions, ImportStats, IndexReader, IndexWriter, RemoveBy, SegmentBuilder, Tombstone,
 };
 
 #[derive(clap::Subcommand)]
@@ -35,7 +34,7 @@ pub enum Command {
     Verify(IndexArg),
     /// Write every live entry as CSV (hash,kind,id,list,category,note).
     Export(ExportArgs),
-    /// Search PDQ hashes (one hex per line, files or stdin) and print JSON lines.
+    /// Match PDQ hashes (one hex per line, files or stdin) and print JSON lines.
     Query(QueryArgs),
 }
 
@@ -166,19 +165,22 @@ pub struct QueryArgs {
     /// Index directory.
     index: PathBuf,
     /// Inclusive Hamming radius (0..=256).
-    #[arg(long, default_value_t = 31)]
+    #[arg(long, default_value_t = sigil_match::DEFAULT_RADIUS)]
     radius: u32,
-    /// Keep only the K nearest matches.
+    /// Keep only the K nearest matches (the others are counted in `omitted`).
     #[arg(long)]
     k: Option<usize>,
     /// Also search the 8 dihedral variants (bit-domain approximation of the
     /// hash; a scan with the image at hand uses the exact ones).
     #[arg(long)]
     dihedral: bool,
-    /// Only these lists (repeatable).
+    /// Only these lists (repeatable). A list the index does not hold is an
+    /// error naming the lists it does.
     #[arg(long = "list")]
     lists: Vec<String>,
-    /// Per-list radius, LIST=R (repeatable).
+    /// Per-list radius cap, LIST=R (repeatable): that list's matches are
+    /// within R and within --radius, as the server's `[matching]
+    /// list_radius`.
     #[arg(long = "list-radius", value_parser = parse_list_radius)]
     list_radius: Vec<(String, u32)>,
     /// Output format.
@@ -811,21 +813,43 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
 #[derive(serde::Serialize)]
 struct QueryLine<'a> {
     query: String,
-    matches: &'a [sigil_index::Match],
+    matches: &'a [sigil_match::MatchedEntry],
+    /// Matches past `--k`, left out.
+    #[serde(skip_serializing_if = "is_zero")]
+    omitted: usize,
+    index_generation: u64,
 }
 
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// Matches every hash through `sigil_match` (the rule `scan` and `serve`
+/// apply), the PDQ searches of each chunk run as one batch on all cores.
 fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
-    if a.radius > sigil_index::reader::MAX_RADIUS {
-        bail!("--radius {} is over 256", a.radius);
-    }
+    use sigil_match::{HashItem, MatchPolicy, MatchRequest, Matcher, Verdict};
+
     let r = IndexReader::open(&a.index)?;
-    let opts = SearchOptions {
+    let policy = MatchPolicy {
         radius: a.radius,
-        k: a.k,
         dihedral: a.dihedral,
-        lists: (!a.lists.is_empty()).then(|| a.lists.clone()),
-        list_radius: a.list_radius.iter().cloned().collect::<BTreeMap<_, _>>(),
+        list_radius: a.list_radius.iter().cloned().collect(),
+        ..MatchPolicy::unrestricted()
     };
+    policy.validate()?;
+    let request = MatchRequest {
+        lists: a.lists.clone(),
+        max_matches: a.k,
+        ..MatchRequest::default()
+    };
+    let options = policy.resolve(&request, &r).with_context(|| {
+        format!(
+            "cannot query index {} (generation {})",
+            a.index.display(),
+            r.generation()
+        )
+    })?;
+    let matcher = Matcher::new(&r, &options);
     let inputs = if a.inputs.is_empty() {
         vec![PathBuf::from("-")]
     } else {
@@ -838,13 +862,31 @@ fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
     let flush = |batch: &mut Vec<PdqHash>,
                  out: &mut BufWriter<std::io::StdoutLock<'static>>|
      -> anyhow::Result<()> {
-        let results = r.search_pdq_batch(batch, &opts);
-        for (q, m) in batch.iter().zip(&results) {
+        let items: Vec<HashItem<'_>> = batch
+            .iter()
+            .map(|h| HashItem {
+                kind: HashKind::Pdq,
+                digest: &h.0,
+                quality: None,
+            })
+            .collect();
+        let queries = matcher.pdq_queries(&items);
+        let found = r.search_pdq_batch(&queries.hashes, matcher.search_options());
+        let outcomes = matcher.hash_outcomes(&items, &queries, found);
+        for (q, o) in batch.iter().zip(&outcomes) {
+            if o.verdict == Verdict::Error {
+                bail!(
+                    "{q}: {}",
+                    o.error.as_deref().unwrap_or("could not be matched")
+                );
+            }
             serde_json::to_writer(
                 &mut *out,
                 &QueryLine {
                     query: q.to_hex(),
-                    matches: m,
+                    matches: &o.matches,
+                    omitted: o.omitted,
+                    index_generation: o.generation,
                 },
             )?;
             out.write_all(b"\n")?;

@@ -15,10 +15,11 @@ use sigil_core::pdq::Profile;
 use sigil_core::DecodeOptions;
 use sigil_eval::robust::RobustLevel;
 use sigil_index::IndexReader;
+use sigil_match::{MatchPolicy, MatchRequest, DEFAULT_QUALITY_THRESHOLD, DEFAULT_RADIUS};
 use sigil_scan::journal::{open_for_resume, read_journal, ScanManifest};
 use sigil_scan::output::OutputTarget;
 use sigil_scan::walk::WalkOptions;
-use sigil_scan::{run_scan, IndexLookup, OutputFormat, Progress, RecordWriter, ScanConfig, Shard};
+use sigil_scan::{run_scan, OutputFormat, Progress, RecordWriter, ScanConfig, Shard};
 
 /// Exit status when the scan was interrupted (128 + SIGINT, as shells do).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -34,7 +35,7 @@ pub struct Args {
     #[arg(long, value_name = "INDEX")]
     index: PathBuf,
     /// PDQ match radius (inclusive Hamming distance).
-    #[arg(long, default_value_t = 31, value_parser = clap::value_parser!(u32).range(0..=256))]
+    #[arg(long, default_value_t = DEFAULT_RADIUS, value_parser = clap::value_parser!(u32).range(0..=256))]
     radius: u32,
     /// Write records to FILE instead of standard output (required by --resume).
     #[arg(long, short, value_name = "FILE")]
@@ -89,7 +90,7 @@ pub struct Args {
     )]
     robust: RobustLevel,
     /// PDQ hashes below this quality are not matched (verdict low_quality).
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u32).range(0..=100))]
+    #[arg(long, default_value_t = DEFAULT_QUALITY_THRESHOLD, value_parser = clap::value_parser!(u32).range(0..=100))]
     min_quality: u32,
     /// Hash large JPEGs from their DCT coefficients or a reduced-scale decode
     /// (faster, approximate; see BENCHMARKS.md).
@@ -99,7 +100,9 @@ pub struct Args {
     /// cli512 (Meta's C++ command-line tool).
     #[arg(long, default_value = "full")]
     profile: Profile,
-    /// Only search these lists (repeatable; default all).
+    /// Only match entries of these lists, by any kind of hash (repeatable;
+    /// default all). A list the index does not hold stops the scan before
+    /// it starts.
     #[arg(long = "list", value_name = "NAME")]
     lists: Vec<String>,
     /// Write only records that matched (not with --resume: unmatched files
@@ -159,11 +162,28 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     for p in &args.paths {
         std::fs::metadata(p).with_context(|| format!("cannot scan {}", p.display()))?;
     }
-    // An unusable index stops everything before a single file is read.
+    // An unusable index, or options it cannot answer (a list it does not
+    // hold), stop everything before a single file is read or written.
     let reader = IndexReader::open(&args.index)
         .with_context(|| format!("cannot open index {}", args.index.display()))?;
-    let lookup =
-        IndexLookup::new(reader).with_lists((!args.lists.is_empty()).then(|| args.lists.clone()));
+    let policy = MatchPolicy {
+        radius: args.radius,
+        quality_threshold: args.min_quality,
+        dihedral: args.dihedral,
+        robust: args.robust,
+        ..MatchPolicy::unrestricted()
+    };
+    let request = MatchRequest {
+        lists: args.lists.clone(),
+        ..MatchRequest::default()
+    };
+    let matching = policy.resolve(&request, &reader).with_context(|| {
+        format!(
+            "cannot scan against index {} (generation {})",
+            args.index.display(),
+            reader.generation()
+        )
+    })?;
 
     let threads = args.threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
@@ -180,10 +200,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             shard,
         },
         threads,
-        radius: args.radius,
-        dihedral: args.dihedral,
-        robust: args.robust,
-        min_quality: args.min_quality,
+        matching,
         profile: args.profile,
         decode: DecodeOptions::default(),
         fast: args.fast,
@@ -301,7 +318,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut summary = run_scan(
         &cfg,
-        &lookup,
+        &reader,
         &mut writer,
         args.format,
         &done,

@@ -6,7 +6,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod cmd_bench_server;
 mod cmd_eval;
 mod cmd_hash;
 mod cmd_index;
@@ -37,8 +36,6 @@ enum Command {
     Serve(cmd_serve::Args),
     /// Measure matching robustness on an image corpus.
     Eval(cmd_eval::Args),
-    /// Load-test a running `sigil serve` (throughput and latency percentiles).
-    BenchServer(cmd_bench_server::Args),
 }
 
 fn main() -> ExitCode {
@@ -50,7 +47,6 @@ fn main() -> ExitCode {
         Command::Index(c) => cmd_index::run(c),
         Command::Serve(a) => cmd_serve::run(a),
         Command::Eval(a) => cmd_eval::run(a),
-        Command::BenchServer(a) => cmd_bench_server::run(a),
     };
     match result {
         Ok(code) => code,

@@ -291,6 +291,71 @@ fn bad_lines_and_corrupt_indexes_get_clear_errors() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("not an index"));
 }
 
+/// `index query` applies the matching policy of `scan` and `serve`: an
+/// unknown list is refused, per-list radii are caps, and every line names
+/// the index generation that answered.
+#[test]
+fn query_follows_the_matching_policy() {
+    let d = scratch("policy");
+    let idx = d.join("idx");
+    let i = idx.to_str().unwrap();
+    let list = d.join("list.txt");
+    std::fs::write(&list, format!("pdq:{H1},a,ncmec,A1\npdq:{H1},b,iwf,B2\n")).unwrap();
+    ok(run(&[
+        "index",
+        "build",
+        "--output",
+        i,
+        list.to_str().unwrap(),
+    ]));
+    // H1 with its first 10 bits flipped.
+    let mut near = sigil_core::PdqHash::from_hex(H1).unwrap();
+    near.0[0] ^= 0xff;
+    near.0[1] ^= 0xc0;
+    let q = d.join("q.txt");
+    std::fs::write(&q, format!("{}\n", near.to_hex())).unwrap();
+    let q = q.to_str().unwrap();
+    let found = |args: &[&str]| -> (Vec<(String, u64)>, u64) {
+        let mut all = vec!["index", "query", i];
+        all.extend_from_slice(args);
+        all.push(q);
+        let out = ok(run(&all));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let ids = v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["id"].as_str().unwrap().to_string(),
+                    m["distance"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        (ids, v["index_generation"].as_u64().unwrap())
+    };
+    let (all, generation) = found(&[]);
+    // Nearest first, then by list and id.
+    assert_eq!(all, [("b".to_string(), 10), ("a".to_string(), 10)]);
+    assert_eq!(generation, 1);
+    let (capped, _) = found(&["--list-radius", "iwf=5"]);
+    assert_eq!(capped, [("a".to_string(), 10)]);
+    // A cap never widens the radius.
+    let (none, _) = found(&["--radius", "8", "--list-radius", "iwf=40"]);
+    assert!(none.is_empty(), "{none:?}");
+    let (only, _) = found(&["--list", "iwf"]);
+    assert_eq!(only, [("b".to_string(), 10)]);
+
+    let o = run(&["index", "query", i, "--list", "nope", q]);
+    assert_eq!(o.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("unknown list \"nope\" (known lists: iwf, ncmec)"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
+}
+
 /// Runs `sigil ARGS` and kills it (SIGKILL) after `delay_ms`, whatever it
 /// is doing by then.
 fn kill_during(args: &[&str], delay_ms: u64) {

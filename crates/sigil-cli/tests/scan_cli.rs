@@ -151,6 +151,98 @@ fn exit_status_follows_matches_and_index_problems() {
     assert!(out.stdout.is_empty());
 }
 
+/// `--list` applies to every kind of hash, and a list the index does not
+/// hold stops the scan before it writes anything (it used to scan on and
+/// silently find no perceptual match).
+#[test]
+fn list_filter_covers_exact_digests_and_refuses_unknown_lists() {
+    let d = tempfile::tempdir().unwrap();
+    let idx = d.path().join("index");
+    let tree = d.path().join("tree");
+    copy(
+        "originals/bridge-mods/aaa-orig.jpg",
+        &tree.join("bridge.jpg"),
+    );
+    copy("pixels/pen_401x319.png", &tree.join("pen.png"));
+    // The bridge's PDQ in "demo", the pen's MD5 in "other".
+    let mut b = SegmentBuilder::new();
+    let meta = |id, list| EntryMeta {
+        id,
+        list,
+        category: "test",
+        note: None,
+    };
+    let bridge = reference_pdq("bridge-mods/aaa-orig.jpg");
+    b.push_pdq(&bridge.0, meta("bridge-1", "demo")).unwrap();
+    let pen = sigil_core::ExactDigests::of(&fs::read(tree.join("pen.png")).unwrap());
+    b.push(
+        sigil_core::HashKind::Md5,
+        &pen.md5,
+        meta("pen-md5", "other"),
+    )
+    .unwrap();
+    IndexWriter::create(&idx).unwrap().add_segment(b).unwrap();
+    let scan = |lists: &[&str]| {
+        let mut c = sigil();
+        c.args(["scan", "--quiet", "--threads", "1", "--index"])
+            .arg(&idx)
+            .arg(&tree);
+        for l in lists {
+            c.args(["--list", l]);
+        }
+        c.output().unwrap()
+    };
+    let verdicts = |out: &std::process::Output| -> BTreeMap<String, String> {
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                let name = Path::new(v["path"].as_str().unwrap())
+                    .file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                (name, v["verdict"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let all = verdicts(&scan(&[]));
+    assert_eq!(
+        (all["bridge.jpg"].as_str(), all["pen.png"].as_str()),
+        ("match", "match")
+    );
+    let demo = verdicts(&scan(&["demo"]));
+    assert_eq!(
+        (demo["bridge.jpg"].as_str(), demo["pen.png"].as_str()),
+        ("match", "no_match")
+    );
+    let other = verdicts(&scan(&["other"]));
+    assert_eq!(
+        (other["bridge.jpg"].as_str(), other["pen.png"].as_str()),
+        ("no_match", "match")
+    );
+
+    let out_file = d.path().join("never.jsonl");
+    let out = sigil()
+        .args([
+            "scan", "--quiet", "--list", "demo", "--list", "nope", "--index",
+        ])
+        .arg(&idx)
+        .arg(&tree)
+        .arg("--output")
+        .arg(&out_file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown list \"nope\" (known lists: demo, other)"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    assert!(!out_file.exists(), "a refused scan wrote its output file");
+}
+
 /// Waits (without a deadline on speed, only a generous safety cap) until
 /// the output holds at least `n` complete lines.
 fn wait_for_lines(path: &Path, n: usize, child: &mut std::process::Child) {

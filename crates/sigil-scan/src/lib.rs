@@ -2,7 +2,8 @@
 //!
 //! The pieces, each usable alone: [`walk`] (include/exclude globs, symlinks
 //! with loop detection, deterministic [`shard`]s), the bounded
-//! read -> decode -> hash -> lookup pipeline ([`pipeline`]), one
+//! read -> decode -> hash pipeline ([`pipeline`]) handing each file's
+//! signatures to `sigil_match` for the verdict, one
 //! [`record::ScanRecord`] per file, the [`output`] writers (JSON Lines, CSV),
 //! the resume [`journal`] and the end-of-scan [`summary`].
 //!
@@ -11,7 +12,6 @@
 
 pub mod fast_jpeg;
 pub mod journal;
-pub mod lookup;
 pub mod output;
 pub mod pipeline;
 pub mod read;
@@ -20,9 +20,9 @@ pub mod shard;
 pub mod summary;
 pub mod walk;
 
-pub use lookup::{IndexLookup, Lookup};
 pub use output::{OutputFormat, RecordWriter};
 pub use pipeline::{run_scan, Progress, ScanConfig, ScanError};
 pub use record::{ErrorCause, ErrorInfo, MatchRecord, ScanRecord, Verdict};
 pub use shard::Shard;
+pub use sigil_match::Lookup;
 pub use summary::{StageTimes, Summary};

@@ -8,6 +8,9 @@
 //! - Workers send finished records (signatures, never bytes) to the calling
 //!   thread, which is the only writer: one record per line, flushed to the
 //!   OS at once and fsynced every second and at the end (the resume journal).
+//! - Each worker hands a file's signatures to a `sigil_match::Matcher`
+//!   (one for the whole scan, over one index generation), which decides the
+//!   verdict; the pipeline only converts its outcome into a record.
 //! - Cancellation (Ctrl-C) stops the walk and the workers; records already
 //!   produced are written, the output is synced and the summary says
 //!   "interrupted". Files not recorded are picked up by `--resume`.
@@ -20,15 +23,15 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sigil_core::pdq::{DihedralOutput, PdqHasher, PdqOutput, Profile};
 use sigil_core::{
-    DecodeError, DecodeOptions, DecodedImage, ExactDigests, ExactHasher, HashKind, PdqHash, Pixels,
+    DecodeError, DecodeOptions, DecodedImage, ExactHasher, HashKind, PdqHash, Pixels,
 };
-use sigil_eval::robust::{
-    best_per_entry, robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions,
-};
+// The run-time robust helpers' one import in this crate (they are moving
+// from `sigil_eval::robust` to `sigil_core::robust`).
+use sigil_eval::robust::{robust_query_hashes, RobustQueryOptions};
+use sigil_match::{ImageQuery, Lookup, Matcher, Outcome, ResolvedOptions};
 
 use crate::fast_jpeg::{self, FastDecode};
 use crate::journal::record_key;
-use crate::lookup::Lookup;
 use crate::output::{OutputFormat, RecordWriter};
 use crate::read::{read_file, FileContents};
 use crate::record::{ErrorCause, ErrorInfo, MatchRecord, ScanRecord, Verdict};
@@ -42,19 +45,15 @@ pub struct ScanConfig {
     pub walk: WalkOptions,
     /// Worker threads (each decodes and hashes one file at a time).
     pub threads: usize,
-    /// PDQ match radius (inclusive).
-    pub radius: u32,
-    /// Hash and search all 8 dihedral variants.
-    pub dihedral: bool,
-    /// Robust matching (`--robust[=LEVEL]`): search every query variant of
-    /// the level (`standard`: the 8 dihedral variants of the image and of
-    /// its content inside detected flat or mirrored borders; `full`: also
-    /// rotation-compensated and zoomed copies) and report each entry once,
-    /// at its smallest distance, with the variant that reached it. Any level
-    /// but `Off` implies `dihedral`.
-    pub robust: RobustLevel,
-    /// PDQ hashes under this quality are not looked up (verdict `low_quality`).
-    pub min_quality: u32,
+    /// The matching options (radius, lists, quality threshold, dihedral,
+    /// robust level, max matches), resolved by `sigil_match` against the
+    /// index generation the scan's lookup answers from. They also decide
+    /// what is hashed: the 8 dihedral hashes with `dihedral`, and with a
+    /// robust level every query variant of the level (`standard`: the 8
+    /// dihedral variants of the image and of its content inside detected
+    /// flat or mirrored borders; `full`: also rotation-compensated and
+    /// zoomed copies).
+    pub matching: ResolvedOptions,
     pub profile: Profile,
     pub decode: DecodeOptions,
     /// Reduced-scale decoding of large JPEGs (see [`crate::fast_jpeg`]).
@@ -69,10 +68,7 @@ impl Default for ScanConfig {
             roots: Vec::new(),
             walk: WalkOptions::default(),
             threads: 1,
-            radius: 31,
-            dihedral: false,
-            robust: RobustLevel::Off,
-            min_quality: 50,
+            matching: ResolvedOptions::default(),
             profile: Profile::Full,
             decode: DecodeOptions::default(),
             fast: false,
@@ -182,6 +178,8 @@ pub fn run_scan(
         .thread_name(|i| format!("sigil-scan-{i}"))
         .build()
         .map_err(ScanError::Pool)?;
+    let work = Work::new(cfg, lookup);
+    let work = &work;
 
     let result = std::thread::scope(|s| -> Result<(), ScanError> {
         {
@@ -200,7 +198,7 @@ pub fn run_scan(
             for _ in 0..threads {
                 let job_rx = job_rx.clone();
                 let msg_tx = msg_tx.clone();
-                ps.spawn(move |_| worker(cfg, lookup, cancel, job_rx, msg_tx));
+                ps.spawn(move |_| worker(work, cancel, job_rx, msg_tx));
             }
             drop(job_rx);
             drop(msg_tx);
@@ -341,15 +339,34 @@ fn walker(
     let _ = msg_tx.send(Msg::WalkDone);
 }
 
-fn worker(
-    cfg: &ScanConfig,
-    lookup: &dyn Lookup,
-    cancel: &AtomicBool,
-    jobs: Receiver<Job>,
-    out: Sender<Msg>,
-) {
+/// What every worker shares, made once per scan (nothing here is built
+/// per file).
+struct Work<'a> {
+    cfg: &'a ScanConfig,
+    matcher: Matcher<'a, dyn Lookup + 'a>,
+    /// With a robust level: the query variants to compute (down to the
+    /// matching's quality threshold), in the scan's profile.
+    robust: Option<RobustQueryOptions>,
+}
+
+impl<'a> Work<'a> {
+    fn new(cfg: &'a ScanConfig, lookup: &'a (dyn Lookup + 'a)) -> Self {
+        let robust = cfg.matching.robust().is_on().then(|| RobustQueryOptions {
+            profile: cfg.profile,
+            ..cfg.matching.robust_query_options()
+        });
+        Work {
+            cfg,
+            matcher: Matcher::new(lookup, &cfg.matching),
+            robust,
+        }
+    }
+}
+
+fn worker(work: &Work<'_>, cancel: &AtomicBool, jobs: Receiver<Job>, out: Sender<Msg>) {
+    let cfg = work.cfg;
     let mut hasher = PdqHasher::new();
-    let exact = if lookup.has_entries(HashKind::Sha1) {
+    let exact = if work.matcher.lookup().has_entries(HashKind::Sha1) {
         ExactHasher::new()
     } else {
         ExactHasher::without_sha1()
@@ -362,7 +379,7 @@ fn worker(
             std::thread::sleep(d);
         }
         let mut times = StageTimes::default();
-        let (rec, bytes, fast) = scan_file(cfg, lookup, &mut hasher, &exact, &job, &mut times);
+        let (rec, bytes, fast) = scan_file(work, &mut hasher, &exact, &job, &mut times);
         if out
             .send(Msg::Record {
                 rec: Box::new(rec),
@@ -398,37 +415,6 @@ fn timed<T>(slot: &mut Duration, f: impl FnOnce() -> T) -> T {
     r
 }
 
-fn exact_matches(lookup: &dyn Lookup, d: &ExactDigests) -> Vec<MatchRecord> {
-    let mut m = Vec::new();
-    for kind in [HashKind::Md5, HashKind::Sha1, HashKind::Sha256] {
-        if let Some(digest) = d.get(kind) {
-            m.extend(lookup.exact(kind, digest));
-        }
-    }
-    m
-}
-
-/// Looks up every robust query variant and keeps each list entry once, at
-/// its smallest distance (ties: the earlier variant), tagged with the variant.
-fn robust_lookup(lookup: &dyn Lookup, variants: &[QueryHash], radius: u32) -> Vec<MatchRecord> {
-    let found = best_per_entry(
-        variants,
-        |_, v| lookup.pdq(&v.hash, None, radius),
-        |m| (m.list.clone(), m.id.clone()),
-        |m| m.distance,
-    );
-    let mut best: Vec<MatchRecord> = found
-        .into_iter()
-        .map(|(mut m, v)| {
-            m.variant = v.variant.dihedral();
-            m.query_variant = Some(v.variant.name());
-            m
-        })
-        .collect();
-    best.sort_by(|a, b| (a.distance, &a.list, &a.id).cmp(&(b.distance, &b.list, &b.id)));
-    best
-}
-
 /// What the decode stage produced.
 enum Decoded {
     Image(DecodedImage),
@@ -436,7 +422,7 @@ enum Decoded {
     Grid(fast_jpeg::LumaGrid),
 }
 
-/// The PDQ hash, quality and (with `--dihedral`) the 8 variants.
+/// The PDQ hash, quality and (with dihedral matching) the 8 variants.
 fn pdq_of(
     hasher: &mut PdqHasher,
     decoded: &Decoded,
@@ -444,13 +430,14 @@ fn pdq_of(
 ) -> (PdqHash, u32, Option<[PdqHash; 8]>) {
     let one = |o: PdqOutput| (o.hash, o.quality, None);
     let eight = |o: DihedralOutput| (o.hashes[0], o.quality, Some(o.hashes));
+    let dihedral = cfg.matching.dihedral();
     let img = match decoded {
-        Decoded::Grid(g) if cfg.dihedral => return eight(hasher.dihedral_grid(&g.grid)),
+        Decoded::Grid(g) if dihedral => return eight(hasher.dihedral_grid(&g.grid)),
         Decoded::Grid(g) => return one(hasher.hash_grid(&g.grid)),
         Decoded::Image(img) => img,
     };
     let (w, h) = (img.width, img.height);
-    match (&img.pixels, cfg.dihedral) {
+    match (&img.pixels, dihedral) {
         (Pixels::Rgb8(px), false) => one(hasher.hash_rgb8(w, h, px, cfg.profile)),
         (Pixels::Luma8(px), false) => one(hasher.hash_luma8(w, h, px, cfg.profile)),
         (Pixels::Rgb8(px), true) => eight(hasher.dihedral_rgb8(w, h, px, cfg.profile)),
@@ -458,16 +445,22 @@ fn pdq_of(
     }
 }
 
-/// Reads, hashes and looks up one file. Never panics on file content: the
+/// The record's matches and verdict from the matcher's outcome.
+fn judged(rec: &mut ScanRecord, outcome: Outcome) {
+    rec.verdict = outcome.verdict;
+    rec.matches = outcome.matches.into_iter().map(MatchRecord::from).collect();
+}
+
+/// Reads, hashes and matches one file. Never panics on file content: the
 /// decoders catch their own panics and every failure becomes an error record.
 fn scan_file(
-    cfg: &ScanConfig,
-    lookup: &dyn Lookup,
+    work: &Work<'_>,
     hasher: &mut PdqHasher,
     exact: &ExactHasher,
     job: &Job,
     times: &mut StageTimes,
 ) -> (ScanRecord, u64, FastUse) {
+    let (cfg, matcher) = (work.cfg, work.matcher);
     let path = job.key.clone();
     let contents = match timed(&mut times.read, || {
         read_file(&job.path, cfg.decode.limits.max_bytes, exact)
@@ -480,20 +473,18 @@ fn scan_file(
     };
     let bytes = match contents {
         FileContents::Oversized { size, digests } => {
-            let matches = timed(&mut times.lookup, || exact_matches(lookup, &digests));
-            let rec = ScanRecord {
+            let outcome = timed(&mut times.lookup, || {
+                matcher.image(&digests, ImageQuery::Undecoded)
+            });
+            let mut rec = ScanRecord {
                 path,
                 size: Some(size),
                 sha256: Some(digests.sha256_hex()),
                 md5: Some(digests.md5_hex()),
                 pdq: None,
                 quality: None,
-                verdict: if matches.is_empty() {
-                    Verdict::Error
-                } else {
-                    Verdict::Match
-                },
-                matches,
+                verdict: Verdict::Error,
+                matches: Vec::new(),
                 error: Some(ErrorInfo {
                     cause: ErrorCause::FileTooLarge,
                     message: format!(
@@ -502,6 +493,7 @@ fn scan_file(
                     ),
                 }),
             };
+            judged(&mut rec, outcome);
             return (rec, size, FastUse::No);
         }
         FileContents::Bytes(b) => b,
@@ -512,14 +504,13 @@ fn scan_file(
         h.update(&bytes);
         h.finish()
     });
-    let mut matches = timed(&mut times.lookup, || exact_matches(lookup, &digests));
 
     let mut fast_used = FastUse::No;
     let decoded: Result<Decoded, DecodeError> = timed(&mut times.decode, || {
         if cfg.fast && !cfg.decode.apply_exif_orientation {
             // The grid is the full-resolution image's; the cli512 profile
             // and the robust variants need pixels.
-            let grid = cfg.profile == Profile::Full && !cfg.robust.is_on();
+            let grid = cfg.profile == Profile::Full && work.robust.is_none();
             let limits = &cfg.decode.limits;
             if let Some(fast) =
                 fast_jpeg::decode_fast(&bytes, limits, fast_jpeg::FAST_MIN_SIDE, grid)
@@ -552,54 +543,41 @@ fn scan_file(
         matches: Vec::new(),
         error: None,
     };
-    match decoded {
-        Err(e) => {
+    let outcome = match (decoded, &work.robust) {
+        (Err(e), _) => {
             rec.error = Some(ErrorInfo {
                 cause: decode_cause(&e),
                 message: e.to_string(),
             });
+            timed(&mut times.lookup, || {
+                matcher.image(&digests, ImageQuery::Undecoded)
+            })
         }
-        Ok(Decoded::Image(img)) if cfg.robust.is_on() => {
-            let opts = RobustQueryOptions {
-                profile: cfg.profile,
-                min_quality: cfg.min_quality,
-                ..cfg.robust.query_options()
-            };
-            let variants = timed(&mut times.pdq, || robust_query_hashes(hasher, &img, &opts));
+        (Ok(Decoded::Image(img)), Some(opts)) => {
+            let variants = timed(&mut times.pdq, || robust_query_hashes(hasher, &img, opts));
             drop(img);
             // The first variant is always the image as given.
-            let first = variants[0];
-            rec.pdq = Some(first.hash);
-            rec.quality = Some(first.quality);
-            if first.quality >= cfg.min_quality {
-                let found = timed(&mut times.lookup, || {
-                    robust_lookup(lookup, &variants, cfg.radius)
-                });
-                matches.extend(found);
-            } else {
-                rec.verdict = Verdict::LowQuality;
+            if let Some(first) = variants.first() {
+                rec.pdq = Some(first.hash);
+                rec.quality = Some(first.quality);
             }
+            timed(&mut times.lookup, || {
+                matcher.image(&digests, ImageQuery::Robust(&variants))
+            })
         }
-        Ok(decoded) => {
+        (Ok(decoded), _) => {
             let (hash, quality, variants) = timed(&mut times.pdq, || pdq_of(hasher, &decoded, cfg));
             drop(decoded);
             rec.pdq = Some(hash);
             rec.quality = Some(quality);
-            if quality >= cfg.min_quality {
-                let found = timed(&mut times.lookup, || {
-                    lookup.pdq(&hash, variants.as_ref(), cfg.radius)
-                });
-                matches.extend(found);
-            } else {
-                rec.verdict = Verdict::LowQuality;
-            }
+            let image = ImageQuery::Pdq {
+                hash,
+                quality,
+                dihedral: variants.as_ref(),
+            };
+            timed(&mut times.lookup, || matcher.image(&digests, image))
         }
-    }
-    rec.matches = matches;
-    if !rec.matches.is_empty() {
-        rec.verdict = Verdict::Match;
-    } else if rec.error.is_some() {
-        rec.verdict = Verdict::Error;
-    }
+    };
+    judged(&mut rec, outcome);
     (rec, size, fast_used)
 }

@@ -4,35 +4,11 @@
 //! this is the point where image data stops in the scan data flow.
 
 use sigil_core::{Dihedral, HashKind, PdqHash};
+use sigil_match::MatchedEntry;
 
-/// The outcome for one file.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    /// At least one list entry matched (perceptual or exact).
-    Match,
-    /// Hashed and looked up, nothing matched.
-    NoMatch,
-    /// Decoded, but the PDQ quality is under `--min-quality`, so the
-    /// perceptual hash was not looked up (exact hashes still were).
-    LowQuality,
-    /// The file could not be read or decoded; `error` says why. Exact hashes
-    /// are still looked up when the bytes could be read.
-    Error,
-}
-
-impl Verdict {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Verdict::Match => "match",
-            Verdict::NoMatch => "no_match",
-            Verdict::LowQuality => "low_quality",
-            Verdict::Error => "error",
-        }
-    }
-}
+/// The outcome for one file: `sigil_match`'s verdict, the one the
+/// service gives too (`match`, `no_match`, `low_quality`, `error`).
+pub use sigil_match::Verdict;
 
 /// Why a file could not be fully scanned (stable snake_case names for the
 /// output and the summary).
@@ -102,9 +78,23 @@ pub struct MatchRecord {
     pub variant: Option<Dihedral>,
     /// With `--robust`: the query variant that matched at this (smallest)
     /// distance, e.g. `orig`, `dih:rot90`, `trim`, `trim+dih:flipx` (names of
-    /// `sigil_eval::robust::QueryVariant`).
+    /// `QueryVariant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_variant: Option<String>,
+}
+
+impl From<MatchedEntry> for MatchRecord {
+    fn from(m: MatchedEntry) -> Self {
+        MatchRecord {
+            id: m.id,
+            list: m.list,
+            category: m.category,
+            kind: m.kind,
+            distance: m.distance,
+            variant: m.variant,
+            query_variant: m.query_variant.map(|v| v.name()),
+        }
+    }
 }
 
 /// The record written for one file.

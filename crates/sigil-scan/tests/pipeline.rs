@@ -1,5 +1,6 @@
 //! End-to-end tests of the scan pipeline on real fixture images (testdata/),
-//! with an in-memory lookup standing in for the index.
+//! with an in-memory lookup (`sigil_match::MemoryLookup`) standing in for
+//! the index.
 
 use std::collections::{BTreeMap, HashSet};
 use std::fs;
@@ -9,11 +10,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use sigil_core::{HashKind, PdqHash};
+use sigil_index::{Match, SearchOptions};
+use sigil_match::{MatchPolicy, MatchRequest, MemoryLookup};
 use sigil_scan::output::OutputTarget;
 use sigil_scan::walk::WalkOptions;
 use sigil_scan::{
-    run_scan, ErrorCause, Lookup, MatchRecord, OutputFormat, RecordWriter, ScanConfig, ScanRecord,
-    Shard, Verdict,
+    run_scan, ErrorCause, Lookup, OutputFormat, RecordWriter, ScanConfig, ScanRecord, Shard,
+    Verdict,
 };
 
 fn testdata() -> PathBuf {
@@ -21,48 +24,13 @@ fn testdata() -> PathBuf {
 }
 
 /// A list held in memory: PDQ hashes and SHA-256 digests with ids.
-#[derive(Default)]
-struct MemLookup {
-    pdq: Vec<(PdqHash, String)>,
-    sha256: Vec<(Vec<u8>, String)>,
-}
-
-fn entry(id: &str, kind: HashKind, distance: u32) -> MatchRecord {
-    MatchRecord {
-        id: id.into(),
-        list: "test".into(),
-        category: "fixture".into(),
-        kind,
-        distance,
-        variant: None,
-        query_variant: None,
-    }
-}
-
-impl Lookup for MemLookup {
-    fn pdq(&self, h: &PdqHash, dih: Option<&[PdqHash; 8]>, radius: u32) -> Vec<MatchRecord> {
-        let queries: Vec<PdqHash> = match dih {
-            Some(v) => v.to_vec(),
-            None => vec![*h],
-        };
-        self.pdq
-            .iter()
-            .filter_map(|(e, id)| {
-                let d = queries.iter().map(|q| q.hamming(e)).min()?;
-                (d <= radius).then(|| entry(id, HashKind::Pdq, d))
-            })
-            .collect()
-    }
-    fn exact(&self, kind: HashKind, digest: &[u8]) -> Vec<MatchRecord> {
-        if kind != HashKind::Sha256 {
-            return Vec::new();
-        }
-        self.sha256
-            .iter()
-            .filter(|(d, _)| d == digest)
-            .map(|(_, id)| entry(id, HashKind::Sha256, 0))
-            .collect()
-    }
+fn mem_lookup(pdq: &[(PdqHash, &str)], sha256: &[([u8; 32], &str)]) -> MemoryLookup {
+    let l = pdq.iter().fold(MemoryLookup::new(), |l, (h, id)| {
+        l.with_entry(HashKind::Pdq, &h.0, "test", id, "fixture")
+    });
+    sha256.iter().fold(l, |l, (d, id)| {
+        l.with_entry(HashKind::Sha256, d, "test", id, "fixture")
+    })
 }
 
 /// A lookup that finds nothing and holds every call after the first `free`
@@ -91,7 +59,13 @@ impl GatedLookup {
 }
 
 impl Lookup for GatedLookup {
-    fn pdq(&self, _: &PdqHash, _: Option<&[PdqHash; 8]>, _: u32) -> Vec<MatchRecord> {
+    fn generation(&self) -> u64 {
+        0
+    }
+    fn lists(&self) -> Vec<String> {
+        Vec::new()
+    }
+    fn pdq(&self, _: &PdqHash, _: &SearchOptions) -> Vec<Match> {
         if self.calls.fetch_add(1, Ordering::SeqCst) >= self.free {
             let mut open = self.open.lock().unwrap();
             while !*open {
@@ -100,7 +74,10 @@ impl Lookup for GatedLookup {
         }
         Vec::new()
     }
-    fn exact(&self, _: HashKind, _: &[u8]) -> Vec<MatchRecord> {
+    fn pdq_dihedral(&self, v: &[PdqHash; 8], opts: &SearchOptions) -> Vec<Match> {
+        self.pdq(&v[0], opts)
+    }
+    fn exact(&self, _: HashKind, _: &[u8]) -> Vec<Match> {
         Vec::new()
     }
 }
@@ -257,10 +234,7 @@ fn every_file_gets_one_record_with_its_cause() {
         use sha2_digest::sha256;
         sha256(&fs::read(d.path().join("photos/pen.png")).unwrap())
     };
-    let lookup = MemLookup {
-        pdq: vec![(bridge, "bridge".into())],
-        sha256: vec![(sha_pen.to_vec(), "pen-exact".into())],
-    };
+    let lookup = mem_lookup(&[(bridge, "bridge")], &[(sha_pen, "pen-exact")]);
     let cfg = ScanConfig {
         roots: vec![d.path().to_path_buf()],
         threads: 2,
@@ -319,7 +293,7 @@ fn every_file_gets_one_record_with_its_cause() {
 fn shards_cover_the_tree_exactly_once() {
     let d = tempfile::tempdir().unwrap();
     build_tree(d.path());
-    let lookup = MemLookup::default();
+    let lookup = MemoryLookup::new();
     let mut seen = Vec::new();
     for i in 0..3 {
         let cfg = ScanConfig {
@@ -367,7 +341,7 @@ fn resume_skips_recorded_files_and_records_the_rest_once() {
         "the four before the cancel and at most one in flight, got {}",
         first.len()
     );
-    let lookup = MemLookup::default();
+    let lookup = MemoryLookup::new();
     let done: HashSet<String> = first.iter().map(|r| r.path.clone()).collect();
     let (second, s2) = scan(&cfg, &lookup, &done, None);
     assert_eq!(s2.resumed as usize, first.len());
@@ -396,7 +370,7 @@ fn symlink_loops_are_error_records_and_the_scan_goes_on() {
         },
         ..Default::default()
     };
-    let (recs, _) = scan(&cfg, &MemLookup::default(), &HashSet::new(), None);
+    let (recs, _) = scan(&cfg, &MemoryLookup::new(), &HashSet::new(), None);
     assert!(recs
         .iter()
         .any(|r| r.error.as_ref().map(|e| e.cause) == Some(ErrorCause::SymlinkLoop)));
@@ -428,10 +402,7 @@ fn robust_scan_matches_rotated_and_padded_copies() {
     let img = sigil_core::decode::decode(&bytes, &Default::default()).unwrap();
     let padded = sigil_eval::transforms::pad_flat(&sigil_eval::robust::rgb_of(&img), 0.2, [0; 3]);
     padded.save(tree.join("padded.png")).unwrap();
-    let lookup = MemLookup {
-        pdq: vec![(bridge, "bridge".into())],
-        sha256: Vec::new(),
-    };
+    let lookup = mem_lookup(&[(bridge, "bridge")], &[]);
     let plain = ScanConfig {
         roots: vec![tree.clone()],
         ..Default::default()
@@ -441,8 +412,12 @@ fn robust_scan_matches_rotated_and_padded_copies() {
     assert_eq!(m["rotated.jpg"].verdict, Verdict::NoMatch, "{m:#?}");
     assert_eq!(m["padded.png"].verdict, Verdict::NoMatch, "{m:#?}");
 
-    let robust = ScanConfig {
+    let policy = MatchPolicy {
         robust: sigil_eval::robust::RobustLevel::Standard,
+        ..MatchPolicy::unrestricted()
+    };
+    let robust = ScanConfig {
+        matching: policy.resolve(&MatchRequest::default(), &lookup).unwrap(),
         ..plain
     };
     let (recs, summary) = scan(&robust, &lookup, &HashSet::new(), None);
@@ -464,7 +439,6 @@ fn robust_scan_matches_rotated_and_padded_copies() {
 #[test]
 fn exact_lists_of_every_kind_match_through_the_index() {
     use sigil_index::{EntryMeta, IndexReader, IndexWriter, SegmentBuilder};
-    use sigil_scan::IndexLookup;
 
     let d = tempfile::tempdir().unwrap();
     let tree = d.path().join("tree");
@@ -495,7 +469,7 @@ fn exact_lists_of_every_kind_match_through_the_index() {
         b.push(HashKind::Sha256, &digest(2).sha256, meta("by-sha256"))
             .unwrap();
         IndexWriter::create(dir).unwrap().add_segment(b).unwrap();
-        IndexLookup::new(IndexReader::open(dir).unwrap())
+        IndexReader::open(dir).unwrap()
     };
     let cfg = ScanConfig {
         roots: vec![tree.clone()],

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Role;
+use crate::store::LEGAL_RETENTION_DAYS;
 use sigil_eval::robust::RobustLevel;
 
 /// Why a configuration could not be loaded.
@@ -108,7 +109,8 @@ pub struct ReportsConfig {
     pub path: PathBuf,
     /// PostgreSQL connection URL (backend = "postgres").
     pub postgres_url: Option<String>,
-    /// Preservation period from detection, days (at least 365, the legal minimum).
+    /// Preservation period from detection, days (at least 365, the legal
+    /// minimum): each stub's preservation deadline.
     pub retention_days: u32,
 }
 
@@ -118,7 +120,7 @@ impl Default for ReportsConfig {
             backend: ReportsBackend::Sqlite,
             path: PathBuf::from("sigil-reports.db"),
             postgres_url: None,
-            retention_days: 365,
+            retention_days: LEGAL_RETENTION_DAYS,
         }
     }
 }
@@ -178,6 +180,13 @@ pub struct Limits {
     /// image on both sides (hyper's default is 16 KiB: ~40 frames for a
     /// 600 KB photo).
     pub http2_max_frame_bytes: u32,
+}
+
+impl Limits {
+    /// The server's deadline for one call (or stream item).
+    pub fn request_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.request_timeout_ms)
+    }
 }
 
 impl Default for Limits {
@@ -392,9 +401,10 @@ impl ServerConfig {
                 "limits.max_message_bytes must be at least 1024".into(),
             ));
         }
-        if self.reports.retention_days < 365 {
+        if self.reports.retention_days < LEGAL_RETENTION_DAYS {
             return Err(ConfigError::Invalid(format!(
-                "reports.retention_days = {} is below the 365-day legal preservation minimum",
+                "reports.retention_days = {} is below the {LEGAL_RETENTION_DAYS}-day legal \
+                 preservation minimum",
                 self.reports.retention_days
             )));
         }
@@ -411,13 +421,24 @@ impl ServerConfig {
                     .into(),
             ));
         }
-        if self.limits.max_connections == 0 {
+        self.validate_limits()?;
+        if self.matching.radius > 256 || self.matching.max_radius > 256 {
+            return Err(ConfigError::Invalid(
+                "matching.radius and matching.max_radius must be at most 256".into(),
+            ));
+        }
+        self.validate_api_keys()
+    }
+
+    /// `[limits]`: sizes that must be positive or within HTTP/2's ranges.
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let l = &self.limits;
+        if l.max_connections == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_connections must be at least 1".into(),
             ));
         }
         // RFC 9113: windows up to 2^31 - 1, frames 2^14 ..= 2^24 - 1.
-        let l = &self.limits;
         for (name, value, min, max) in [
             (
                 "http2_stream_window_bytes",
@@ -444,23 +465,23 @@ impl ServerConfig {
                 )));
             }
         }
-        if self.limits.hashing_queue_bytes < self.limits.max_message_bytes as u64 {
+        if l.hashing_queue_bytes < l.max_message_bytes as u64 {
             return Err(ConfigError::Invalid(format!(
                 "limits.hashing_queue_bytes ({}) must be at least limits.max_message_bytes ({}), \
                  so that the largest accepted image fits in the hashing pool's byte budget",
-                self.limits.hashing_queue_bytes, self.limits.max_message_bytes
+                l.hashing_queue_bytes, l.max_message_bytes
             )));
         }
-        if self.limits.max_batch == 0 || self.limits.stream_window == 0 {
+        if l.max_batch == 0 || l.stream_window == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_batch and limits.stream_window must be at least 1".into(),
             ));
         }
-        if self.matching.radius > 256 || self.matching.max_radius > 256 {
-            return Err(ConfigError::Invalid(
-                "matching.radius and matching.max_radius must be at most 256".into(),
-            ));
-        }
+        Ok(())
+    }
+
+    /// `[[api_key]]`: unique names, SHA-256 digests, positive rates.
+    fn validate_api_keys(&self) -> Result<(), ConfigError> {
         let mut names = std::collections::BTreeSet::new();
         for key in &self.api_keys {
             if !names.insert(key.name.as_str()) {
@@ -556,183 +577,4 @@ fn parse_scalar(raw: &str) -> toml::Value {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
-    }
-
-    #[test]
-    fn file_then_env_overrides() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sigil.toml");
-        std::fs::write(
-            &path,
-            r#"
-listen = "0.0.0.0:7000"
-index = "/data/index"
-[limits]
-max_batch = 5
-[[api_key]]
-name = "pipeline"
-sha256 = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
-role = "matcher"
-"#,
-        )
-        .unwrap();
-        let c = ServerConfig::load(
-            Some(&path),
-            env(&[
-                ("SIGIL_LIMITS__MAX_BATCH", "7"),
-                ("SIGIL_LIMITS__LOOKUP_QUEUE", "3"),
-                ("SIGIL_LISTEN", "127.0.0.1:7001"),
-                ("SIGIL_SHARED", "/elsewhere"),
-                ("PATH", "/bin"),
-            ]),
-        )
-        .unwrap();
-        c.validate().unwrap();
-        assert_eq!(c.limits.max_batch, 7);
-        assert_eq!(c.limits.lookup_queue, 3);
-        assert_eq!(c.listen, "127.0.0.1:7001".parse().unwrap());
-        assert_eq!(c.index.as_deref(), Some(Path::new("/data/index")));
-        assert_eq!(c.api_keys[0].role, Role::Matcher);
-        assert_eq!(c.api_keys[0].burst(), 200);
-    }
-
-    /// Loads `text` as a config file, with no environment overrides.
-    fn load_text(text: &str) -> Result<ServerConfig, ConfigError> {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sigil.toml");
-        std::fs::write(&path, text).unwrap();
-        ServerConfig::load(Some(&path), env(&[]))
-    }
-
-    /// `[matching] robust` takes a level name, and the switch it used to be.
-    #[test]
-    fn robust_level_from_file_and_env() {
-        for (text, level) in [
-            ("true", RobustLevel::Standard),
-            ("false", RobustLevel::Off),
-            ("\"full\"", RobustLevel::Full),
-            ("\"standard\"", RobustLevel::Standard),
-        ] {
-            let c = load_text(&format!("[matching]\nrobust = {text}\n")).unwrap();
-            assert_eq!(c.matching.robust, level, "{text}");
-        }
-        let c = ServerConfig::load(None, env(&[("SIGIL_MATCHING__ROBUST", "full")])).unwrap();
-        assert_eq!(c.matching.robust, RobustLevel::Full);
-        let err = load_text("[matching]\nrobust = \"maximum\"\n").unwrap_err();
-        assert!(format!("{err:#}").contains("maximum"), "{err:#}");
-    }
-
-    /// `metrics_listen = "off"` (file or environment) serves no metrics; a
-    /// bad address is named.
-    #[test]
-    fn metrics_listener_can_be_turned_off() {
-        let c = load_text("metrics_listen = \"off\"\n").unwrap();
-        assert_eq!(c.metrics_listen, None);
-        let c = ServerConfig::load(None, env(&[("SIGIL_METRICS_LISTEN", "OFF")])).unwrap();
-        assert_eq!(c.metrics_listen, None);
-        let c = ServerConfig::load(None, env(&[("SIGIL_METRICS_LISTEN", "0.0.0.0:9000")])).unwrap();
-        assert_eq!(c.metrics_listen, Some("0.0.0.0:9000".parse().unwrap()));
-        assert!(ServerConfig::load(None, env(&[]))
-            .unwrap()
-            .metrics_listen
-            .is_some());
-        let err = load_text("metrics_listen = \"localhost-ish\"\n").unwrap_err();
-        assert!(format!("{err:#}").contains("localhost-ish"), "{err:#}");
-    }
-
-    /// The documented example config parses (every key it shows exists).
-    #[test]
-    fn example_config_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/sigil.example.toml");
-        let c = ServerConfig::load(Some(&path), env(&[])).unwrap();
-        assert_eq!(c.matching.robust, RobustLevel::Off);
-    }
-
-    /// HTTP/2 windows and frame sizes outside what RFC 9113 allows are
-    /// refused at start, naming the key; the defaults pass.
-    #[test]
-    fn http2_limits_are_checked() {
-        let base = || ServerConfig {
-            insecure_loopback: true,
-            index: Some("/x".into()),
-            ..ServerConfig::default()
-        };
-        base().validate().unwrap();
-        for (key, bad) in [
-            ("http2_max_frame_bytes", 16_383u32),
-            ("http2_max_frame_bytes", 1 << 24),
-            ("http2_stream_window_bytes", 1000),
-            ("http2_connection_window_bytes", 1 << 31),
-        ] {
-            let mut c = base();
-            match key {
-                "http2_max_frame_bytes" => c.limits.http2_max_frame_bytes = bad,
-                "http2_stream_window_bytes" => c.limits.http2_stream_window_bytes = bad,
-                _ => c.limits.http2_connection_window_bytes = bad,
-            }
-            let err = c.validate().unwrap_err().to_string();
-            assert!(err.contains(key), "{key} = {bad}: {err}");
-        }
-        let c = ServerConfig::load(
-            None,
-            env(&[("SIGIL_LIMITS__HTTP2_MAX_FRAME_BYTES", "16384")]),
-        )
-        .unwrap();
-        assert_eq!(c.limits.http2_max_frame_bytes, 16384);
-    }
-
-    /// The pool's byte budget must hold the largest accepted message.
-    #[test]
-    fn hashing_queue_bytes_holds_the_largest_message() {
-        let mut c = ServerConfig {
-            insecure_loopback: true,
-            index: Some("/x".into()),
-            ..ServerConfig::default()
-        };
-        c.limits.hashing_queue_bytes = c.limits.max_message_bytes as u64 - 1;
-        let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("limits.hashing_queue_bytes"), "{err}");
-        c.limits.max_message_bytes = 1 << 20;
-        c.validate().unwrap();
-    }
-
-    #[test]
-    fn unknown_key_is_refused() {
-        let err = load_text("[limits]\nmax_bach = 5\n").unwrap_err();
-        assert!(err.to_string().contains("max_bach"), "{err}");
-    }
-
-    #[test]
-    fn no_keys_refused_unless_insecure_loopback() {
-        let mut c = ServerConfig::load(None, env(&[("SIGIL_INDEX", "/data/index")])).unwrap();
-        let err = c.validate().unwrap_err();
-        assert!(err.to_string().contains("no API keys"), "{err}");
-        c.insecure_loopback = true;
-        c.validate().unwrap();
-    }
-
-    #[test]
-    fn bad_key_digest_is_named() {
-        let mut c = ServerConfig {
-            index: Some("/x".into()),
-            ..ServerConfig::default()
-        };
-        c.api_keys.push(ApiKeyConfig {
-            name: "k1".into(),
-            sha256: "abc".into(),
-            role: Role::Reviewer,
-            rate_limit_per_s: 1.0,
-            burst: Some(1),
-        });
-        let err = c.validate().unwrap_err().to_string();
-        assert!(err.contains("k1") && err.contains("sha256"), "{err}");
-    }
-}
+mod tests;

@@ -7,26 +7,26 @@
 //! Image bytes stop at the hashing step: they are hashed in memory by a
 //! bounded worker pool and dropped, never stored or logged.
 //!
-//! Entry point: [`server::start`] with a [`config::ServerConfig`].
+//! Entry point: [`server::start`] with a [`config::ServerConfig`]. The
+//! parts, by job: `grpc` (the two services and every proto/domain
+//! conversion), `exec` (the bounded executors: hashing pool, lookup queue,
+//! store calls, connection cap), [`store`] (report stubs, SQLite and, with
+//! the `postgres` feature, PostgreSQL), [`server`] (start-up, listeners,
+//! background tasks), [`config`], [`auth`], [`metrics`]; [`matching`]
+//! holds the matching rule.
 
 pub mod auth;
 pub mod config;
-pub mod connections;
-pub mod export;
-pub mod lookup;
+mod exec;
+mod grpc;
 pub mod matching;
 pub mod metrics;
-pub mod pool;
-mod reply;
 pub mod server;
-pub mod service;
 pub mod store;
-pub mod store_calls;
-pub mod store_pg;
-mod store_sql;
-pub mod timeutil;
+mod timeutil;
 
-/// Generated protobuf and tonic code for package `sigil.v1`.
+/// Generated protobuf and tonic code for package `sigil.v1`: public for
+/// clients (tests, the load generator); no other library crate uses it.
 pub mod proto {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("sigil.v1");

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
+use prometheus::core::Collector;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
@@ -51,125 +52,101 @@ pub struct Metrics {
     pub connections_open: IntGauge,
 }
 
+/// Registers `metric` (a static definition, so it cannot fail) and
+/// returns it.
+fn register<M: Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: prometheus::Result<M>,
+) -> M {
+    let metric = metric.expect("static metric definition");
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("metric names are unique");
+    metric
+}
+
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("sigil".into()), None)
+        let r = Registry::new_custom(Some("sigil".into()), None)
             .expect("static registry prefix is valid");
-        let requests = IntCounterVec::new(
-            Opts::new("grpc_requests_total", "Finished gRPC calls"),
-            &["method", "code"],
-        )
-        .expect("static metric");
-        let latency = HistogramVec::new(
-            HistogramOpts::new("grpc_request_seconds", "gRPC call latency").buckets(vec![
-                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-                10.0,
-            ]),
-            &["method"],
-        )
-        .expect("static metric");
-        let verdicts = IntCounterVec::new(
-            Opts::new("verdicts_total", "Matched items by verdict"),
-            &["method", "verdict"],
-        )
-        .expect("static metric");
-        let matches = IntCounterVec::new(
-            Opts::new("matches_total", "Matches by list and hash kind"),
-            &["list", "kind"],
-        )
-        .expect("static metric");
-        let reports_created =
-            IntCounter::new("reports_created_total", "Report stubs created").expect("static");
-        let pool_rejections = IntCounter::new(
-            "hash_pool_rejections_total",
-            "Images refused with RESOURCE_EXHAUSTED because the hashing pool was full",
-        )
-        .expect("static metric");
-        let lookup_rejections = IntCounter::new(
-            "lookup_queue_rejections_total",
-            "MatchHashes calls refused with RESOURCE_EXHAUSTED because the lookup queue was full",
-        )
-        .expect("static metric");
-        let lookup_batch_requests = Histogram::with_opts(
-            HistogramOpts::new(
+        let counter = |name: &str, help: &str| register(&r, IntCounter::new(name, help));
+        let gauge = |name: &str, help: &str| register(&r, IntGauge::new(name, help));
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            register(&r, IntCounterVec::new(Opts::new(name, help), labels))
+        };
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            register(
+                &r,
+                Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets)),
+            )
+        };
+        Metrics {
+            requests: counters(
+                "grpc_requests_total",
+                "Finished gRPC calls",
+                &["method", "code"],
+            ),
+            latency: register(
+                &r,
+                HistogramVec::new(
+                    HistogramOpts::new("grpc_request_seconds", "gRPC call latency").buckets(vec![
+                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+                        5.0, 10.0,
+                    ]),
+                    &["method"],
+                ),
+            ),
+            verdicts: counters(
+                "verdicts_total",
+                "Matched items by verdict",
+                &["method", "verdict"],
+            ),
+            matches: counters(
+                "matches_total",
+                "Matches by list and hash kind",
+                &["list", "kind"],
+            ),
+            reports_created: counter("reports_created_total", "Report stubs created"),
+            pool_rejections: counter(
+                "hash_pool_rejections_total",
+                "Images refused with RESOURCE_EXHAUSTED because the hashing pool was full",
+            ),
+            lookup_rejections: counter(
+                "lookup_queue_rejections_total",
+                "MatchHashes calls refused with RESOURCE_EXHAUSTED because the lookup queue was full",
+            ),
+            lookup_batch_requests: histogram(
                 "lookup_batch_requests",
                 "MatchHashes requests whose PDQ hashes were searched together in one index search",
-            )
-            .buckets(vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0]),
-        )
-        .expect("static metric");
-        let lookup_batch_hashes = Histogram::with_opts(
-            HistogramOpts::new(
+                vec![1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 32.0, 64.0],
+            ),
+            lookup_batch_hashes: histogram(
                 "lookup_batch_hashes",
                 "PDQ hashes per index search of the lookup queue (several MatchHashes requests \
                  coalesced)",
-            )
-            .buckets(vec![
-                1.0, 16.0, 64.0, 256.0, 1000.0, 2000.0, 4000.0, 8192.0, 10000.0,
-            ]),
-        )
-        .expect("static metric");
-        let index_generation =
-            IntGauge::new("index_generation", "Loaded index generation").expect("static");
-        let index_entries =
-            IntGauge::new("index_entries", "Live entries in the loaded index").expect("static");
-        let index_resident_bytes = IntGauge::new(
-            "index_resident_bytes",
-            "Bytes of the loaded index's memory mappings resident in memory",
-        )
-        .expect("static");
-        let index_huge_page_bytes = IntGauge::new(
-            "index_huge_page_bytes",
-            "Bytes of the loaded index resident in 2 MiB pages (fewer TLB misses per lookup)",
-        )
-        .expect("static");
-        let reloads = IntCounterVec::new(
-            Opts::new("index_reloads_total", "Index reload attempts by outcome"),
-            &["outcome"],
-        )
-        .expect("static metric");
-        let connections_open = IntGauge::new(
-            "connections_open",
-            "Open client connections on the gRPC listener (at limits.max_connections \
-             the server stops accepting until one closes)",
-        )
-        .expect("static metric");
-        for c in [
-            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
-            Box::new(latency.clone()),
-            Box::new(verdicts.clone()),
-            Box::new(matches.clone()),
-            Box::new(reports_created.clone()),
-            Box::new(pool_rejections.clone()),
-            Box::new(lookup_rejections.clone()),
-            Box::new(lookup_batch_requests.clone()),
-            Box::new(lookup_batch_hashes.clone()),
-            Box::new(index_generation.clone()),
-            Box::new(index_entries.clone()),
-            Box::new(index_resident_bytes.clone()),
-            Box::new(index_huge_page_bytes.clone()),
-            Box::new(reloads.clone()),
-            Box::new(connections_open.clone()),
-        ] {
-            registry.register(c).expect("metric names are unique");
-        }
-        Metrics {
-            registry,
-            requests,
-            latency,
-            verdicts,
-            matches,
-            reports_created,
-            pool_rejections,
-            lookup_rejections,
-            lookup_batch_requests,
-            lookup_batch_hashes,
-            index_generation,
-            index_entries,
-            index_resident_bytes,
-            index_huge_page_bytes,
-            reloads,
-            connections_open,
+                vec![1.0, 16.0, 64.0, 256.0, 1000.0, 2000.0, 4000.0, 8192.0, 10000.0],
+            ),
+            index_generation: gauge("index_generation", "Loaded index generation"),
+            index_entries: gauge("index_entries", "Live entries in the loaded index"),
+            index_resident_bytes: gauge(
+                "index_resident_bytes",
+                "Bytes of the loaded index's memory mappings resident in memory",
+            ),
+            index_huge_page_bytes: gauge(
+                "index_huge_page_bytes",
+                "Bytes of the loaded index resident in 2 MiB pages (fewer TLB misses per lookup)",
+            ),
+            reloads: counters(
+                "index_reloads_total",
+                "Index reload attempts by outcome",
+                &["outcome"],
+            ),
+            connections_open: gauge(
+                "connections_open",
+                "Open client connections on the gRPC listener (at limits.max_connections \
+                 the server stops accepting until one closes)",
+            ),
+            registry: r,
         }
     }
 

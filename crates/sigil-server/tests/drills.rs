@@ -20,13 +20,14 @@ use sigil_core::HashKind;
 use sigil_index::{EntryMeta, IndexWriter, SegmentBuilder};
 use sigil_server::config::ReportsBackend;
 use sigil_server::proto::matcher_client::MatcherClient;
-use sigil_server::proto::reports_client::ReportsClient;
 use sigil_server::proto::{self, HashKind as PKind, Verdict};
 use sigil_server::{RunOptions, ServerConfig};
-use tonic::Code;
 
+#[cfg(feature = "postgres")]
 #[path = "support/relay.rs"]
 mod relay;
+#[cfg(feature = "postgres")]
+use {sigil_server::proto::reports_client::ReportsClient, tonic::Code};
 
 /// The entry every drill looks for.
 const SENTINEL: [u8; 32] = [0xa5; 32];
@@ -275,6 +276,7 @@ async fn load_drill_bounded_loopback() {
 
 // ------------------------------------- PostgreSQL lost while the server runs
 
+#[cfg(feature = "postgres")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drill_postgres_lost_while_serving() {
     let Ok(url) = std::env::var("SIGIL_TEST_PG_URL") else {
@@ -358,6 +360,7 @@ async fn drill_postgres_lost_while_serving() {
 
 // ------------------------------------------------------ bad start-up input
 
+#[cfg(feature = "postgres")]
 #[tokio::test]
 async fn startup_refuses_unreachable_postgres_naming_it() {
     let dir = tempfile::tempdir().unwrap();

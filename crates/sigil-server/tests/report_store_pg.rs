@@ -1,8 +1,8 @@
 //! One report-store test suite, run against both backends: SQLite (always)
-//! and PostgreSQL (when `SIGIL_TEST_PG_URL` points at a server; `.ci/run`
-//! starts one with `.ci/postgres.sh`). Without that variable the PostgreSQL
-//! half prints a notice and passes, so a laptop without PostgreSQL can run
-//! the rest.
+//! and PostgreSQL (with the `postgres` feature, on by default, when
+//! `SIGIL_TEST_PG_URL` points at a server; `.ci/run` starts one with
+//! `.ci/postgres.sh`). Without that variable the PostgreSQL half prints a
+//! notice and passes, so a laptop without PostgreSQL can run the rest.
 //!
 //! Also the reliability drills of the report store:
 //! - kill -9 of a process that is creating stubs loses no stub whose
@@ -17,22 +17,28 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::thread;
+#[cfg(feature = "postgres")]
 use std::time::Duration;
 
 use sigil_server::store::{
     NewReport, ReportFilter, ReportStatus, ReportStore, ReportUpdate, SqliteReportStore,
     StoreError, StoredMatch, PRESERVATION_MS,
 };
-use sigil_server::store_pg::{PgOptions, PgReportStore};
+#[cfg(feature = "postgres")]
+use sigil_server::store::{PgOptions, PgReportStore};
 
+#[cfg(feature = "postgres")]
 #[path = "support/relay.rs"]
 mod relay;
+#[cfg(feature = "postgres")]
 use relay::Relay;
 
+#[cfg(feature = "postgres")]
 const PG_ENV: &str = "SIGIL_TEST_PG_URL";
 
 // ---------------------------------------------------------------- helpers
 
+#[cfg(feature = "postgres")]
 fn pg_url() -> Option<String> {
     match std::env::var(PG_ENV) {
         Ok(u) if !u.is_empty() => Some(u),
@@ -46,6 +52,7 @@ fn pg_url() -> Option<String> {
     }
 }
 
+#[cfg(feature = "postgres")]
 /// A schema name no other test (or earlier run) uses.
 fn fresh_schema(tag: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -55,6 +62,7 @@ fn fresh_schema(tag: &str) -> String {
     format!("sigil_test_{tag}_{}_{nanos}", std::process::id())
 }
 
+#[cfg(feature = "postgres")]
 fn pg_store(url: &str, schema: &str) -> PgReportStore {
     PgReportStore::connect(
         url,
@@ -66,6 +74,7 @@ fn pg_store(url: &str, schema: &str) -> PgReportStore {
     .unwrap_or_else(|e| panic!("connecting to {PG_ENV}: {e}"))
 }
 
+#[cfg(feature = "postgres")]
 /// Drops a test schema (best effort: a leftover schema only costs space).
 fn drop_schema(url: &str, schema: &str) {
     if let Ok(mut c) = postgres::Client::connect(url, postgres::NoTls) {
@@ -350,6 +359,7 @@ fn sqlite_backend_passes_the_suite() {
     suite(&store);
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_backend_passes_the_suite() {
     let Some(url) = pg_url() else { return };
@@ -386,9 +396,14 @@ fn drill_child_process_entry() {
     };
     let store: Box<dyn ReportStore> = if let Some(path) = target.strip_prefix("sqlite:") {
         Box::new(SqliteReportStore::open(Path::new(path)).unwrap())
-    } else if let Some(schema) = target.strip_prefix("pg:") {
-        Box::new(pg_store(&std::env::var(PG_ENV).unwrap(), schema))
     } else {
+        #[cfg(feature = "postgres")]
+        if let Some(schema) = target.strip_prefix("pg:") {
+            Box::new(pg_store(&std::env::var(PG_ENV).unwrap(), schema))
+        } else {
+            panic!("bad {CHILD_ENV}={target}");
+        }
+        #[cfg(not(feature = "postgres"))]
         panic!("bad {CHILD_ENV}={target}");
     };
     let mut out = std::io::stdout().lock();
@@ -471,6 +486,7 @@ fn drill_sqlite_kill9_loses_no_acknowledged_stub() {
     assert_all_present(&store, &acked, "sqlite");
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn drill_postgres_kill9_loses_no_acknowledged_stub() {
     let Some(url) = pg_url() else { return };
@@ -486,6 +502,7 @@ fn drill_postgres_kill9_loses_no_acknowledged_stub() {
 
 // --------------------------------------- drill: database lost while running
 
+#[cfg(feature = "postgres")]
 #[test]
 fn drill_postgres_lost_connection_is_unavailable_then_recovers() {
     let Some(url) = pg_url() else { return };
@@ -537,6 +554,7 @@ fn drill_postgres_lost_connection_is_unavailable_then_recovers() {
     drop_schema(&url, &schema);
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn drill_postgres_stale_pooled_connection_is_replaced_transparently() {
     let Some(url) = pg_url() else { return };
@@ -572,6 +590,7 @@ fn drill_postgres_stale_pooled_connection_is_replaced_transparently() {
     drop_schema(&url, &schema);
 }
 
+#[cfg(feature = "postgres")]
 #[test]
 fn postgres_unreachable_at_start_names_setting_and_cause() {
     // Needs no server: nothing listens on port 1.

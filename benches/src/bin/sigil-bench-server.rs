@@ -1,9 +1,11 @@
-//! `sigil bench-server`: a load generator for the gRPC service.
+//! `sigil-bench-server`: a load generator for the gRPC service (kept out of
+//! the production binary; the server benchmarks in `benches/peers/` run it).
 //!
 //! Closed loop (default): `--concurrency` callers send back to back for
 //! `--seconds`; reports throughput and latency percentiles. Open loop
 //! (`--rate R`): calls start at a fixed rate whatever the latency, which is
-//! how "p99 at 80% of peak" is measured.
+//! how "p99 at 80% of peak" is measured. Prints one JSON line; exits 1 when
+//! any call failed, 2 on a usage or connection error.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use clap::Parser;
 use sigil_server::proto::matcher_client::MatcherClient;
 use sigil_server::proto::{self, HashKind as PKind};
 use tonic::transport::Channel;
@@ -19,8 +22,10 @@ use tonic::transport::Channel;
 /// calls were already in flight (reported as `ClientInFlightCap`).
 const CLIENT_CAP: &str = "client in-flight cap";
 
-#[derive(clap::Args)]
-pub struct Args {
+/// Load-test a running `sigil serve` (throughput and latency percentiles).
+#[derive(clap::Parser)]
+#[command(name = "sigil-bench-server")]
+struct Args {
     /// Server address (host:port).
     #[arg(long, default_value = "127.0.0.1:50051")]
     addr: String,
@@ -188,7 +193,17 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[i] as f64 / 1000.0
 }
 
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sigil-bench-server: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<ExitCode> {
     let images = if args.mode == Mode::Image {
         let v = collect_images(&args.images)?;
         anyhow::ensure!(!v.is_empty(), "--mode image needs --images FILE|DIR...");

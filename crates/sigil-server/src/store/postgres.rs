@@ -1,11 +1,13 @@
 //! PostgreSQL backend of [`ReportStore`]: one report store shared by every
 //! replica of the matcher.
 //!
-//! Same data model and rules as the SQLite store (the shared test suite in
-//! `tests/report_store_pg.rs` runs against both). Durability: a stub is
-//! acknowledged only after `COMMIT` returns, and PostgreSQL's default
-//! `synchronous_commit = on` has flushed the WAL by then, so an acknowledged
-//! stub survives a crash of the server or of the database.
+//! Built with the `postgres` cargo feature. The same SQL store as SQLite's
+//! (one schema description, `sql.rs`, one store logic, `ops.rs`; the
+//! shared test suite in `tests/report_store_pg.rs` runs against both).
+//! Durability: a stub is acknowledged only after `COMMIT` returns, and
+//! PostgreSQL's default `synchronous_commit = on` has flushed the WAL by
+//! then, so an acknowledged stub survives a crash of the server or of the
+//! database.
 //!
 //! The trait is synchronous (the server calls it from `spawn_blocking`), so
 //! this uses the blocking `postgres` client with a small connection pool.
@@ -15,23 +17,20 @@
 //! A call whose `BEGIN` fails on a stale pooled connection is retried once on
 //! a fresh connection, which is safe because nothing was sent yet.
 
-use std::convert::Infallible;
+use std::collections::HashMap;
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 use postgres::error::SqlState;
 use postgres::types::ToSql;
-use postgres::{Client, Config, Row, Transaction};
+use postgres::{Client, Config, Statement, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use crate::store::{
-    NewReport, ReportFilter, ReportPage, ReportRecord, ReportStatus, ReportStore, ReportUpdate,
-    StoreError, INCIDENT_TYPE, PRESERVATION_MS,
-};
-use crate::store_sql::{
-    audit_from_row, created_audit_details, finish_page, list_query, match_from_row, new_report_id,
-    report_from_row, review_update, ReviewedFields, RowValues, SqlArg, AUDIT_COLUMNS,
-    MATCH_COLUMNS, REPORT_COLUMNS,
+use super::ops;
+use super::sql::{Column, Dialect, Row, Tx, Type, Value};
+use super::{
+    retention_ms, NewReport, ReportFilter, ReportPage, ReportRecord, ReportStore, ReportUpdate,
+    StoreError, LEGAL_RETENTION_DAYS,
 };
 
 /// Connection settings beyond the URL.
@@ -61,61 +60,6 @@ impl Default for PgOptions {
     }
 }
 
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS reports (
-    id TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    incident_type TEXT NOT NULL,
-    detected_at_ms BIGINT NOT NULL,
-    preservation_deadline_ms BIGINT NOT NULL,
-    reporting_org TEXT NOT NULL,
-    reporting_email TEXT NOT NULL,
-    submitter_ref TEXT NOT NULL,
-    content_ref TEXT NOT NULL,
-    file_name TEXT NOT NULL,
-    source TEXT NOT NULL,
-    md5 TEXT NOT NULL,
-    sha1 TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    pdq TEXT NOT NULL,
-    quality INTEGER,
-    viewed BOOLEAN,
-    classification TEXT,
-    reviewer TEXT,
-    updated_at_ms BIGINT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS reports_detected ON reports (detected_at_ms, id);
-CREATE INDEX IF NOT EXISTS reports_deadline ON reports (preservation_deadline_ms);
-CREATE TABLE IF NOT EXISTS report_matches (
-    report_id TEXT NOT NULL REFERENCES reports (id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    entry_id TEXT NOT NULL,
-    list TEXT NOT NULL,
-    category TEXT NOT NULL,
-    note TEXT,
-    kind TEXT NOT NULL,
-    distance INTEGER NOT NULL,
-    variant TEXT,
-    PRIMARY KEY (report_id, seq)
-);
-CREATE INDEX IF NOT EXISTS report_matches_list ON report_matches (list, report_id);
-CREATE TABLE IF NOT EXISTS report_annotations (
-    report_id TEXT NOT NULL REFERENCES reports (id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (report_id, seq)
-);
-CREATE TABLE IF NOT EXISTS report_audit (
-    report_id TEXT NOT NULL REFERENCES reports (id) ON DELETE CASCADE,
-    seq INTEGER NOT NULL,
-    at_ms BIGINT NOT NULL,
-    actor TEXT NOT NULL,
-    action TEXT NOT NULL,
-    details TEXT NOT NULL,
-    PRIMARY KEY (report_id, seq)
-);
-";
-
 /// Report stubs in a PostgreSQL database.
 pub struct PgReportStore {
     config: Config,
@@ -125,6 +69,7 @@ pub struct PgReportStore {
     opts: PgOptions,
     pool: Mutex<Pool>,
     returned: Condvar,
+    retention_ms: i64,
 }
 
 struct Pool {
@@ -236,6 +181,7 @@ impl PgReportStore {
                 open: 0,
             }),
             returned: Condvar::new(),
+            retention_ms: retention_ms(LEGAL_RETENTION_DAYS),
         };
         let mut lease = store.checkout()?;
         let mut ddl = String::new();
@@ -243,13 +189,20 @@ impl PgReportStore {
             ddl.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};"));
             ddl.push_str(&format!("SET search_path TO {schema};"));
         }
-        ddl.push_str(SCHEMA);
+        ddl.push_str(&Dialect::Postgres.schema());
         lease
             .client()
             .batch_execute(&ddl)
             .map_err(|e| store.map_err(e, "creating the report schema"))?;
         drop(lease);
         Ok(store)
+    }
+
+    /// Preserves new stubs for `days` after their detection (default:
+    /// [`LEGAL_RETENTION_DAYS`]).
+    pub fn with_retention_days(mut self, days: u32) -> Self {
+        self.retention_ms = retention_ms(days);
+        self
     }
 
     /// The URL without its password.
@@ -338,7 +291,7 @@ impl PgReportStore {
     fn with_tx<T>(
         &self,
         doing: &str,
-        mut body: impl FnMut(&mut Transaction<'_>) -> Result<T, StoreError>,
+        mut body: impl FnMut(&mut dyn Tx) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut attempt = 0;
         loop {
@@ -351,7 +304,7 @@ impl PgReportStore {
                     Err(self.map_err(e, doing))
                 }
                 Err(e) => Err(self.map_err(e, doing)),
-                Ok(mut tx) => match body(&mut tx) {
+                Ok(mut tx) => match body(&mut self.tx(&mut tx, doing)) {
                     Ok(v) => tx.commit().map(|()| v).map_err(|e| self.map_err(e, doing)),
                     // Dropping `tx` rolls back.
                     Err(e) => Err(e),
@@ -402,87 +355,96 @@ fn make_tls() -> Result<MakeRustlsConnect, StoreError> {
     Ok(MakeRustlsConnect::new(config))
 }
 
-/// PostgreSQL has 32-bit `INTEGER` and `BOOLEAN` columns. `Row::get` panics
-/// on a column of another type, which only a schema out of step with this
-/// file can cause, so nothing here fails at run time.
-impl RowValues for Row {
-    type Error = Infallible;
-    fn text(&self, i: usize) -> Result<String, Infallible> {
-        Ok(self.get(i))
-    }
-    fn opt_text(&self, i: usize) -> Result<Option<String>, Infallible> {
-        Ok(self.get(i))
-    }
-    fn big_int(&self, i: usize) -> Result<i64, Infallible> {
-        Ok(self.get(i))
-    }
-    fn u32(&self, i: usize) -> Result<u32, Infallible> {
-        Ok(self.get::<_, i32>(i) as u32)
-    }
-    fn opt_u32(&self, i: usize) -> Result<Option<u32>, Infallible> {
-        Ok(self.get::<_, Option<i32>>(i).map(|q| q as u32))
-    }
-    fn opt_bool(&self, i: usize) -> Result<Option<bool>, Infallible> {
-        Ok(self.get(i))
-    }
-}
-
-/// Maps `rows` with one of the shared row mappings, which cannot fail here.
-fn map_rows<T>(rows: &[Row], from_row: impl Fn(&Row) -> Result<T, Infallible>) -> Vec<T> {
-    rows.iter()
-        .map(|row| {
-            let Ok(v) = from_row(row);
-            v
-        })
-        .collect()
-}
-
-fn load_children(
-    tx: &mut Transaction<'_>,
-    r: &mut ReportRecord,
-    with_audit: bool,
-) -> Result<(), postgres::Error> {
-    let rows = tx.query(
-        &format!("SELECT {MATCH_COLUMNS} FROM report_matches WHERE report_id = $1 ORDER BY seq"),
-        &[&r.id],
-    )?;
-    r.matches = map_rows(&rows, match_from_row);
-    r.annotations = tx
-        .query(
-            "SELECT body FROM report_annotations WHERE report_id = $1 ORDER BY seq",
-            &[&r.id],
-        )?
-        .iter()
-        .map(|row| row.get(0))
-        .collect();
-    if with_audit {
-        let rows = tx.query(
-            &format!("SELECT {AUDIT_COLUMNS} FROM report_audit WHERE report_id = $1 ORDER BY seq"),
-            &[&r.id],
-        )?;
-        r.audit = map_rows(&rows, audit_from_row);
-    }
-    Ok(())
+/// One transaction on a pooled connection, its statements prepared once.
+struct PgTx<'t, 'c> {
+    tx: &'t mut Transaction<'c>,
+    store: &'t PgReportStore,
+    doing: &'t str,
+    prepared: HashMap<String, Statement>,
 }
 
 impl PgReportStore {
-    fn get_in(
-        &self,
-        tx: &mut Transaction<'_>,
-        id: &str,
-        lock: bool,
-    ) -> Result<ReportRecord, StoreError> {
-        let sql = format!(
-            "SELECT {REPORT_COLUMNS} FROM reports WHERE id = $1{}",
-            if lock { " FOR UPDATE" } else { "" }
-        );
-        let row = tx
-            .query_opt(&sql, &[&id])
-            .map_err(|e| self.map_err(e, "reading a report"))?
-            .ok_or_else(|| StoreError::NotFound(id.to_string()))?;
-        let Ok(mut r) = report_from_row(&row);
-        load_children(tx, &mut r, true).map_err(|e| self.map_err(e, "reading a report"))?;
-        Ok(r)
+    fn tx<'t, 'c>(&'t self, tx: &'t mut Transaction<'c>, doing: &'t str) -> PgTx<'t, 'c> {
+        PgTx {
+            tx,
+            store: self,
+            doing,
+            prepared: HashMap::new(),
+        }
+    }
+}
+
+/// PostgreSQL's INTEGER is 32-bit (a `u32` past its range is stored as its
+/// maximum) and it has a BOOLEAN.
+fn bind(v: &Value) -> Box<dyn ToSql + Sync> {
+    match v {
+        Value::Text(s) => Box::new(s.clone()),
+        Value::BigInt(i) => Box::new(*i),
+        Value::Int(i) => Box::new(i.map(|i| i.min(i32::MAX as u32) as i32)),
+        Value::Bool(b) => Box::new(*b),
+    }
+}
+
+/// Reads column `i` as a value of type `ty` (NULL allowed: the row
+/// mapping refuses it where the column is NOT NULL).
+fn read(row: &postgres::Row, i: usize, ty: Type) -> Result<Value, postgres::Error> {
+    Ok(match ty {
+        Type::Text => Value::Text(row.try_get(i)?),
+        Type::BigInt => Value::BigInt(row.try_get(i)?),
+        Type::Int => Value::Int(row.try_get::<_, Option<i32>>(i)?.map(|v| v as u32)),
+        Type::Bool => Value::Bool(row.try_get(i)?),
+    })
+}
+
+impl PgTx<'_, '_> {
+    fn statement(&mut self, sql: &str) -> Result<Statement, StoreError> {
+        if let Some(st) = self.prepared.get(sql) {
+            return Ok(st.clone());
+        }
+        let st = self.tx.prepare(sql).map_err(|e| self.err(e))?;
+        self.prepared.insert(sql.to_string(), st.clone());
+        Ok(st)
+    }
+
+    fn err(&self, e: postgres::Error) -> StoreError {
+        self.store.map_err(e, self.doing)
+    }
+}
+
+impl Tx for PgTx<'_, '_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, args: &[Value]) -> Result<(), StoreError> {
+        let st = self.statement(sql)?;
+        let args: Vec<_> = args.iter().map(bind).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
+        self.tx.execute(&st, &refs).map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        args: &[Value],
+        columns: &[Column],
+    ) -> Result<Vec<Row>, StoreError> {
+        let st = self.statement(sql)?;
+        let args: Vec<_> = args.iter().map(bind).collect();
+        let refs: Vec<&(dyn ToSql + Sync)> = args.iter().map(|a| a.as_ref()).collect();
+        let rows = self.tx.query(&st, &refs).map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|row| {
+                columns
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| read(row, i, c.ty))
+                    .collect::<Result<Vec<Value>, _>>()
+                    .map(Row::from)
+                    .map_err(|e| self.err(e))
+            })
+            .collect()
     }
 }
 
@@ -493,108 +455,16 @@ impl ReportStore for PgReportStore {
 
     fn create_many(&self, reports: &[NewReport]) -> Result<Vec<String>, StoreError> {
         self.with_tx("storing report stubs", |tx| {
-            let err = |e| self.map_err(e, "storing report stubs");
-            let ins = tx
-                .prepare(&format!(
-                    "INSERT INTO reports ({REPORT_COLUMNS}) VALUES \
-                     ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, NULL, NULL, NULL, $17)"
-                ))
-                .map_err(err)?;
-            let ins_match = tx
-                .prepare(&format!(
-                    "INSERT INTO report_matches (report_id, seq, {MATCH_COLUMNS}) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-                ))
-                .map_err(err)?;
-            let ins_audit = tx
-                .prepare(&format!(
-                    "INSERT INTO report_audit (report_id, seq, {AUDIT_COLUMNS}) \
-                     VALUES ($1, 0, $2, $3, 'created', $4)"
-                ))
-                .map_err(err)?;
-            let mut ids = Vec::with_capacity(reports.len());
-            for r in reports {
-                let id = new_report_id();
-                let quality = r.quality.map(|q| q.min(i32::MAX as u32) as i32);
-                tx.execute(
-                    &ins,
-                    &[
-                        &id,
-                        &ReportStatus::Pending.as_str(),
-                        &INCIDENT_TYPE,
-                        &r.detected_at_ms,
-                        &(r.detected_at_ms + PRESERVATION_MS),
-                        &r.reporting_org,
-                        &r.reporting_email,
-                        &r.submitter_ref,
-                        &r.content_ref,
-                        &r.file_name,
-                        &r.source,
-                        &r.md5,
-                        &r.sha1,
-                        &r.sha256,
-                        &r.pdq,
-                        &quality,
-                        &r.detected_at_ms,
-                    ],
-                )
-                .map_err(err)?;
-                for (seq, m) in r.matches.iter().enumerate() {
-                    let distance = m.distance.min(i32::MAX as u32) as i32;
-                    tx.execute(
-                        &ins_match,
-                        &[
-                            &id,
-                            &(seq as i32),
-                            &m.id,
-                            &m.list,
-                            &m.category,
-                            &m.note,
-                            &m.kind,
-                            &distance,
-                            &m.variant,
-                        ],
-                    )
-                    .map_err(err)?;
-                }
-                let details = created_audit_details(r);
-                tx.execute(&ins_audit, &[&id, &r.detected_at_ms, &r.actor, &details])
-                    .map_err(err)?;
-                ids.push(id);
-            }
-            Ok(ids)
+            ops::create_many(tx, reports, self.retention_ms)
         })
     }
 
     fn get(&self, id: &str) -> Result<ReportRecord, StoreError> {
-        self.with_tx("reading a report", |tx| self.get_in(tx, id, false))
+        self.with_tx("reading a report", |tx| ops::get(tx, id, false))
     }
 
     fn list(&self, filter: &ReportFilter) -> Result<ReportPage, StoreError> {
-        let query = list_query(filter, '$')?;
-        let params: Vec<&(dyn ToSql + Sync)> = query
-            .args
-            .iter()
-            .map(|a| -> &(dyn ToSql + Sync) {
-                match a {
-                    SqlArg::Text(s) => s,
-                    SqlArg::Int(i) => i,
-                }
-            })
-            .collect();
-        self.with_tx("listing reports", |tx| {
-            let err = |e| self.map_err(e, "listing reports");
-            let rows = tx.query(&query.sql, &params).map_err(err)?;
-            let mut reports = map_rows(&rows, report_from_row);
-            let next_page_token = finish_page(&mut reports, query.page_size);
-            for r in &mut reports {
-                load_children(tx, r, false).map_err(err)?;
-            }
-            Ok(ReportPage {
-                reports,
-                next_page_token,
-            })
-        })
+        self.with_tx("listing reports", |tx| ops::list(tx, filter))
     }
 
     fn update(
@@ -605,45 +475,7 @@ impl ReportStore for PgReportStore {
         now_ms: i64,
     ) -> Result<ReportRecord, StoreError> {
         self.with_tx("updating a report", |tx| {
-            let err = |e| self.map_err(e, "updating a report");
-            // FOR UPDATE serialises concurrent reviewers of one stub, so the
-            // audit and annotation sequence numbers below cannot collide.
-            let current = self.get_in(tx, id, true)?;
-            let ReviewedFields {
-                status,
-                viewed,
-                classification,
-                audit_details,
-            } = review_update(id, &current, update)?;
-            tx.execute(
-                "UPDATE reports SET status = $2, viewed = $3, classification = $4, reviewer = $5, \
-                 updated_at_ms = $6 WHERE id = $1",
-                &[
-                    &id,
-                    &status.as_str(),
-                    &viewed,
-                    &classification,
-                    &actor,
-                    &now_ms,
-                ],
-            )
-            .map_err(err)?;
-            let first_seq = current.annotations.len() as i32;
-            for (seq, a) in (first_seq..).zip(&update.add_annotations) {
-                tx.execute(
-                    "INSERT INTO report_annotations (report_id, seq, body) VALUES ($1, $2, $3)",
-                    &[&id, &seq, a],
-                )
-                .map_err(err)?;
-            }
-            let audit_seq = current.audit.len() as i32;
-            tx.execute(
-                "INSERT INTO report_audit (report_id, seq, at_ms, actor, action, details) \
-                 VALUES ($1, $2, $3, $4, 'updated', $5)",
-                &[&id, &audit_seq, &now_ms, &actor, &audit_details],
-            )
-            .map_err(err)?;
-            self.get_in(tx, id, false)
+            ops::update(tx, id, update, actor, now_ms)
         })
     }
 }

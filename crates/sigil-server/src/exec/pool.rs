@@ -27,7 +27,7 @@ use sigil_core::{
 use sigil_eval::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustLevel};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::reply::{panic_message, reply, Reply, WorkerPanicked};
+use super::reply::{panic_message, reply, Reply, WorkerPanicked};
 
 /// Why an image was not hashed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,11 +123,6 @@ impl HashPool {
             budget_kib,
             workers: Mutex::new(handles),
         }
-    }
-
-    /// Images that may be in flight at once.
-    pub fn capacity(&self) -> usize {
-        self.capacity
     }
 
     /// The byte-budget permits an image of `len` bytes takes: its size in

@@ -1,0 +1,197 @@
+//! The listeners: the gRPC one (TLS, auth interceptors, health,
+//! reflection, the connection cap), and the optional metrics and
+//! plaintext health ones. Bound first, so a bind error is reported before
+//! anything runs; then served until shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Server;
+use tonic::{Request, Status};
+
+use super::state::AppState;
+use super::ServerError;
+use crate::auth::{KeyRing, Role};
+use crate::config::ServerConfig;
+use crate::exec::connections;
+use crate::grpc::{MatcherService, ReportsService};
+use crate::metrics::serve_metrics;
+use crate::proto;
+
+/// How long a client has to answer a keepalive ping.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+type MatcherServer = proto::matcher_server::MatcherServer<MatcherService>;
+type ReportsServer = proto::reports_server::ReportsServer<ReportsService>;
+
+/// The bound listeners, not yet served.
+pub(super) struct Listeners {
+    grpc: TcpListener,
+    metrics: Option<TcpListener>,
+    health: Option<TcpListener>,
+    /// The bound gRPC address (useful with port 0).
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub health_addr: Option<SocketAddr>,
+}
+
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
+}
+
+async fn bind_optional(addr: Option<SocketAddr>) -> Result<Option<TcpListener>, ServerError> {
+    match addr {
+        Some(a) => bind(a).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+impl Listeners {
+    pub async fn bind(config: &ServerConfig) -> Result<Self, ServerError> {
+        let grpc = bind(config.listen).await?;
+        let addr = grpc.local_addr().map_err(|source| ServerError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        let metrics = bind_optional(config.metrics_listen).await?;
+        let health = bind_optional(config.health_listen).await?;
+        Ok(Listeners {
+            addr,
+            metrics_addr: metrics.as_ref().and_then(|l| l.local_addr().ok()),
+            health_addr: health.as_ref().and_then(|l| l.local_addr().ok()),
+            grpc,
+            metrics,
+            health,
+        })
+    }
+
+    /// Serves every listener until `shutdown` turns true; returns the gRPC
+    /// server's task (the metrics and health ones end with it).
+    pub async fn serve(
+        self,
+        state: &Arc<AppState>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<JoinHandle<Result<(), tonic::transport::Error>>, ServerError> {
+        let wait_shutdown = |mut rx: watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        health_reporter.set_serving::<MatcherServer>().await;
+        health_reporter.set_serving::<ReportsServer>().await;
+        let reflection = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let (matcher, reports) = services(state);
+        let router = grpc_server(&state.config)?
+            .add_service(health_service.clone())
+            .add_service(reflection)
+            .add_service(matcher)
+            .add_service(reports);
+        let incoming = connections::limited(
+            self.grpc,
+            state.config.limits.max_connections,
+            state.metrics.connections_open.clone(),
+        );
+        let shutdown_grpc = wait_shutdown(shutdown.clone());
+        let grpc_task = tokio::spawn(async move {
+            let shutdown = async move {
+                shutdown_grpc.await;
+                // Tell load balancers first, then stop accepting and drain.
+                health_reporter.set_not_serving::<MatcherServer>().await;
+            };
+            router
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await
+        });
+        if let Some(l) = self.metrics {
+            let refresh = {
+                let state = state.clone();
+                Arc::new(move || state.refresh_residency())
+            };
+            let shutdown = wait_shutdown(shutdown.clone());
+            tokio::spawn(serve_metrics(l, state.metrics.clone(), refresh, shutdown));
+        }
+        if let Some(l) = self.health {
+            let health = Server::builder().add_service(health_service);
+            let incoming = TcpListenerStream::new(l);
+            tokio::spawn(health.serve_with_incoming_shutdown(incoming, wait_shutdown(shutdown)));
+        }
+        Ok(grpc_task)
+    }
+}
+
+/// Puts the authenticated caller into each request, or refuses it.
+#[derive(Clone)]
+struct Authorize {
+    keys: Arc<KeyRing>,
+    role: Role,
+}
+
+impl tonic::service::Interceptor for Authorize {
+    fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
+        let caller = self.keys.authorize(req.metadata(), self.role)?;
+        req.extensions_mut().insert(caller);
+        Ok(req)
+    }
+}
+
+/// The two services, with their message size limits and authentication.
+fn services(
+    state: &Arc<AppState>,
+) -> (
+    InterceptedService<MatcherServer, Authorize>,
+    InterceptedService<ReportsServer, Authorize>,
+) {
+    let config = &state.config;
+    let keys = Arc::new(if config.api_keys.is_empty() {
+        KeyRing::insecure_open()
+    } else {
+        KeyRing::from_config(&config.api_keys)
+    });
+    let auth = |role| Authorize {
+        keys: keys.clone(),
+        role,
+    };
+    let max = config.limits.max_message_bytes;
+    let matcher = MatcherServer::new(MatcherService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let reports = ReportsServer::new(ReportsService {
+        state: state.clone(),
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    (
+        InterceptedService::new(matcher, auth(Role::Matcher)),
+        InterceptedService::new(reports, auth(Role::Reviewer)),
+    )
+}
+
+/// The gRPC server builder with the HTTP/2 limits and `[tls]` applied.
+fn grpc_server(config: &ServerConfig) -> Result<Server, ServerError> {
+    let limits = &config.limits;
+    let keepalive =
+        (limits.keepalive_interval_s > 0).then(|| Duration::from_secs(limits.keepalive_interval_s));
+    let builder = Server::builder()
+        .http2_keepalive_interval(keepalive)
+        .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+        .initial_stream_window_size(limits.http2_stream_window_bytes)
+        .initial_connection_window_size(limits.http2_connection_window_bytes)
+        .max_frame_size(limits.http2_max_frame_bytes);
+    match &config.tls {
+        Some(tls) => super::tls::apply(builder, tls),
+        None => Ok(builder),
+    }
+}

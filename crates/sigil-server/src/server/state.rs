@@ -1,0 +1,145 @@
+//! What the handlers and the background tasks share: the configuration,
+//! the index, the bounded executors, the report store and the metrics;
+//! and how it is built at start-up.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+
+use sigil_core::decode::DecodeLimits;
+use sigil_index::SharedIndex;
+
+use super::ServerError;
+use crate::config::ServerConfig;
+use crate::exec::lookup::{BatchStats, LookupQueue};
+use crate::exec::pool::HashPool;
+use crate::exec::store_calls::StoreCalls;
+use crate::metrics::Metrics;
+use crate::timeutil::now_ms;
+
+/// `MatchHashes` lookup threads. One: each index search already runs on
+/// every core (rayon), and more workers would split waiting requests into
+/// smaller, costlier-per-hash batches.
+const LOOKUP_WORKERS: usize = 1;
+
+/// A generation and its lists' entry counts, by list name.
+pub(crate) type ListCounts = (u64, Vec<(String, u64)>);
+
+/// State shared by both services and the background tasks.
+pub(crate) struct AppState {
+    pub config: ServerConfig,
+    pub index: Arc<SharedIndex>,
+    pub pool: HashPool,
+    /// Runs `MatchHashes` lookups, bounded, coalescing concurrent requests.
+    pub lookup: LookupQueue,
+    /// The report store, called through a bound of its own parallelism.
+    pub store: StoreCalls,
+    pub metrics: Arc<Metrics>,
+    /// When the current generation was loaded (Unix ms).
+    pub loaded_at_ms: AtomicI64,
+    /// Per-list entry counts of one generation (counting walks every
+    /// entry, so it is done once per generation).
+    pub list_cache: tokio::sync::Mutex<Option<ListCounts>>,
+}
+
+impl AppState {
+    /// Opens the index and the report store (each on a blocking thread)
+    /// and starts the hashing pool and the lookup queue.
+    pub async fn open(config: ServerConfig) -> Result<Self, ServerError> {
+        let index_path = config.index.clone().unwrap_or_default();
+        let index = {
+            let p = index_path.clone();
+            let index_error = |message: String| ServerError::Index {
+                path: index_path.clone(),
+                message,
+            };
+            tokio::task::spawn_blocking(move || SharedIndex::open(&p))
+                .await
+                .map_err(|e| index_error(e.to_string()))?
+                .map_err(|e| index_error(e.to_string()))?
+        };
+        let store = {
+            let reports = config.reports.clone();
+            // An unreachable database stops start-up here with the
+            // (password-free) URL and the cause.
+            tokio::task::spawn_blocking(move || crate::store::open(&reports))
+                .await
+                .map_err(|e| ServerError::Task(format!("opening the report store: {e}")))??
+        };
+        let limits = DecodeLimits {
+            max_bytes: config.limits.max_message_bytes as u64,
+            max_pixels: config.limits.max_pixels,
+            max_dimension: config.limits.max_dimension,
+        };
+        let pool = HashPool::new(
+            config.hashing_workers(),
+            config.limits.hashing_queue,
+            config.limits.hashing_queue_bytes,
+            limits,
+        );
+        let metrics = Arc::new(Metrics::new());
+        let lookup = {
+            let metrics = metrics.clone();
+            LookupQueue::new(
+                LOOKUP_WORKERS,
+                config.limits.lookup_queue,
+                move |b: BatchStats| {
+                    metrics.lookup_batch_requests.observe(b.requests as f64);
+                    metrics.lookup_batch_hashes.observe(b.hashes as f64);
+                },
+            )
+        };
+        let state = AppState {
+            config,
+            index: Arc::new(index),
+            pool,
+            lookup,
+            store: StoreCalls::new(store),
+            metrics,
+            loaded_at_ms: AtomicI64::new(now_ms()),
+            list_cache: tokio::sync::Mutex::new(None),
+        };
+        state.update_index_gauges();
+        Ok(state)
+    }
+
+    /// Reloads the index now, keeping the current generation if the new
+    /// one is refused; `why` is logged.
+    pub async fn reload_index(&self, why: &str) {
+        let index = self.index.clone();
+        let before = index.current().generation();
+        let reloads = &self.metrics.reloads;
+        match tokio::task::spawn_blocking(move || index.reload()).await {
+            Ok(Ok(generation)) => {
+                let changed = generation != before;
+                let outcome = if changed { "ok" } else { "unchanged" };
+                reloads.with_label_values(&[outcome]).inc();
+                if changed {
+                    self.loaded_at_ms.store(now_ms(), Ordering::Relaxed);
+                }
+                self.update_index_gauges();
+                tracing::info!(why, generation, previous = before, "index reloaded");
+            }
+            Ok(Err(e)) => {
+                reloads.with_label_values(&["error"]).inc();
+                tracing::error!(why, error = %e, generation = before, "index reload refused; still serving the previous generation");
+            }
+            Err(e) => {
+                reloads.with_label_values(&["error"]).inc();
+                tracing::error!(why, error = %e, "index reload task failed");
+            }
+        }
+    }
+
+    /// The index residency gauges, read from this process's mappings now.
+    pub fn refresh_residency(&self) {
+        self.metrics.set_residency(self.index.current().residency());
+    }
+
+    fn update_index_gauges(&self) {
+        let reader = self.index.current();
+        let m = &self.metrics;
+        m.index_generation.set(reader.generation() as i64);
+        m.index_entries
+            .set(reader.stats().entries.values().sum::<u64>() as i64);
+    }
+}

@@ -1,0 +1,367 @@
+//! SQLite backend of [`ReportStore`]: an embedded database file, in WAL
+//! mode with `synchronous=FULL` so every commit is on disk when it
+//! returns; one connection behind a mutex.
+//!
+//! Schema versions (`PRAGMA user_version`): 2 is the tables as
+//! `sql::TABLES` describes them. 1 is a database created before that
+//! description existed, by a DDL without the `reports_deadline` index and
+//! without `ON DELETE CASCADE` on the child tables' foreign keys: opening
+//! it creates the index, and the foreign keys stay as they are (SQLite
+//! cannot alter a constraint without rebuilding the tables, a copy of
+//! every stub that is not worth its risk while nothing deletes stubs). A
+//! future purge of expired stubs must delete a stub's children first on a
+//! version 1 database, or rebuild its tables. A version newer than 2 is
+//! refused.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::types::{ToSqlOutput, Value as Sqlite};
+use rusqlite::{params_from_iter, Connection, ToSql, Transaction};
+
+use super::ops;
+use super::sql::{Column, Dialect, Row, Tx, Type, Value};
+use super::{
+    retention_ms, NewReport, ReportFilter, ReportPage, ReportRecord, ReportStore, ReportUpdate,
+    StoreError, LEGAL_RETENTION_DAYS,
+};
+
+/// The schema this code creates.
+const SCHEMA_VERSION: i64 = 2;
+/// A database created by the DDL before [`SCHEMA_VERSION`] 2.
+const LEGACY_VERSION: i64 = 1;
+
+/// Report stubs in an embedded SQLite database.
+pub struct SqliteReportStore {
+    conn: Mutex<Connection>,
+    retention_ms: i64,
+}
+
+impl SqliteReportStore {
+    /// Opens (creating or migrating if needed) the database at `path`, in
+    /// WAL mode with `synchronous=FULL` so every commit is on disk when it
+    /// returns. Stubs are preserved for [`LEGAL_RETENTION_DAYS`] unless
+    /// [`SqliteReportStore::with_retention_days`] says otherwise.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Open {
+            path: path.to_owned(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .map_err(err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(err(rusqlite::Error::InvalidParameterName(format!(
+                "could not enable WAL journal mode (got {mode})"
+            ))));
+        }
+        conn.execute_batch("PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;")
+            .map_err(err)?;
+        migrate(&conn).map_err(|e| match e {
+            StoreError::Sql(source) => err(source),
+            other => other,
+        })?;
+        Ok(SqliteReportStore {
+            conn: Mutex::new(conn),
+            retention_ms: retention_ms(LEGAL_RETENTION_DAYS),
+        })
+    }
+
+    /// Preserves new stubs for `days` after their detection.
+    pub fn with_retention_days(mut self, days: u32) -> Self {
+        self.retention_ms = retention_ms(days);
+        self
+    }
+
+    /// Runs `body` in a transaction and commits it.
+    fn with_tx<T>(
+        &self,
+        body: impl FnOnce(&mut dyn Tx) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        // A panic while holding the lock cannot leave a half-applied
+        // transaction (rusqlite rolls back on drop), so poisoning is moot.
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction()?;
+        let v = body(&mut SqliteTx(&tx))?;
+        // synchronous=FULL in WAL mode: the commit is fsynced before this returns.
+        tx.commit()?;
+        Ok(v)
+    }
+}
+
+/// Creates the tables and indexes that are missing and records the
+/// schema version (see the module's doc).
+fn migrate(conn: &Connection) -> Result<(), StoreError> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Backend(format!(
+            "report database schema version {version} is newer than this sigil's \
+             ({SCHEMA_VERSION}); use a newer sigil"
+        )));
+    }
+    let existed: bool = conn.query_row(
+        "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'reports'",
+        [],
+        |r| r.get(0),
+    )?;
+    conn.execute_batch(&Dialect::Sqlite.schema())?;
+    if version == 0 {
+        let version = if existed {
+            LEGACY_VERSION
+        } else {
+            SCHEMA_VERSION
+        };
+        conn.pragma_update(None, "user_version", version)?;
+    }
+    Ok(())
+}
+
+/// SQLite binds every integer as `i64` and a boolean as 0/1.
+impl ToSql for Value {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Owned(match self {
+            Value::Text(Some(s)) => Sqlite::Text(s.clone()),
+            Value::BigInt(v) => Sqlite::Integer(*v),
+            Value::Int(Some(v)) => Sqlite::Integer(i64::from(*v)),
+            Value::Bool(Some(v)) => Sqlite::Integer(i64::from(*v)),
+            Value::Text(None) | Value::Int(None) | Value::Bool(None) => Sqlite::Null,
+        }))
+    }
+}
+
+/// Reads column `i` as a value of type `ty` (NULL allowed: the row
+/// mapping refuses it where the column is NOT NULL).
+fn read(row: &rusqlite::Row<'_>, i: usize, ty: Type) -> rusqlite::Result<Value> {
+    let int = |i| row.get::<_, Option<i64>>(i);
+    Ok(match ty {
+        Type::Text => Value::Text(row.get(i)?),
+        Type::BigInt => Value::BigInt(row.get(i)?),
+        Type::Int => Value::Int(int(i)?.map(|v| v as u32)),
+        Type::Bool => Value::Bool(int(i)?.map(|v| v != 0)),
+    })
+}
+
+struct SqliteTx<'a>(&'a Transaction<'a>);
+
+impl Tx for SqliteTx<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, args: &[Value]) -> Result<(), StoreError> {
+        self.0
+            .prepare_cached(sql)?
+            .execute(params_from_iter(args))?;
+        Ok(())
+    }
+
+    fn query(
+        &mut self,
+        sql: &str,
+        args: &[Value],
+        columns: &[Column],
+    ) -> Result<Vec<Row>, StoreError> {
+        let mut st = self.0.prepare_cached(sql)?;
+        let rows = st.query_map(params_from_iter(args), |row| {
+            columns
+                .iter()
+                .enumerate()
+                .map(|(i, c)| read(row, i, c.ty))
+                .collect::<rusqlite::Result<Vec<Value>>>()
+        })?;
+        Ok(rows
+            .map(|r| r.map(Row::from))
+            .collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+impl ReportStore for SqliteReportStore {
+    fn create_many(&self, reports: &[NewReport]) -> Result<Vec<String>, StoreError> {
+        self.with_tx(|tx| ops::create_many(tx, reports, self.retention_ms))
+    }
+
+    fn get(&self, id: &str) -> Result<ReportRecord, StoreError> {
+        self.with_tx(|tx| ops::get(tx, id, false))
+    }
+
+    fn list(&self, filter: &ReportFilter) -> Result<ReportPage, StoreError> {
+        self.with_tx(|tx| ops::list(tx, filter))
+    }
+
+    fn update(
+        &self,
+        id: &str,
+        update: &ReportUpdate,
+        actor: &str,
+        now_ms: i64,
+    ) -> Result<ReportRecord, StoreError> {
+        self.with_tx(|tx| ops::update(tx, id, update, actor, now_ms))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{ReportStatus, StoredMatch, PRESERVATION_MS};
+
+    fn stub(ms: i64, list: &str) -> NewReport {
+        NewReport {
+            detected_at_ms: ms,
+            reporting_org: "Example".into(),
+            source: "image".into(),
+            md5: "00".repeat(16),
+            actor: "pipe".into(),
+            matches: vec![StoredMatch {
+                id: "e1".into(),
+                list: list.into(),
+                category: "A1".into(),
+                note: None,
+                kind: "pdq".into(),
+                distance: 3,
+                variant: Some("rot90".into()),
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn create_get_list_update_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.sqlite");
+        let store = SqliteReportStore::open(&path).unwrap();
+        let ids = store
+            .create_many(&[stub(1000, "a"), stub(2000, "b"), stub(3000, "a")])
+            .unwrap();
+        let r = store.get(&ids[0]).unwrap();
+        assert_eq!(r.preservation_deadline_ms, 1000 + PRESERVATION_MS);
+        assert_eq!(r.matches[0].variant.as_deref(), Some("rot90"));
+        assert_eq!(r.status, ReportStatus::Pending);
+        assert_eq!(r.audit.len(), 1);
+
+        // Paging newest first, two per page, filtered by list.
+        let mut f = ReportFilter {
+            page_size: 1,
+            list: Some("a".into()),
+            ..Default::default()
+        };
+        let p1 = store.list(&f).unwrap();
+        assert_eq!(p1.reports[0].id, ids[2]);
+        f.page_token = p1.next_page_token.clone();
+        let p2 = store.list(&f).unwrap();
+        assert_eq!(p2.reports[0].id, ids[0]);
+        assert!(p2.next_page_token.is_none());
+
+        // Confirming needs viewed = true.
+        let confirm = ReportUpdate {
+            status: Some(ReportStatus::Confirmed),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.update(&ids[1], &confirm, "rev", 5000),
+            Err(StoreError::Rejected { .. })
+        ));
+        let u = ReportUpdate {
+            status: Some(ReportStatus::Confirmed),
+            viewed: Some(true),
+            classification: Some("B1".into()),
+            add_annotations: vec!["checked".into()],
+        };
+        let r = store.update(&ids[1], &u, "rev", 5000).unwrap();
+        assert_eq!(r.status, ReportStatus::Confirmed);
+        assert_eq!(r.audit.len(), 2);
+        assert_eq!(r.audit[1].actor, "rev");
+        drop(store);
+
+        let store = SqliteReportStore::open(&path).unwrap();
+        let r = store.get(&ids[1]).unwrap();
+        assert_eq!(r.annotations, vec!["checked".to_string()]);
+        assert_eq!(r.classification.as_deref(), Some("B1"));
+        assert!(matches!(store.get("nope"), Err(StoreError::NotFound(_))));
+        let f = ReportFilter {
+            status: Some(ReportStatus::Pending),
+            page_size: 10,
+            ..Default::default()
+        };
+        assert_eq!(store.list(&f).unwrap().reports.len(), 2);
+    }
+
+    /// The DDL of the SQLite store before the one schema description:
+    /// the same tables without `ON DELETE CASCADE`, and no
+    /// `reports_deadline` index.
+    fn legacy_ddl() -> String {
+        let ddl = Dialect::Sqlite.schema().replace(" ON DELETE CASCADE", "");
+        let ddl: Vec<&str> = ddl
+            .lines()
+            .filter(|l| !l.contains("reports_deadline"))
+            .collect();
+        ddl.join("\n")
+            + "
+INSERT INTO reports VALUES ('rpt_old', 'confirmed', 'x', 5, 6, 'org', '', '', '', '', 'image',
+    '', '', '', '', 80, 1, 'A2', 'rev', 7);
+INSERT INTO report_matches VALUES ('rpt_old', 0, 'e', 'ncmec', 'A1', NULL, 'md5', 0, NULL);
+INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');"
+    }
+
+    /// A database made by the old DDL opens with its stubs, gains the
+    /// deadline index, is marked version 1, and takes new stubs and
+    /// reviews; a database from a newer sigil is refused.
+    #[test]
+    fn legacy_database_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&legacy_ddl())
+            .unwrap();
+        let store = SqliteReportStore::open(&path).unwrap();
+        let old = store.get("rpt_old").unwrap();
+        assert_eq!(
+            (old.status, old.viewed, old.quality),
+            (ReportStatus::Confirmed, Some(true), Some(80))
+        );
+        assert_eq!(old.matches[0].kind, "md5");
+        let id = store.create_many(&[stub(9, "a")]).unwrap().remove(0);
+        let u = ReportUpdate {
+            add_annotations: vec!["n".into()],
+            ..Default::default()
+        };
+        assert_eq!(store.update(&id, &u, "rev", 10).unwrap().annotations, ["n"]);
+        drop(store);
+        let conn = Connection::open(&path).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, LEGACY_VERSION);
+        let indexed: bool = conn
+            .query_row(
+                "SELECT COUNT(*) = 1 FROM sqlite_master WHERE name = 'reports_deadline'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(indexed);
+
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        drop(conn);
+        let err = SqliteReportStore::open(&path).err().expect("refused");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    /// A new database is created at the current version.
+    #[test]
+    fn new_database_has_the_current_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("new.db");
+        drop(SqliteReportStore::open(&path).unwrap());
+        drop(SqliteReportStore::open(&path).unwrap());
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+}
