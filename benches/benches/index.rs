@@ -167,12 +167,13 @@ fn main() {
     if !out.join("MANIFEST").exists() {
         let t = Instant::now();
         let mut b = SegmentBuilder::new();
-        let st = sigil_index::import::import_file(
-            &data.join("db.txt"),
-            &ImportOptions::default(),
-            &mut b,
-        )
-        .expect("import db.txt");
+        // db.txt is a plain list of PDQ hashes: its kind must be said.
+        let pdq = ImportOptions {
+            kind: Some(sigil_core::HashKind::Pdq),
+            ..ImportOptions::default()
+        };
+        let st = sigil_index::import::import_file(&data.join("db.txt"), &pdq, &mut b)
+            .expect("import db.txt");
         let parsed = t.elapsed();
         IndexWriter::create(&out)
             .and_then(|mut w| w.add_segment(b))

@@ -1,7 +1,8 @@
-//! Fuzz hash-list import: plain `HEX[,id,list,category,note]` lines and CSV
-//! with a header, into a segment builder; and removal lists into
-//! tombstones. A segment built from whatever imported must write, reopen
-//! and verify.
+//! Fuzz hash-list import: plain `[KIND:]HEX[,id,list,category,note]` lines
+//! and CSV with a header, into a segment builder, with or without a given
+//! kind, skipping and strictness; and removal lists into tombstones. A
+//! segment built from whatever imported, duplicates dropped, must write,
+//! reopen and verify.
 //!
 //! Invariants: never a panic; a bad line is an `IndexError` naming the
 //! line (or, with `skip_invalid`, a skipped count); every accepted entry
@@ -21,6 +22,11 @@ fuzz_target!(|data: &[u8]| {
     };
     let opts = ImportOptions {
         skip_invalid: mode & 1 == 1,
+        strict: mode & 8 == 8,
+        kind: match (mode >> 4) % 5 {
+            0 => None,
+            k => Some(sigil_core::HashKind::ALL[k as usize - 1]),
+        },
         ..ImportOptions::default()
     };
     let name = Path::new("fuzz-list.csv");
@@ -30,14 +36,16 @@ fuzz_target!(|data: &[u8]| {
         } else {
             RemoveBy::Hash
         };
-        let _ = read_removals(name, body, by, &opts);
+        let _ = read_removals(name, body, by, &opts, Some("fuzz"));
         return;
     }
     let mut builder = SegmentBuilder::new();
     let Ok(stats) = import_reader(name, body, &opts, &mut builder) else {
         return;
     };
-    assert!(builder.len() as u64 <= stats.added);
+    assert_eq!(builder.len() as u64, stats.added);
+    let repeats = builder.drop_duplicates();
+    assert_eq!(builder.len() as u64 + repeats.len() as u64, stats.added);
     if builder.is_empty() {
         return;
     }

@@ -10,8 +10,10 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use sigil_core::{HashKind, PdqHash};
-use sigil_index::import::{self, csv_field};
-use sigil_index::{ImportOptions, IndexReader, IndexWriter, RemoveBy, SegmentBuilder, Tombstone};
+use sigil_index::import::{self, csv_field, Dropped};
+use sigil_index::{
+    ImportOptions, ImportStats, IndexReader, IndexWriter, RemoveBy, SegmentBuilder, Tombstone,
+};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -19,11 +21,14 @@ pub enum Command {
     Build(BuildArgs),
     /// Add entries from hash lists to an index (a new segment).
     Add(AddArgs),
-    /// Remove entries by hash or by (list, id) (a tombstone file).
+    /// Remove entries of one list (--list) or of every list (--all-lists), by
+    /// hash or by id (a tombstone file). Exit 1 if something asked for was
+    /// not there (--missing-ok: 0).
     Remove(RemoveArgs),
     /// Merge all segments into one and drop removed entries.
     Compact(IndexArg),
-    /// Print statistics about an index.
+    /// Print statistics about an index, with its live entries per list and
+    /// kind (reads every record).
     Stats(StatsArgs),
     /// Check every checksum and structural invariant of an index.
     Verify(IndexArg),
@@ -41,15 +46,22 @@ pub struct ImportArgs {
     /// Category label for lines that do not give one (e.g. A1, B2).
     #[arg(long, default_value = "")]
     category: String,
-    /// Kind of every hash (pdq, md5, sha1, sha256); default: kind column or hex length
-    /// (64 = pdq, 32 = md5, 40 = sha1).
+    /// Kind of every hash (pdq, md5, sha1, sha256); a line naming another
+    /// kind is an error. Without it a line names its kind (a `kind` column,
+    /// or `KIND:HEX` / `KIND HEX`) unless its length does (32 hex = md5,
+    /// 40 = sha1): 64 hex may be PDQ or SHA-256, and sigil does not guess.
     #[arg(long)]
     kind: Option<HashKind>,
-    /// Skip bad lines (and count them) instead of failing.
+    /// Skip bad lines (and count them by reason) instead of failing.
     #[arg(long)]
     skip_invalid: bool,
-    /// Hash lists: plain (`HEX[,id,list,category,note]`) or CSV with a header
-    /// (`hash,kind,id,list,category[,note]`); `-` reads stdin.
+    /// Refuse duplicate entries, entries already in the index and lines
+    /// with extra fields (else they are counted, reported and not stored
+    /// twice, or their extra fields ignored).
+    #[arg(long)]
+    strict: bool,
+    /// Hash lists: plain (`[KIND:]HEX[,id,list,category,note]`) or CSV with a
+    /// header (`hash,kind,id,list,category[,note]`); `-` reads stdin.
     #[arg(required_unless_present = "enroll_images")]
     inputs: Vec<PathBuf>,
     /// Enrol the originals in DIR (every file directly in it, not
@@ -89,24 +101,37 @@ pub struct AddArgs {
 pub struct RemoveArgs {
     /// Index directory.
     index: PathBuf,
-    /// What the input lines name: `hash` (any kind) or `id` (of --list).
+    /// What the input files' lines name: `hash` (with its kind, as in an
+    /// import) or `id` (of --list).
     #[arg(long, default_value = "hash", value_parser = ["hash", "id"])]
     by: String,
-    /// List of the ids (with --by id or --id).
-    #[arg(long, default_value = "default")]
-    list: String,
-    /// Kind of the hashes (default: by hex length).
+    /// Remove only this list's entries (the same hash or id in another
+    /// list stays).
+    #[arg(long, conflicts_with = "all_lists")]
+    list: Option<String>,
+    /// Remove the hashes from every list (removals by hash only).
+    #[arg(long)]
+    all_lists: bool,
+    /// Kind of the hashes (pdq, md5, sha1, sha256), as for an import.
     #[arg(long)]
     kind: Option<HashKind>,
-    /// A hash to remove (repeatable).
+    /// A hash to remove (repeatable), `HEX` or `KIND:HEX`.
     #[arg(long = "hash")]
     hashes: Vec<String>,
     /// An id of --list to remove (repeatable).
     #[arg(long = "id")]
     ids: Vec<String>,
-    /// Skip bad lines instead of failing.
+    /// Exit 0 even if a hash or id asked for is not in the index (it is
+    /// still reported).
+    #[arg(long)]
+    missing_ok: bool,
+    /// Skip bad lines (counted) instead of failing.
     #[arg(long)]
     skip_invalid: bool,
+    /// Refuse hash lines with other fields (id, list, ...), which a removal
+    /// by hash does not read (else counted and reported).
+    #[arg(long)]
+    strict: bool,
     /// Files of hashes or ids, one per line; `-` reads stdin.
     inputs: Vec<PathBuf>,
 }
@@ -215,36 +240,157 @@ fn open_input(path: &Path) -> anyhow::Result<Box<dyn BufRead>> {
     }
 }
 
-fn import_all(a: &ImportArgs) -> anyhow::Result<SegmentBuilder> {
+/// The name of an input in messages (`-` is stdin).
+fn input_name(p: &Path) -> PathBuf {
+    if p == Path::new("-") {
+        PathBuf::from("<stdin>")
+    } else {
+        p.to_path_buf()
+    }
+}
+
+/// Entries per list and kind, as `ncmec: pdq 598, md5 399; iwf: pdq 2`.
+fn per_list(counts: &BTreeMap<String, BTreeMap<HashKind, u64>>) -> String {
+    if counts.is_empty() {
+        return "none".into();
+    }
+    counts
+        .iter()
+        .map(|(list, kinds)| {
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            format!("{list}: {}", kinds.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// `(first at line N)`, or nothing.
+fn first_at(first: Option<u64>) -> String {
+    first.map_or(String::new(), |l| format!(" (first at line {l})"))
+}
+
+/// Everything an import read: the entries, and what each input came to.
+struct Imported {
+    builder: SegmentBuilder,
+    /// The inputs' names, and what each came to (same order).
+    names: Vec<PathBuf>,
+    stats: Vec<ImportStats>,
+}
+
+fn import_all(a: &ImportArgs) -> anyhow::Result<Imported> {
     let opts = ImportOptions {
         kind: a.kind,
         list: a.list.clone(),
         category: a.category.clone(),
         skip_invalid: a.skip_invalid,
+        strict: a.strict,
     };
     let mut b = SegmentBuilder::new();
+    let (mut names, mut stats) = (Vec::new(), Vec::new());
     for p in &a.inputs {
-        let name = if p == Path::new("-") {
-            PathBuf::from("<stdin>")
-        } else {
-            p.clone()
-        };
-        let s = import::import_reader(&name, open_input(p)?, &opts, &mut b)?;
-        eprintln!(
-            "{}: {} entries{}",
-            name.display(),
-            s.added,
-            if s.skipped > 0 {
-                format!(", {} invalid lines skipped", s.skipped)
-            } else {
-                String::new()
-            }
-        );
+        let name = input_name(p);
+        stats.push(import::import_reader(&name, open_input(p)?, &opts, &mut b)?);
+        names.push(name);
     }
     if let Some(dir) = &a.enroll_images {
         enroll_images(dir, a, &mut b)?;
     }
-    Ok(b)
+    Ok(Imported {
+        builder: b,
+        names,
+        stats,
+    })
+}
+
+/// Drops repeated entries, and with `index` those it already holds;
+/// reports what each input came to; refuses duplicates with --strict.
+fn settle(
+    imported: &mut Imported,
+    index: Option<&IndexReader>,
+    strict: bool,
+) -> anyhow::Result<()> {
+    let b = &mut imported.builder;
+    let stats = &mut imported.stats;
+    let repeats = b.drop_duplicates();
+    let other_repeats = import::attribute_dropped(stats, &repeats, Dropped::Duplicate);
+    let mut other_present = 0;
+    if let Some(r) = index {
+        let present = b.drop_where(|kind, key, list, id| r.has_live_entry(kind, key, list, id));
+        other_present = import::attribute_dropped(stats, &present, Dropped::AlreadyIndexed);
+    }
+    for (name, s) in imported.names.iter().zip(stats.iter()) {
+        let n = name.display();
+        eprintln!(
+            "{n}: {} entries read ({}){}",
+            s.added,
+            per_list(&s.per_list),
+            if s.byte_order_mark {
+                "; UTF-8 byte-order mark skipped"
+            } else {
+                ""
+            }
+        );
+        if s.skipped_total() > 0 {
+            let why: Vec<String> = s
+                .skipped
+                .iter()
+                .map(|(class, k)| {
+                    format!(
+                        "{class} {}, first at line {}: {}",
+                        k.lines.count,
+                        k.lines.first_line.unwrap_or(0),
+                        k.first_cause
+                    )
+                })
+                .collect();
+            eprintln!(
+                "{n}: {} invalid lines skipped ({})",
+                s.skipped_total(),
+                why.join("; ")
+            );
+        }
+        if s.extra_fields.count > 0 {
+            eprintln!(
+                "{n}: {} lines with fields past the format's columns, ignored{}",
+                s.extra_fields.count,
+                first_at(s.extra_fields.first_line)
+            );
+        }
+        if s.duplicates.count > 0 {
+            eprintln!(
+                "{n}: {} duplicate entries (same kind, hash, list and id as an earlier one), stored once{}",
+                s.duplicates.count,
+                first_at(s.duplicates.first_line)
+            );
+        }
+        if s.already_indexed.count > 0 {
+            eprintln!(
+                "{n}: {} entries already in the index, not added again{}",
+                s.already_indexed.count,
+                first_at(s.already_indexed.first_line)
+            );
+        }
+        if strict {
+            if let Some(line) = s.duplicates.first_line {
+                bail!("{n}:{line}: duplicate entry (same kind, hash, list and id as an earlier one); --strict refuses duplicates, nothing was written");
+            }
+            if let Some(line) = s.already_indexed.first_line {
+                bail!("{n}:{line}: entry already in the index; --strict refuses duplicates, nothing was written");
+            }
+        }
+    }
+    if other_repeats + other_present > 0 {
+        eprintln!(
+            "enrolled images: {other_repeats} duplicate and {other_present} already indexed entries, not stored again"
+        );
+    }
+    for (list, ids) in import::ids_with_several_hashes(stats) {
+        eprintln!(
+            "{list}: {ids} ids carry more than one hash of one kind (all kept: an item may have \
+             several, e.g. augmented variants)"
+        );
+    }
+    Ok(())
 }
 
 /// What enrolling one file came to.
@@ -413,27 +559,59 @@ fn enroll_images(dir: &Path, a: &ImportArgs, b: &mut SegmentBuilder) -> anyhow::
 fn build(a: BuildArgs) -> anyhow::Result<ExitCode> {
     let t = Instant::now();
     let mut w = IndexWriter::create(&a.output)?;
-    let b = import_all(&a.import)?;
-    let n = b.len();
-    let g = w.add_segment(b)?;
+    let mut imported = import_all(&a.import)?;
+    settle(&mut imported, None, a.import.strict)?;
+    let counts = imported.builder.entry_counts();
+    let n = imported.builder.len();
+    let g = w.add_segment(imported.builder)?;
     eprintln!(
-        "built {} (generation {g}, {n} entries) in {:.2} s",
+        "built {} (generation {g}) in {:.2} s: {n} entries ({})",
         a.output.display(),
-        t.elapsed().as_secs_f64()
+        t.elapsed().as_secs_f64(),
+        per_list(&counts)
     );
     Ok(ExitCode::SUCCESS)
 }
 
 fn add(a: AddArgs) -> anyhow::Result<ExitCode> {
     let mut w = IndexWriter::open(&a.index)?;
-    let b = import_all(&a.import)?;
-    let n = b.len();
-    let g = w.add_segment(b)?;
-    eprintln!(
-        "added {n} entries to {} (generation {g})",
-        a.index.display()
-    );
+    let mut imported = import_all(&a.import)?;
+    let current = IndexReader::open(&a.index)?;
+    settle(&mut imported, Some(&current), a.import.strict)?;
+    drop(current);
+    let counts = imported.builder.entry_counts();
+    let n = imported.builder.len();
+    let before = w.generation();
+    let g = w.add_segment(imported.builder)?;
+    if g == before {
+        eprintln!(
+            "added nothing to {}: no new entries (generation {g} unchanged)",
+            a.index.display()
+        );
+    } else {
+        eprintln!(
+            "added {n} entries to {} (generation {g}): {}",
+            a.index.display(),
+            per_list(&counts)
+        );
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// A removal asked for, and where it was asked.
+struct Asked {
+    from: String,
+    removal: Tombstone,
+}
+
+fn describe_removal(t: &Tombstone) -> String {
+    match t {
+        Tombstone::Hash { kind, hash, list } => match list {
+            Some(l) => format!("{kind} {hash} in list {l}"),
+            None => format!("{kind} {hash} in any list"),
+        },
+        Tombstone::Id { list, id } => format!("id {id:?} in list {list}"),
+    }
 }
 
 fn remove(a: RemoveArgs) -> anyhow::Result<ExitCode> {
@@ -442,41 +620,119 @@ fn remove(a: RemoveArgs) -> anyhow::Result<ExitCode> {
     } else {
         RemoveBy::Hash
     };
-    let opts = ImportOptions {
-        kind: a.kind,
-        list: a.list.clone(),
-        category: String::new(),
-        skip_invalid: a.skip_invalid,
-    };
-    let mut tombs: Vec<Tombstone> = Vec::new();
-    for h in &a.hashes {
-        let (t, _) =
-            import::read_removals(Path::new("--hash"), h.as_bytes(), RemoveBy::Hash, &opts)?;
-        tombs.extend(t);
-    }
-    for id in &a.ids {
-        tombs.push(Tombstone::Id {
-            list: a.list.clone(),
-            id: id.clone(),
-        });
-    }
-    for p in &a.inputs {
-        let (t, s) = import::read_removals(p, open_input(p)?, by, &opts)?;
-        if s.skipped > 0 {
-            eprintln!("{}: {} invalid lines skipped", p.display(), s.skipped);
-        }
-        tombs.extend(t);
-    }
-    if tombs.is_empty() {
+    let by_hash = !a.hashes.is_empty() || (by == RemoveBy::Hash && !a.inputs.is_empty());
+    let by_id = !a.ids.is_empty() || (by == RemoveBy::Id && !a.inputs.is_empty());
+    if !by_hash && !by_id {
         bail!("nothing to remove (give --hash, --id or input files)");
     }
+    if by_id && a.list.is_none() {
+        bail!("a removal by id needs --list NAME: ids belong to a list");
+    }
+    if by_hash && a.list.is_none() && !a.all_lists {
+        bail!(
+            "say which list to remove the hashes from: --list NAME removes them from that list \
+             only, --all-lists from every list"
+        );
+    }
+    let opts = ImportOptions {
+        kind: a.kind,
+        list: a.list.clone().unwrap_or_default(),
+        category: String::new(),
+        skip_invalid: a.skip_invalid,
+        strict: a.strict,
+    };
+    let scope = a.list.as_deref();
+    let mut asked: Vec<Asked> = Vec::new();
+    for h in &a.hashes {
+        let (t, _) = import::read_removals(
+            Path::new("--hash"),
+            h.as_bytes(),
+            RemoveBy::Hash,
+            &opts,
+            scope,
+        )?;
+        if t.len() != 1 {
+            bail!("--hash {h:?}: expected one hash, HEX or KIND:HEX");
+        }
+        asked.extend(t.into_iter().map(|(_, removal)| Asked {
+            from: format!("--hash {h}"),
+            removal,
+        }));
+    }
+    for id in &a.ids {
+        let (t, _) =
+            import::read_removals(Path::new("--id"), id.as_bytes(), RemoveBy::Id, &opts, scope)?;
+        if t.len() != 1 {
+            bail!("--id {id:?}: expected one id");
+        }
+        asked.extend(t.into_iter().map(|(_, removal)| Asked {
+            from: format!("--id {id}"),
+            removal,
+        }));
+    }
+    for p in &a.inputs {
+        let name = input_name(p);
+        let (t, s) = import::read_removals(&name, open_input(p)?, by, &opts, scope)?;
+        let n = name.display();
+        eprintln!("{n}: {} removals read", t.len());
+        if s.skipped_total() > 0 {
+            let first = s.skipped.values().next();
+            eprintln!(
+                "{n}: {} invalid lines skipped{}",
+                s.skipped_total(),
+                first.map_or(String::new(), |k| format!(
+                    " (first at line {}: {})",
+                    k.lines.first_line.unwrap_or(0),
+                    k.first_cause
+                ))
+            );
+        }
+        if s.extra_fields.count > 0 {
+            eprintln!(
+                "{n}: {} lines with fields a removal by hash does not read (id, list, ...), ignored{}",
+                s.extra_fields.count,
+                first_at(s.extra_fields.first_line)
+            );
+        }
+        asked.extend(t.into_iter().map(|(line, removal)| Asked {
+            from: format!("{n}:{line}"),
+            removal,
+        }));
+    }
+    let removals: Vec<Tombstone> = asked.iter().map(|a| a.removal.clone()).collect();
     let mut w = IndexWriter::open(&a.index)?;
-    let g = w.add_tombstones(&tombs)?;
+    let done = w.remove(&removals)?;
+    let missing: Vec<&Asked> = asked
+        .iter()
+        .zip(&done.per_removal)
+        .filter(|(_, &n)| n == 0)
+        .map(|(a, _)| a)
+        .collect();
+    const SHOWN: usize = 20;
+    for m in missing.iter().take(SHOWN) {
+        eprintln!("{}: not found: {}", m.from, describe_removal(&m.removal));
+    }
+    if missing.len() > SHOWN {
+        eprintln!("... and {} more not found", missing.len() - SHOWN);
+    }
     eprintln!(
-        "recorded {} removal(s) in {} (generation {g})",
-        tombs.len(),
-        a.index.display()
+        "removed {} entries from {} (generation {}): {} asked, {} found, not found {}",
+        done.entries,
+        a.index.display(),
+        done.generation,
+        asked.len(),
+        asked.len() - missing.len(),
+        missing.len()
     );
+    if !missing.is_empty() && !a.missing_ok {
+        eprintln!(
+            "sigil: {} of the {} removals asked found nothing to remove (exit status 1; \
+             --missing-ok accepts that)",
+            missing.len(),
+            asked.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -485,8 +741,13 @@ fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
     let r = IndexReader::open(&a.index)?;
     let open_ms = t.elapsed().as_secs_f64() * 1e3;
     let s = r.stats();
+    let live = r.live_counts()?;
     if a.json {
-        println!("{}", serde_json::to_string(&s)?);
+        let mut v = serde_json::to_value(&s)?;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("live".into(), serde_json::to_value(&live)?);
+        }
+        println!("{v}");
     } else {
         println!("index:        {}", a.index.display());
         println!("generation:   {}", s.generation);
@@ -500,14 +761,20 @@ fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
         );
         for (k, n) in &s.entries {
             println!(
-                "{k:<13} {n} entries, {} distinct",
+                "{k:<13} {n} stored, {} distinct (before removals)",
                 s.distinct_hashes.get(k).copied().unwrap_or(0)
             );
+        }
+        let total: u64 = live.values().flat_map(|k| k.values()).sum();
+        println!("live:         {total} entries");
+        for (list, kinds) in &live {
+            let kinds: Vec<String> = kinds.iter().map(|(k, n)| format!("{k} {n}")).collect();
+            println!("  {list:<11} {}", kinds.join(", "));
         }
         println!("bytes:        {}", s.bytes);
         println!("lists:        {}", s.lists.join(", "));
         println!("open time:    {open_ms:.2} ms");
-        println!("kernel:       {:?}", r.kernel());
+        println!("kernel:       {}", r.kernel());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -37,6 +37,22 @@ fn run(args: &[&str]) -> Output {
     sigil().args(args).output().unwrap()
 }
 
+/// Exit status and stderr of `sigil ARGS`.
+fn status(args: &[&str]) -> (i32, String) {
+    let o = run(args);
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// The live entries of an index per list and kind, from `stats --json`.
+fn live(index: &str) -> serde_json::Value {
+    let s: serde_json::Value =
+        serde_json::from_str(&ok(run(&["index", "stats", index, "--json"]))).unwrap();
+    s["live"].clone()
+}
+
 #[test]
 fn build_and_query_match_the_threatexchange_truth() {
     let d = scratch("te");
@@ -49,6 +65,8 @@ fn build_and_query_match_the_threatexchange_truth() {
         idx.to_str().unwrap(),
         "--list",
         "te",
+        "--kind",
+        "pdq",
         hay.to_str().unwrap(),
     ]));
     let needles = testdata().join("needles.txt");
@@ -142,7 +160,7 @@ fn add_remove_compact_export_round_trip() {
         csv.to_str().unwrap(),
     ]));
     let extra = d.join("extra.txt");
-    std::fs::write(&extra, format!("{H2},z,other,A2\n")).unwrap();
+    std::fs::write(&extra, format!("pdq:{H2},z,other,A2\n")).unwrap();
     ok(run(&["index", "add", i, extra.to_str().unwrap()]));
     ok(run(&[
         "index", "remove", i, "--by", "id", "--list", "iwf", "--id", "b",
@@ -151,6 +169,8 @@ fn add_remove_compact_export_round_trip() {
         "index",
         "remove",
         i,
+        "--list",
+        "iwf",
         "--hash",
         "900150983cd24fb0d6963f7d28e17f72",
     ]));
@@ -205,7 +225,15 @@ fn bad_lines_and_corrupt_indexes_get_clear_errors() {
     std::fs::write(&bad, format!("{H1}\n{H1}\nzz{}\n", &H1[2..])).unwrap();
     let idx = d.join("idx");
     let i = idx.to_str().unwrap();
-    let o = run(&["index", "build", "--output", i, bad.to_str().unwrap()]);
+    let o = run(&[
+        "index",
+        "build",
+        "--output",
+        i,
+        "--kind",
+        "pdq",
+        bad.to_str().unwrap(),
+    ]);
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("bad.txt:3:") && err.contains("hex"), "{err}");
@@ -214,6 +242,8 @@ fn bad_lines_and_corrupt_indexes_get_clear_errors() {
         "build",
         "--output",
         i,
+        "--kind",
+        "pdq",
         "--skip-invalid",
         bad.to_str().unwrap(),
     ]);
@@ -270,7 +300,7 @@ fn query_follows_the_matching_policy() {
     let idx = d.join("idx");
     let i = idx.to_str().unwrap();
     let list = d.join("list.txt");
-    std::fs::write(&list, format!("{H1},a,ncmec,A1\n{H1},b,iwf,B2\n")).unwrap();
+    std::fs::write(&list, format!("pdq:{H1},a,ncmec,A1\npdq:{H1},b,iwf,B2\n")).unwrap();
     ok(run(&[
         "index",
         "build",
@@ -355,7 +385,7 @@ fn killed_writer_leaves_the_previous_generation_intact() {
     let idx = d.join("idx");
     let i = idx.to_str().unwrap();
     let small = d.join("small.txt");
-    std::fs::write(&small, format!("{H1},keep,l,A1\n")).unwrap();
+    std::fs::write(&small, format!("pdq:{H1},keep,l,A1\n")).unwrap();
     ok(run(&[
         "index",
         "build",
@@ -381,7 +411,10 @@ fn killed_writer_leaves_the_previous_generation_intact() {
     let q = d.join("q.txt");
     std::fs::write(&q, format!("{H1}\n")).unwrap();
     for delay_ms in [5u64, 40, 150] {
-        kill_during(&["index", "add", i, big.to_str().unwrap()], delay_ms);
+        kill_during(
+            &["index", "add", i, "--kind", "pdq", big.to_str().unwrap()],
+            delay_ms,
+        );
         // Whatever the moment of the kill, the index opens, verifies and
         // still holds the first entry.
         verifies_and_keeps(i, &q);
@@ -399,7 +432,15 @@ fn killed_writer_leaves_the_previous_generation_intact() {
         let fresh = d.join(format!("fresh-{delay_ms}"));
         let f = fresh.to_str().unwrap();
         kill_during(
-            &["index", "build", "--output", f, big.to_str().unwrap()],
+            &[
+                "index",
+                "build",
+                "--output",
+                f,
+                "--kind",
+                "pdq",
+                big.to_str().unwrap(),
+            ],
             delay_ms,
         );
         if fresh.join("MANIFEST").exists() {
@@ -415,6 +456,8 @@ fn killed_writer_leaves_the_previous_generation_intact() {
                 "build",
                 "--output",
                 f,
+                "--kind",
+                "pdq",
                 big.to_str().unwrap(),
             ]));
             ok(run(&["index", "verify", f]));
@@ -431,4 +474,424 @@ fn killed_writer_leaves_the_previous_generation_intact() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
     ok(run(&["index", "verify", i]));
+}
+
+const MD5: &str = "900150983cd24fb0d6963f7d28e17f72";
+const SHA1: &str = "a9993e364706816aba3e25717850c26c9cd0d89d";
+
+#[test]
+fn a_64_hex_list_without_a_kind_is_refused_and_says_how_to_name_it() {
+    let d = scratch("kindless");
+    let list = d.join("list.txt");
+    std::fs::write(&list, format!("# exported hashes\n{H1}\n")).unwrap();
+    let l = list.to_str().unwrap();
+    let idx = d.join("idx");
+    let i = idx.to_str().unwrap();
+    for extra in [&[][..], &["--skip-invalid"][..]] {
+        let mut args = vec!["index", "build", "--output", i];
+        args.extend_from_slice(extra);
+        args.push(l);
+        let (code, err) = status(&args);
+        assert_eq!(code, 2, "{err}");
+        assert!(
+            err.contains("list.txt:2: 64 hex characters are a PDQ hash or a SHA-256 digest"),
+            "{err}"
+        );
+        assert!(err.contains("--kind pdq or --kind sha256"), "{err}");
+        assert!(!idx.join("MANIFEST").exists());
+    }
+    // Named, it is imported as what it is.
+    for kind in ["sha256", "pdq"] {
+        let idx = d.join(format!("idx-{kind}"));
+        let out = run(&[
+            "index",
+            "build",
+            "--output",
+            idx.to_str().unwrap(),
+            "--kind",
+            kind,
+            l,
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        ok(out);
+        assert!(
+            err.contains(&format!("list.txt: 1 entries read (default: {kind} 1)")),
+            "{err}"
+        );
+        assert_eq!(live(idx.to_str().unwrap())["default"][kind], 1);
+    }
+}
+
+#[test]
+fn a_list_mixing_kinds_is_imported_as_each_line_says() {
+    let d = scratch("mixed");
+    let list = d.join("te.txt");
+    // python-threatexchange local-file lines, labels, and lengths that say
+    // their kind themselves.
+    std::fs::write(
+        &list,
+        format!("pdq {H1}\nsha256:{H1}\nmd5 {MD5}\n{SHA1}\nPDQ:{H2},z,other\n"),
+    )
+    .unwrap();
+    let l = list.to_str().unwrap();
+    let idx = d.join("idx");
+    let i = idx.to_str().unwrap();
+    let out = run(&["index", "build", "--output", i, "--list", "te", l]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        err.contains("te.txt: 5 entries read (other: pdq 1; te: pdq 1, md5 1, sha1 1, sha256 1)"),
+        "{err}"
+    );
+    assert!(
+        err.contains("5 entries (other: pdq 1; te: pdq 1, md5 1, sha1 1, sha256 1)"),
+        "{err}"
+    );
+    let v = live(i);
+    assert_eq!(v["te"]["sha256"], 1);
+    assert_eq!(v["other"]["pdq"], 1);
+    let text = ok(run(&["index", "stats", i]));
+    assert!(text.contains("live:         5 entries"), "{text}");
+    assert!(
+        text.contains("  te          pdq 1, md5 1, sha1 1, sha256 1"),
+        "{text}"
+    );
+    // A line that contradicts --kind is an error naming it.
+    let (code, err) = status(&["index", "add", i, "--kind", "pdq", l]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("te.txt:2: the line says its hash is sha256 but --kind pdq was given"),
+        "{err}"
+    );
+    // ThreatExchange signal types sigil does not import are named, or
+    // skipped and counted.
+    let video = d.join("video.txt");
+    std::fs::write(&video, format!("video_md5 {MD5}\npdq {H2}\n")).unwrap();
+    let v = video.to_str().unwrap();
+    let (code, err) = status(&["index", "add", i, v]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("video.txt:1: kind video_md5 is a ThreatExchange signal type"),
+        "{err}"
+    );
+    let out = run(&["index", "add", i, "--skip-invalid", v]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        err.contains("video.txt: 1 invalid lines skipped (kind video_md5 1, first at line 1: kind video_md5 is"),
+        "{err}"
+    );
+}
+
+#[test]
+fn removal_is_scoped_to_its_list_and_says_what_was_not_there() {
+    let d = scratch("remove");
+    let csv = d.join("lists.csv");
+    std::fs::write(
+        &csv,
+        format!("hash,kind,id,list\n{H1},pdq,n1,ncmec\n{H1},pdq,i1,iwf\n{MD5},md5,m1,iwf\n"),
+    )
+    .unwrap();
+    let idx = d.join("idx");
+    let i = idx.to_str().unwrap();
+    ok(run(&[
+        "index",
+        "build",
+        "--output",
+        i,
+        csv.to_str().unwrap(),
+    ]));
+    let lists_of_h1 = || -> Vec<String> {
+        let q = d.join("q.txt");
+        std::fs::write(&q, format!("{H1}\n")).unwrap();
+        let out = ok(run(&[
+            "index",
+            "query",
+            i,
+            "--radius",
+            "0",
+            q.to_str().unwrap(),
+        ]));
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        let mut l: Vec<String> = v["matches"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["list"].as_str().unwrap().to_string())
+            .collect();
+        l.sort();
+        l
+    };
+    assert_eq!(lists_of_h1(), ["iwf", "ncmec"]);
+
+    // Without --list or --all-lists a hash removal is refused (exit 2).
+    let (code, err) = status(&["index", "remove", i, "--hash", &format!("pdq:{H1}")]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("--list NAME") && err.contains("--all-lists"),
+        "{err}"
+    );
+    // An unknown list is an error naming the known ones.
+    let (code, err) = status(&[
+        "index",
+        "remove",
+        i,
+        "--list",
+        "ncmc",
+        "--hash",
+        &format!("pdq:{H1}"),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no list named \"ncmc\" in this index (its lists: iwf, ncmec)"),
+        "{err}"
+    );
+
+    // The operator's withdrawal file: only NCMEC's entry goes; IWF's
+    // identical hash stays. One line names a hash that is not there.
+    let withdrawn = d.join("withdrawn.txt");
+    std::fs::write(&withdrawn, format!("pdq:{H1}\npdq:{H2}\n")).unwrap();
+    let w = withdrawn.to_str().unwrap();
+    let (code, err) = status(&["index", "remove", i, "--list", "ncmec", w]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains(&format!(
+            "withdrawn.txt:2: not found: pdq {H2} in list ncmec"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("removed 1 entries from") && err.contains("2 asked, 1 found, not found 1"),
+        "{err}"
+    );
+    assert_eq!(lists_of_h1(), ["iwf"]);
+    assert_eq!(live(i)["iwf"]["md5"], 1);
+    // Again: nothing there any more; --missing-ok accepts that.
+    let (code, err) = status(&["index", "remove", i, "--list", "ncmec", w]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("removed 0 entries") && err.contains("not found 2"),
+        "{err}"
+    );
+    let (code, _) = status(&["index", "remove", i, "--list", "ncmec", "--missing-ok", w]);
+    assert_eq!(code, 0);
+    // The MD5 is IWF's, not NCMEC's.
+    let (code, err) = status(&["index", "remove", i, "--list", "ncmec", "--hash", MD5]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(live(i)["iwf"]["md5"], 1);
+    // By id, in the list the id belongs to.
+    let (code, err) = status(&["index", "remove", i, "--by", "id", "--id", "m1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("needs --list"), "{err}");
+    let (code, err) = status(&[
+        "index", "remove", i, "--list", "iwf", "--id", "m1", "--id", "nope",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("--id nope: not found: id \"nope\" in list iwf"),
+        "{err}"
+    );
+    assert!(live(i)["iwf"].get("md5").is_none());
+    // From every list, said explicitly.
+    let (code, err) = status(&[
+        "index",
+        "remove",
+        i,
+        "--all-lists",
+        "--kind",
+        "pdq",
+        "--hash",
+        H1,
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("removed 1 entries"), "{err}");
+    assert!(lists_of_h1().is_empty());
+    ok(run(&["index", "verify", i]));
+}
+
+#[test]
+fn import_counts_duplicates_and_extra_fields_and_refuses_control_characters() {
+    let d = scratch("hygiene");
+    let list = d.join("list.csv");
+    // A byte-order mark, a duplicate line, a duplicate entry under the same
+    // id, the same hash under another id (kept), a line with a sixth field.
+    std::fs::write(
+        &list,
+        format!(
+            "\u{feff}hash,kind,id,list\n{H1},pdq,a,ncmec\n{H1},pdq,a,ncmec\n{H1},pdq,b,ncmec\n{MD5},md5,a,ncmec\n{MD5},md5,a,ncmec,extra\n"
+        ),
+    )
+    .unwrap();
+    let l = list.to_str().unwrap();
+    let idx = d.join("idx");
+    let i = idx.to_str().unwrap();
+    let out = run(&["index", "build", "--output", i, l]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        err.contains(
+            "list.csv: 5 entries read (ncmec: pdq 3, md5 2); UTF-8 byte-order mark skipped"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("list.csv: 2 duplicate entries (same kind, hash, list and id as an earlier one), stored once (first at line 3)"), "{err}");
+    assert!(
+        err.contains(
+            "list.csv: 1 lines with fields past the format's columns, ignored (first at line 6)"
+        ),
+        "{err}"
+    );
+    assert!(err.contains("3 entries (ncmec: pdq 2, md5 1)"), "{err}");
+    assert_eq!(live(i)["ncmec"]["pdq"], 2);
+    // Adding the same list again adds nothing.
+    let out = run(&["index", "add", i, l]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        err.contains("list.csv: 3 entries already in the index, not added again (first at line 2)"),
+        "{err}"
+    );
+    assert!(err.contains("added nothing to"), "{err}");
+    assert_eq!(live(i)["ncmec"]["pdq"], 2);
+    // --strict refuses the duplicate, and the extra field first.
+    let strict = d.join("strict");
+    let (code, err) = status(&[
+        "index",
+        "build",
+        "--output",
+        strict.to_str().unwrap(),
+        "--strict",
+        l,
+    ]);
+    assert_eq!(code, 2);
+    assert!(err.contains("list.csv:6: 5 fields where the format has 4 (hash,kind,id,list); --strict refuses extra fields"), "{err}");
+    let no_extra = d.join("no-extra.csv");
+    let text = std::fs::read_to_string(&list)
+        .unwrap()
+        .replace(",extra", "");
+    std::fs::write(&no_extra, text).unwrap();
+    let (code, err) = status(&[
+        "index",
+        "build",
+        "--output",
+        strict.to_str().unwrap(),
+        "--strict",
+        no_extra.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no-extra.csv:3: duplicate entry") && err.contains("nothing was written"),
+        "{err}"
+    );
+    assert!(!strict.join("MANIFEST").exists());
+    // An id with two PDQ hashes keeps both, and the build says so.
+    let two = d.join("two.csv");
+    std::fs::write(
+        &two,
+        format!("hash,kind,id,list\n{H1},pdq,a,ncmec\n{H2},pdq,a,ncmec\n"),
+    )
+    .unwrap();
+    let out = run(&[
+        "index",
+        "build",
+        "--output",
+        d.join("two").to_str().unwrap(),
+        two.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    ok(out);
+    assert!(
+        err.contains("ncmec: 1 ids carry more than one hash of one kind (all kept"),
+        "{err}"
+    );
+    // A NUL in an id is refused with file and line.
+    let nul = d.join("nul.txt");
+    std::fs::write(&nul, format!("{MD5},ok\n{SHA1},ab\0c\n")).unwrap();
+    let (code, err) = status(&["index", "add", i, nul.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("nul.txt:2: id \"ab\\0c\" contains the control character U+0000"),
+        "{err}"
+    );
+}
+
+/// The list roll-out commands of docs/operations.md section 3, step 1 and
+/// 2, run as written on fixtures named like the runbook's files: NCMEC's
+/// new drop is added, its withdrawal removes NCMEC's entry only (IWF lists
+/// the same MD5 and keeps it), and the checks pass.
+#[test]
+fn operations_list_rollout_commands_run() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/operations.md"),
+    )
+    .unwrap();
+    let section = doc
+        .split("## 3. Rolling out a new list version")
+        .nth(1)
+        .expect("section 3");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("```").next())
+        .expect("a sh block in section 3");
+    let d = scratch("ops");
+    let work = d.join("work");
+    let w = work.to_str().unwrap();
+    let serving = d.join("serving.csv");
+    std::fs::write(
+        &serving,
+        format!("hash,kind,id,list\n{MD5},md5,n-old,ncmec\n{MD5},md5,i1,iwf\n"),
+    )
+    .unwrap();
+    ok(run(&[
+        "index",
+        "build",
+        "--output",
+        w,
+        serving.to_str().unwrap(),
+    ]));
+    std::fs::write(
+        d.join("ncmec-2026-11-28.csv"),
+        format!("hash,kind,id\n{H1},pdq,n-new\n{SHA1},sha1,n-sha\n"),
+    )
+    .unwrap();
+    std::fs::write(d.join("withdrawn-2026-11-28.txt"), format!("{MD5}\n")).unwrap();
+    let mut ran = 0;
+    for line in block.lines() {
+        let line = line.split(" #").next().unwrap_or(line).trim();
+        let (stdin, command) = match line.split_once(" | ") {
+            Some((echo, cmd)) if echo.starts_with("echo ") => (Some(H1), cmd),
+            _ => (None, line),
+        };
+        let Some(args) = command.strip_prefix("sigil ") else {
+            continue;
+        };
+        let args: Vec<String> = args
+            .split_whitespace()
+            .map(|a| a.replace("/srv/index/work-$G", w))
+            .collect();
+        let mut cmd = sigil();
+        cmd.args(&args).current_dir(&d).stdin(Stdio::piped());
+        cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = cmd.spawn().unwrap();
+        let mut input = child.stdin.take().unwrap();
+        if let Some(h) = stdin {
+            writeln!(input, "{h}").unwrap();
+        }
+        drop(input);
+        let out = child.wait_with_output().unwrap();
+        let stdout = ok(out);
+        if stdin.is_some() {
+            assert!(stdout.contains("\"id\":\"n-new\""), "{line}: {stdout}");
+        }
+        ran += 1;
+    }
+    assert_eq!(ran, 6, "the runbook's commands changed: update this test");
+    let v = live(w);
+    assert_eq!(v["iwf"]["md5"], 1);
+    assert!(v["ncmec"].get("md5").is_none(), "{v}");
+    assert_eq!(
+        (v["ncmec"]["pdq"].as_u64(), v["ncmec"]["sha1"].as_u64()),
+        (Some(1), Some(1))
+    );
 }

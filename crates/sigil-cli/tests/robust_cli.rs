@@ -62,7 +62,7 @@ fn robust_scan_finds_padded_and_rotated_copies() {
         .hash_rgb8(orig.width(), orig.height(), orig.as_raw(), Profile::Full)
         .hash;
     let list = d.path().join("list.txt");
-    fs::write(&list, format!("{},bridge,demo,test\n", pdq.to_hex())).unwrap();
+    fs::write(&list, format!("pdq:{},bridge,demo,test\n", pdq.to_hex())).unwrap();
     let idx = d.path().join("index");
     let out = sigil(&["index", "build", "--output", s(&idx), s(&list)]);
     assert!(out.status.success(), "{out:?}");

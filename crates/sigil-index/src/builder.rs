@@ -1,7 +1,8 @@
 //! In-memory collection of entries and serialisation into one immutable
 //! segment file.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
@@ -10,12 +11,12 @@ use rayon::prelude::*;
 use sigil_core::HashKind;
 
 use crate::error::{IndexError, Result};
-use crate::format::{section, ContainerWriter, MAGIC_SEGMENT};
+use crate::format::{section, ContainerWriter, MAGIC_SEGMENT, VERSION};
 use crate::mih;
 use crate::radix::scatter_by_digit;
 use crate::record::{
-    kind_code, numeric_id, push_string, RawRecord, ID_HAS_OVERFLOW, ID_IS_STRING, OVERFLOW_LEN,
-    RECORD_LEN,
+    kind_code, numeric_id, push_string, read_string, RawRecord, ID_HAS_OVERFLOW, ID_IS_STRING,
+    OVERFLOW_LEN, RECORD_LEN,
 };
 
 /// Accumulates entries for one segment. Memory per entry is the key plus a
@@ -30,6 +31,14 @@ pub struct SegmentBuilder {
     strings: Vec<u8>,
     lists: Names,
     categories: Names,
+    /// One bit per record: pushed with [`EntryId::Number`], i.e. an
+    /// imported line without an id, whose line number stands in for it.
+    line_ids: Vec<u64>,
+    /// Entries held per list number and kind code.
+    counts: Vec<[u64; 4]>,
+    /// Records no longer in any kind's entries ([`SegmentBuilder::drop_duplicates`],
+    /// [`SegmentBuilder::drop_where`]).
+    dropped: usize,
 }
 
 /// Interned names (lists, categories) in order of first use.
@@ -56,8 +65,21 @@ pub struct EntryMeta<'a> {
 /// (the line number of a list entry that has no id).
 #[derive(Clone, Copy, Debug)]
 pub enum EntryId<'a> {
+    /// An id given with the entry.
     Text(&'a str),
+    /// No id was given: the entry's line number stands in for it. Stored as
+    /// its decimal text; two such entries count as having the same id when
+    /// duplicates are dropped.
     Number(u64),
+}
+
+/// An id as [`SegmentBuilder::drop_duplicates`] compares them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum IdKey<'a> {
+    /// No id given (a line number stands in).
+    Absent,
+    Number(u64),
+    Text(&'a str),
 }
 
 impl Names {
@@ -91,13 +113,19 @@ impl SegmentBuilder {
         Self::default()
     }
 
-    /// Number of entries added.
+    /// Number of entries held (added and not dropped).
     pub fn len(&self) -> usize {
-        self.records.len()
+        self.records.len() - self.dropped
     }
 
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.len() == 0
+    }
+
+    /// Entries ever added, dropped ones included: the record number the
+    /// next entry gets.
+    pub fn records_pushed(&self) -> u64 {
+        self.records.len() as u64
     }
 
     fn string_ref(&mut self, s: &str) -> Result<u32> {
@@ -120,6 +148,13 @@ impl SegmentBuilder {
             return Err(IndexError::Limit(
                 "more than 2^32 entries in one segment".into(),
             ));
+        }
+        let record = self.records.len();
+        if record / 64 >= self.line_ids.len() {
+            self.line_ids.push(0);
+        }
+        if matches!(id, EntryId::Number(_)) {
+            self.line_ids[record / 64] |= 1 << (record % 64);
         }
         let id = match id {
             // As `numeric_id` of its decimal form: at most 18 digits.
@@ -149,6 +184,7 @@ impl SegmentBuilder {
     pub fn push_pdq(&mut self, hash: &[u8; 32], meta: EntryMeta<'_>) -> Result<()> {
         let r = self.record(EntryId::Text(meta.id), meta.list, meta.category, meta.note)?;
         self.pdq.push((*hash, r));
+        self.count(HashKind::Pdq, r, 1);
         Ok(())
     }
 
@@ -189,7 +225,148 @@ impl SegmentBuilder {
             HashKind::Sha1 => self.sha1.push((digest.try_into().unwrap_or([0; 20]), r)),
             HashKind::Sha256 => self.sha256.push((digest.try_into().unwrap_or([0; 32]), r)),
         }
+        self.count(kind, r, 1);
         Ok(())
+    }
+
+    /// Adds `n` (1 or -1) to the count of record `r`'s list and `kind`.
+    fn count(&mut self, kind: HashKind, r: u32, n: i64) {
+        let list = self.records[r as usize].list as usize;
+        if list >= self.counts.len() {
+            self.counts.resize(list + 1, [0; 4]);
+        }
+        let c = &mut self.counts[list][kind_code(kind) as usize];
+        *c = c.saturating_add_signed(n);
+    }
+
+    /// How record `r` compares for duplicates: list and id.
+    fn id_key(&self, r: u32) -> (u16, IdKey<'_>) {
+        let rec = &self.records[r as usize];
+        let r = r as usize;
+        let id = if self.line_ids[r / 64] & (1 << (r % 64)) != 0 {
+            IdKey::Absent
+        } else if rec.id & ID_IS_STRING != 0 {
+            IdKey::Text(read_string(&self.strings, (rec.id & 0xffff_ffff) as usize).unwrap_or(""))
+        } else {
+            IdKey::Number(rec.id)
+        };
+        (rec.list, id)
+    }
+
+    /// The id of record `r` as stored (a line number stands in for a missing one).
+    fn id_text(&self, r: u32) -> Cow<'_, str> {
+        let rec = &self.records[r as usize];
+        if rec.id & ID_IS_STRING != 0 {
+            Cow::Borrowed(read_string(&self.strings, (rec.id & 0xffff_ffff) as usize).unwrap_or(""))
+        } else {
+            Cow::Owned(rec.id.to_string())
+        }
+    }
+
+    /// Drops every entry that repeats an earlier one: same kind, hash, list
+    /// and id (entries without an id repeat one another when kind, hash and
+    /// list agree). The first keeps its category and note. Returns the
+    /// dropped record numbers, sorted. Sorts the entries, which `write`
+    /// then need not do again.
+    pub fn drop_duplicates(&mut self) -> Vec<u32> {
+        let mut pdq = std::mem::take(&mut self.pdq);
+        let mut md5 = std::mem::take(&mut self.md5);
+        let mut sha1 = std::mem::take(&mut self.sha1);
+        let mut sha256 = std::mem::take(&mut self.sha256);
+        let mut out = Vec::new();
+        for (kind, gone) in [
+            (HashKind::Pdq, self.repeats(&mut pdq)),
+            (HashKind::Md5, self.repeats(&mut md5)),
+            (HashKind::Sha1, self.repeats(&mut sha1)),
+            (HashKind::Sha256, self.repeats(&mut sha256)),
+        ] {
+            for &r in &gone {
+                self.count(kind, r, -1);
+            }
+            out.extend(gone);
+        }
+        (self.pdq, self.md5, self.sha1, self.sha256) = (pdq, md5, sha1, sha256);
+        out.sort_unstable();
+        self.dropped += out.len();
+        out
+    }
+
+    /// Sorts one kind's entries and removes the repeats; returns their records.
+    fn repeats<const W: usize>(&self, entries: &mut Vec<([u8; W], u32)>) -> Vec<u32> {
+        sort_entries(entries);
+        let mut repeats = Vec::new();
+        let mut run = Vec::new();
+        let mut i = 0;
+        while i < entries.len() {
+            let mut j = i + 1;
+            while j < entries.len() && entries[j].0 == entries[i].0 {
+                j += 1;
+            }
+            if j - i > 1 {
+                run.clear();
+                run.extend(entries[i..j].iter().map(|e| (self.id_key(e.1), e.1)));
+                // By list and id, then record: the first of equals is kept.
+                run.sort_unstable();
+                repeats.extend(run.windows(2).filter(|w| w[0].0 == w[1].0).map(|w| w[1].1));
+            }
+            i = j;
+        }
+        if !repeats.is_empty() {
+            let gone: HashSet<u32> = repeats.iter().copied().collect();
+            entries.retain(|e| !gone.contains(&e.1));
+        }
+        repeats
+    }
+
+    /// Drops the entries for which `f(kind, hash, list, id)` is true (e.g.
+    /// those already in an index); `id()` gives the entry's id as stored
+    /// (formatted only if asked for). Returns the dropped record numbers,
+    /// sorted.
+    pub fn drop_where(
+        &mut self,
+        mut f: impl FnMut(HashKind, &[u8], &str, &dyn Fn() -> String) -> bool,
+    ) -> Vec<u32> {
+        let mut gone: Vec<(HashKind, u32)> = Vec::new();
+        let mut pdq = std::mem::take(&mut self.pdq);
+        let mut md5 = std::mem::take(&mut self.md5);
+        let mut sha1 = std::mem::take(&mut self.sha1);
+        let mut sha256 = std::mem::take(&mut self.sha256);
+        let mut check = |kind: HashKind, key: &[u8], r: u32| {
+            let list = self.lists.names[self.records[r as usize].list as usize].as_str();
+            let drop = f(kind, key, list, &|| self.id_text(r).into_owned());
+            if drop {
+                gone.push((kind, r));
+            }
+            !drop
+        };
+        pdq.retain(|e| check(HashKind::Pdq, &e.0, e.1));
+        md5.retain(|e| check(HashKind::Md5, &e.0, e.1));
+        sha1.retain(|e| check(HashKind::Sha1, &e.0, e.1));
+        sha256.retain(|e| check(HashKind::Sha256, &e.0, e.1));
+        (self.pdq, self.md5, self.sha1, self.sha256) = (pdq, md5, sha1, sha256);
+        for &(kind, r) in &gone {
+            self.count(kind, r, -1);
+        }
+        let mut out: Vec<u32> = gone.into_iter().map(|(_, r)| r).collect();
+        out.sort_unstable();
+        self.dropped += out.len();
+        out
+    }
+
+    /// Entries held, per list and kind.
+    pub fn entry_counts(&self) -> BTreeMap<String, BTreeMap<HashKind, u64>> {
+        let mut out = BTreeMap::new();
+        for (name, counts) in self.lists.names.iter().zip(&self.counts) {
+            let kinds: BTreeMap<HashKind, u64> = HashKind::ALL
+                .into_iter()
+                .map(|k| (k, counts[kind_code(k) as usize]))
+                .filter(|&(_, n)| n > 0)
+                .collect();
+            if !kinds.is_empty() {
+                out.insert(name.clone(), kinds);
+            }
+        }
+        out
     }
 
     /// Writes the segment to `path` (a new file; the caller renames it into
@@ -199,8 +376,8 @@ impl SegmentBuilder {
     /// builds the next ones (sorting, merging, MIH tables); sections reach
     /// the file in the same order as ever, so the bytes are unchanged.
     pub fn write(self, path: &Path) -> Result<(u64, u64)> {
-        let entry_count = self.records.len() as u64;
-        let w = ContainerWriter::create(path, MAGIC_SEGMENT, 64)?;
+        let entry_count = self.len() as u64;
+        let w = ContainerWriter::create(path, MAGIC_SEGMENT, VERSION, 64)?;
         // A few sections in flight bound the memory held for the writer.
         let (tx, rx) = std::sync::mpsc::sync_channel::<Section>(4);
         let writer = std::thread::spawn(move || -> Result<ContainerWriter> {
@@ -420,6 +597,10 @@ fn build_table<const W: usize>(
 /// then each of those 256 buckets is sorted in parallel the same way by the
 /// second byte and the small sub-buckets sorted.
 fn sort_entries<const W: usize>(entries: &mut Vec<([u8; W], u32)>) {
+    // Already sorted by `drop_duplicates`: nothing to do.
+    if entries.is_sorted() {
+        return;
+    }
     if entries.len() < 1 << 16 {
         entries.sort_unstable();
         return;
@@ -545,5 +726,51 @@ mod tests {
         assert_eq!(t.keys, keys);
         assert_eq!(t.primary, primary);
         assert_eq!(t.overflow, overflow);
+    }
+
+    /// Repeats (same kind, hash, list and id, or no id on both) are dropped,
+    /// the first kept; the same hash in another list, under another id or
+    /// of another kind stays.
+    #[test]
+    fn drop_duplicates_keeps_the_first_of_each_entry() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let mut s = SegmentBuilder::new();
+        let push = |s: &mut SegmentBuilder, kind, key: &[u8; 32], id: EntryId<'_>, list| {
+            s.push_with_id(kind, key, id, list, "", None).unwrap()
+        };
+        push(&mut s, HashKind::Pdq, &a, EntryId::Text("x"), "l"); // 0
+        push(&mut s, HashKind::Pdq, &a, EntryId::Text("x"), "l"); // 1: repeat of 0
+        push(&mut s, HashKind::Pdq, &a, EntryId::Text("x"), "m"); // 2: other list
+        push(&mut s, HashKind::Sha256, &a, EntryId::Text("x"), "l"); // 3: other kind
+        push(&mut s, HashKind::Pdq, &a, EntryId::Text("y"), "l"); // 4: other id
+        push(&mut s, HashKind::Pdq, &b, EntryId::Number(7), "l"); // 5: no id
+        push(&mut s, HashKind::Pdq, &b, EntryId::Number(9), "l"); // 6: no id: repeat of 5
+        push(&mut s, HashKind::Pdq, &b, EntryId::Text("7"), "l"); // 7: id "7" given
+        push(&mut s, HashKind::Pdq, &a, EntryId::Text("x"), "l"); // 8: repeat of 0
+        assert_eq!(s.drop_duplicates(), [1, 6, 8]);
+        assert_eq!(s.len(), 6);
+        assert_eq!(s.records_pushed(), 9);
+        assert!(s.drop_duplicates().is_empty());
+        let counts = s.entry_counts();
+        assert_eq!(counts["l"][&HashKind::Pdq], 4);
+        assert_eq!(counts["l"][&HashKind::Sha256], 1);
+        assert_eq!(counts["m"][&HashKind::Pdq], 1);
+        push(&mut s, HashKind::Pdq, &b, EntryId::Text("x"), "l");
+        assert_eq!(s.entry_counts()["l"][&HashKind::Pdq], 5);
+        // Drop what an index already holds.
+        let gone = s.drop_where(|kind, key, list, id| {
+            kind == HashKind::Pdq && key == a && list == "l" && id() == "y"
+        });
+        assert_eq!(gone, [4]);
+        assert_eq!(s.len(), 6);
+        assert_eq!(s.entry_counts()["l"][&HashKind::Pdq], 4);
+        // The written segment holds exactly what is left.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("seg");
+        s.write(&p).unwrap();
+        let seg = crate::segment::Segment::open(&p).unwrap();
+        seg.verify().unwrap();
+        assert_eq!(seg.entry_count(), 6);
+        assert_eq!(seg.record_count(HashKind::Pdq), 5);
     }
 }

@@ -50,9 +50,24 @@ pub enum IndexError {
     /// A limit of the format was exceeded (too many lists, strings over 4 GiB...).
     #[error("index limit exceeded: {0}")]
     Limit(String),
+    /// A removal names a list the index does not hold.
+    #[error("{path}: no list named {list:?} in this index (its lists: {})", known_lists(.known))]
+    UnknownList {
+        path: PathBuf,
+        list: String,
+        known: Vec<String>,
+    },
     /// A search option out of range (radius > 256...).
     #[error("invalid search option: {0}")]
     InvalidOption(String),
+}
+
+fn known_lists(known: &[String]) -> String {
+    if known.is_empty() {
+        "none".into()
+    } else {
+        known.join(", ")
+    }
 }
 
 impl IndexError {

@@ -14,8 +14,22 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
 
 use crate::error::{IndexError, Result};
 
-/// Format version written and read by this build.
+/// Format version of segment files and the MANIFEST, written and read by
+/// this build.
 pub const VERSION: u32 = 1;
+/// Format version of tombstone files written by this build. Version 2 lets a
+/// hash removal name its list (`{"by":"hash",...,"list":"ncmec"}`); version
+/// 1 files (hash removals apply to every list) are still read.
+pub const TOMBSTONE_VERSION: u32 = 2;
+
+/// The versions this build reads for files with `magic`.
+fn readable_versions(magic: [u8; 8]) -> std::ops::RangeInclusive<u32> {
+    if magic == MAGIC_TOMBSTONES {
+        1..=TOMBSTONE_VERSION
+    } else {
+        VERSION..=VERSION
+    }
+}
 /// Magic of a segment file (entries).
 pub const MAGIC_SEGMENT: [u8; 8] = *b"SIGILSEG";
 /// Magic of a tombstone file (removals).
@@ -69,6 +83,8 @@ pub struct SectionEntry {
 #[derive(Clone, Debug)]
 pub struct Container {
     pub magic: [u8; 8],
+    /// The format version of this file (see [`VERSION`], [`TOMBSTONE_VERSION`]).
+    pub version: u32,
     pub entry_count: u64,
     pub file_len: u64,
     pub header_checksum: u64,
@@ -117,11 +133,12 @@ impl Container {
             )));
         }
         let version = rd_u32(bytes, 8);
-        if version != VERSION {
+        let readable = readable_versions(expect_magic);
+        if !readable.contains(&version) {
             return Err(IndexError::UnsupportedVersion {
                 path: path.to_path_buf(),
                 found: version,
-                supported: VERSION,
+                supported: *readable.end(),
             });
         }
         let count = rd_u32(bytes, 12);
@@ -191,6 +208,7 @@ impl Container {
         }
         Ok(Container {
             magic,
+            version,
             entry_count: rd_u64(bytes, 24),
             file_len,
             header_checksum: stored,
@@ -270,6 +288,7 @@ pub struct ContainerWriter {
     path: PathBuf,
     out: BufWriter<File>,
     magic: [u8; 8],
+    version: u32,
     sections: Vec<SectionEntry>,
     capacity: usize,
     pos: u64,
@@ -277,8 +296,9 @@ pub struct ContainerWriter {
 }
 
 impl ContainerWriter {
-    /// Creates `path` (which must not exist) with room for `max_sections` table entries.
-    pub fn create(path: &Path, magic: [u8; 8], max_sections: usize) -> Result<Self> {
+    /// Creates `path` (which must not exist) with room for `max_sections`
+    /// table entries, as a file of format `version`.
+    pub fn create(path: &Path, magic: [u8; 8], version: u32, max_sections: usize) -> Result<Self> {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -293,6 +313,7 @@ impl ContainerWriter {
             path: path.to_path_buf(),
             out,
             magic,
+            version,
             sections: Vec::new(),
             capacity: max_sections,
             pos: start,
@@ -361,7 +382,7 @@ impl ContainerWriter {
         self.pos += pad;
         let mut head = vec![0u8; HEADER_LEN + self.sections.len() * SECTION_ENTRY_LEN];
         head[0..8].copy_from_slice(&self.magic);
-        head[8..12].copy_from_slice(&VERSION.to_le_bytes());
+        head[8..12].copy_from_slice(&self.version.to_le_bytes());
         head[12..16].copy_from_slice(&(self.sections.len() as u32).to_le_bytes());
         head[16..24].copy_from_slice(&self.pos.to_le_bytes());
         head[24..32].copy_from_slice(&entry_count.to_le_bytes());

@@ -5,13 +5,38 @@
 //! [`SearchKernel::detect`] and stored in the reader (no global state).
 //! Every variant returns identical results (tested in `tests/search.rs`,
 //! and the SIMD bucket filter against the scalar one below).
+//!
+//! Soundness: the variants call `#[target_feature]` functions, which are
+//! undefined behaviour on a CPU without the feature. So, as ripgrep does
+//! with its memory-map choice, the instruction set is a private enum behind
+//! an opaque [`SearchKernel`] whose only constructors check the CPU
+//! ([`SearchKernel::detect`], [`SearchKernel::available`]) or need nothing
+//! ([`SearchKernel::scalar`]): safe code cannot hold a kernel this CPU
+//! cannot run.
+
+use std::fmt;
 
 use crate::mih::{self, LowFilter, MihScratch, ScalarLows, SubstringView};
 use crate::mih_batch::{self, BatchScratch};
 
-/// An instruction-set variant of the search loops.
+/// An instruction-set variant of the search loops that this CPU runs.
+///
+/// Opaque on purpose: the only ways to get one are [`SearchKernel::detect`]
+/// and [`SearchKernel::available`] (which check the CPU) and
+/// [`SearchKernel::scalar`] (portable code).
+///
+/// ```compile_fail
+/// // Safe code cannot name an instruction set the CPU was not checked for:
+/// let k = sigil_index::SearchKernel::Avx2;
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SearchKernel(Isa);
+
+/// The instruction sets. Private: holding `Popcnt` or `Avx2` must mean the
+/// CPU was checked, which only this module's constructors do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SearchKernel {
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+enum Isa {
     /// Portable code, every CPU.
     Scalar,
     /// x86-64 with the POPCNT instruction.
@@ -20,28 +45,54 @@ pub enum SearchKernel {
     Avx2,
 }
 
+impl fmt::Debug for SearchKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl fmt::Display for SearchKernel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 impl SearchKernel {
     /// The best kernel this CPU runs.
     pub fn detect() -> SearchKernel {
         Self::available()
             .last()
             .copied()
-            .unwrap_or(SearchKernel::Scalar)
+            .unwrap_or(SearchKernel::scalar())
     }
 
-    /// Every kernel this CPU runs, slowest first.
+    /// Every kernel this CPU runs, slowest first (the scalar one always).
     pub fn available() -> Vec<SearchKernel> {
-        let mut v = vec![SearchKernel::Scalar];
+        let mut v = vec![SearchKernel::scalar()];
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("popcnt") {
-                v.push(SearchKernel::Popcnt);
+                v.push(SearchKernel(Isa::Popcnt));
                 if std::arch::is_x86_feature_detected!("avx2") {
-                    v.push(SearchKernel::Avx2);
+                    v.push(SearchKernel(Isa::Avx2));
                 }
             }
         }
         v
+    }
+
+    /// The portable kernel, which every CPU runs.
+    pub const fn scalar() -> SearchKernel {
+        SearchKernel(Isa::Scalar)
+    }
+
+    /// A short name: `scalar`, `popcnt` or `avx2`.
+    pub fn name(self) -> &'static str {
+        match self.0 {
+            Isa::Scalar => "scalar",
+            Isa::Popcnt => "popcnt",
+            Isa::Avx2 => "avx2",
+        }
     }
 
     /// MIH range search (see [`mih::range_search`]).
@@ -54,16 +105,16 @@ impl SearchKernel {
         scratch: &mut MihScratch,
         out: &mut Vec<(u32, u32)>,
     ) {
-        match self {
+        match self.0 {
             #[cfg(target_arch = "x86_64")]
-            SearchKernel::Popcnt => {
-                // SAFETY: this variant is only constructed by `available()`
-                // after `is_x86_feature_detected!("popcnt")` returned true
-                // (or by a caller who checked the same).
+            Isa::Popcnt => {
+                // SAFETY: a `SearchKernel(Isa::Popcnt)` is only constructed
+                // by `available()` after `is_x86_feature_detected!("popcnt")`
+                // returned true (the field is private to this module).
                 unsafe { mih_popcnt(keys, subs, q, radius, scratch, out) }
             }
             #[cfg(target_arch = "x86_64")]
-            SearchKernel::Avx2 => {
+            Isa::Avx2 => {
                 // SAFETY: constructed only when AVX2 and POPCNT are detected.
                 unsafe { mih_avx2(keys, subs, q, radius, scratch, out) }
             }
@@ -84,14 +135,14 @@ impl SearchKernel {
         scratch: &mut BatchScratch,
         out: &mut Vec<(u32, u32, u32)>,
     ) {
-        match self {
+        match self.0 {
             #[cfg(target_arch = "x86_64")]
-            SearchKernel::Popcnt => {
+            Isa::Popcnt => {
                 // SAFETY: constructed only when POPCNT is detected (see above).
                 unsafe { batch_popcnt(keys, subs, walk, queries, radius, scratch, out) }
             }
             #[cfg(target_arch = "x86_64")]
-            SearchKernel::Avx2 => {
+            Isa::Avx2 => {
                 // SAFETY: constructed only when AVX2 and POPCNT are detected.
                 unsafe { batch_avx2(keys, subs, walk, queries, radius, scratch, out) }
             }
@@ -109,14 +160,14 @@ impl SearchKernel {
         radius: u32,
         out: &mut Vec<(u32, u32)>,
     ) {
-        match self {
+        match self.0 {
             #[cfg(target_arch = "x86_64")]
-            SearchKernel::Popcnt => {
+            Isa::Popcnt => {
                 // SAFETY: constructed only when POPCNT is detected (see above).
                 unsafe { flat_popcnt(keys, q, radius, out) }
             }
             #[cfg(target_arch = "x86_64")]
-            SearchKernel::Avx2 => {
+            Isa::Avx2 => {
                 // SAFETY: constructed only when AVX2 and POPCNT are detected.
                 unsafe { flat_avx2(keys, q, radius, out) }
             }
@@ -357,6 +408,33 @@ mod avx2 {
             }
             i += 32;
         }
+    }
+}
+
+#[cfg(test)]
+mod construction_tests {
+    use super::*;
+
+    /// The kernels on offer are the scalar one first, then only what this
+    /// CPU reports, each once; `detect` picks the last (best) of them.
+    #[test]
+    fn only_detected_kernels_are_offered() {
+        let all = SearchKernel::available();
+        assert_eq!(all[0], SearchKernel::scalar());
+        assert_eq!(SearchKernel::detect(), *all.last().unwrap());
+        let names: Vec<&str> = all.iter().map(|k| k.name()).collect();
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(names, unique);
+        #[cfg(target_arch = "x86_64")]
+        {
+            let popcnt = std::arch::is_x86_feature_detected!("popcnt");
+            let avx2 = popcnt && std::arch::is_x86_feature_detected!("avx2");
+            assert_eq!(names.contains(&"popcnt"), popcnt);
+            assert_eq!(names.contains(&"avx2"), avx2);
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        assert_eq!(names, ["scalar"]);
     }
 }
 

@@ -11,6 +11,13 @@
 //!   manifest atomically; a crash leaves the previous generation intact.
 //! - Segments are read through `memmap2` ([`IndexReader`]); opening
 //!   validates headers only, in constant time. `verify` checks every checksum.
+//!   The segment parser works over any byte buffer
+//!   ([`segment::Segment::from_bytes`]); only `Segment::open` maps a file.
+//! - Hash lists are imported as what they say they are ([`import`]): a
+//!   hash's kind is never guessed, and every line is an entry or a counted
+//!   outcome. Removals name their list ([`Tombstone`]).
+//! - The CPU search kernel is an opaque [`SearchKernel`] that only CPU
+//!   detection can make, so safe code cannot select one the CPU lacks.
 //! - PDQ search is exact: multi-index hashing (11 substrings of 23-24 bits,
 //!   see [`mih`]) or a popcount flat scan, whichever is cheaper per query.
 //! - [`SharedIndex`] swaps generations atomically for servers.
@@ -43,4 +50,4 @@ pub use reader::{IndexReader, IndexStats, Match, SearchOptions, SearchPlan};
 pub use residency::Residency;
 pub use shared::SharedIndex;
 pub use tombstone::Tombstone;
-pub use writer::IndexWriter;
+pub use writer::{IndexWriter, Removed};

@@ -1,7 +1,7 @@
 //! `IndexReader`: one consistent, mapped generation of an index, and the
 //! searches over it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
@@ -15,7 +15,7 @@ use crate::mih;
 use crate::mih_batch;
 use crate::record::RawRecord;
 use crate::segment::{EntryRef, Segment};
-use crate::tombstone::{self, TombstoneSet};
+use crate::tombstone::{self, Tombstone, TombstoneSet};
 
 /// Batches of plain range searches at least this large take the batched
 /// MIH search ([`crate::mih_batch`]); smaller ones share too few buckets
@@ -106,6 +106,26 @@ struct Hit {
     variant: u8,
 }
 
+/// The id removals of one list: which removals (by index) name each id,
+/// numeric and string ids apart, as records store them.
+type IdRemovals<'a> = (HashMap<u64, Vec<usize>>, HashMap<&'a str, Vec<usize>>);
+
+/// Where a record lies: segment number, kind code, row, and its place
+/// among the row's records.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct RecordAt {
+    seg: u32,
+    kind: u8,
+    row: u32,
+    k: u32,
+}
+
+impl RecordAt {
+    fn kind(self) -> HashKind {
+        HashKind::ALL[self.kind as usize]
+    }
+}
+
 /// One mapped generation. Cheap to share behind an `Arc`; searches take `&self`.
 pub struct IndexReader {
     dir: PathBuf,
@@ -184,6 +204,7 @@ impl IndexReader {
     }
 
     /// Uses a given search kernel (tests and benchmarks compare them).
+    /// Any [`SearchKernel`] is one this CPU runs: its constructors check.
     pub fn with_kernel(mut self, kernel: SearchKernel) -> Self {
         self.kernel = kernel;
         self
@@ -548,10 +569,9 @@ impl IndexReader {
         out: &mut Vec<Match>,
     ) {
         let (seg, gen) = (&self.segments[si].0, self.segments[si].1);
-        if let Some(key) = seg.key(kind, row) {
-            if self.tombstones.hash_removed(kind, key, gen) {
-                return;
-            }
+        let key = seg.key(kind, row).unwrap_or(&[]);
+        if self.tombstones.hash_removed(kind, key, gen) {
+            return;
         }
         seg.records(kind, row, recs);
         for r in recs.iter() {
@@ -570,10 +590,14 @@ impl IndexReader {
             if dist > limit {
                 continue;
             }
-            let e: EntryRef<'_> = seg.resolve(r);
-            if self.tombstones.has_id_removals() && self.tombstones.id_removed(e.list, &e.id, gen) {
+            if self.tombstones.has_record_removals()
+                && self
+                    .tombstones
+                    .record_removed(kind, key, list, || seg.record_id(r), gen)
+            {
                 continue;
             }
+            let e: EntryRef<'_> = seg.resolve(r);
             out.push(Match {
                 id: e.id.into_owned(),
                 list: e.list.to_string(),
@@ -599,13 +623,14 @@ impl IndexReader {
         out
     }
 
-    /// Visits every live entry: (kind, hash bytes, entry). Used by export and compact.
-    pub fn for_each_entry(
+    /// Visits every live record: (where, segment, hash bytes, record).
+    /// Tombstones are applied; strings are not resolved.
+    fn for_each_live_record(
         &self,
-        mut f: impl FnMut(HashKind, &[u8], &EntryRef<'_>) -> Result<()>,
+        mut f: impl FnMut(RecordAt, &Segment, &[u8], &RawRecord) -> Result<()>,
     ) -> Result<()> {
         let mut recs = Vec::new();
-        for (seg, gen) in &self.segments {
+        for (si, (seg, gen)) in self.segments.iter().enumerate() {
             for kind in HashKind::ALL {
                 for row in 0..seg.key_count(kind) {
                     let Some(key) = seg.key(kind, row) else {
@@ -615,12 +640,25 @@ impl IndexReader {
                         continue;
                     }
                     seg.records(kind, row, &mut recs);
-                    for r in &recs {
-                        let e = seg.resolve(r);
-                        if self.tombstones.id_removed(e.list, &e.id, *gen) {
+                    for (k, r) in recs.iter().enumerate() {
+                        if self.tombstones.has_record_removals()
+                            && self.tombstones.record_removed(
+                                kind,
+                                key,
+                                seg.list_name(r),
+                                || seg.record_id(r),
+                                *gen,
+                            )
+                        {
                             continue;
                         }
-                        f(kind, key, &e)?;
+                        let at = RecordAt {
+                            seg: si as u32,
+                            kind: crate::record::kind_code(kind) as u8,
+                            row: row as u32,
+                            k: k as u32,
+                        };
+                        f(at, seg, key, r)?;
                     }
                 }
             }
@@ -628,13 +666,178 @@ impl IndexReader {
         Ok(())
     }
 
+    /// Visits every live entry: (kind, hash bytes, entry). Used by export and compact.
+    pub fn for_each_entry(
+        &self,
+        mut f: impl FnMut(HashKind, &[u8], &EntryRef<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.for_each_live_record(|at, seg, key, r| f(at.kind(), key, &seg.resolve(r)))
+    }
+
     /// Lists with their live entry counts (walks every entry).
     pub fn list_counts(&self) -> Result<HashMap<String, u64>> {
         let mut m = HashMap::new();
-        self.for_each_entry(|_, _, e| {
-            *m.entry(e.list.to_string()).or_insert(0) += 1;
+        for (list, kinds) in self.live_counts()? {
+            m.insert(list, kinds.values().sum());
+        }
+        Ok(m)
+    }
+
+    /// Live entries per list and kind (walks every record, resolving no
+    /// strings unless id removals are in force).
+    pub fn live_counts(&self) -> Result<BTreeMap<String, BTreeMap<HashKind, u64>>> {
+        // Counted by (segment, list number) first: no string compare per record.
+        let mut per_seg: Vec<Vec<[u64; 4]>> = self
+            .segments
+            .iter()
+            .map(|(s, _)| vec![[0u64; 4]; s.lists().len() + 1])
+            .collect();
+        self.for_each_live_record(|at, seg, _, r| {
+            let lists = &mut per_seg[at.seg as usize];
+            let l = (r.list as usize).min(seg.lists().len());
+            lists[l][at.kind as usize] += 1;
             Ok(())
         })?;
-        Ok(m)
+        let mut out: BTreeMap<String, BTreeMap<HashKind, u64>> = BTreeMap::new();
+        for ((seg, _), lists) in self.segments.iter().zip(per_seg) {
+            for (l, counts) in lists.iter().enumerate() {
+                let name = seg.lists().get(l).map_or("?", String::as_str);
+                for kind in HashKind::ALL {
+                    let n = counts[crate::record::kind_code(kind) as usize];
+                    if n > 0 {
+                        *out.entry(name.to_string())
+                            .or_default()
+                            .entry(kind)
+                            .or_insert(0) += n;
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The list names used by this generation's segments, sorted (a list
+    /// whose entries were all removed is still named).
+    pub fn lists(&self) -> Vec<String> {
+        let mut lists: Vec<String> = self
+            .segments
+            .iter()
+            .flat_map(|(s, _)| s.lists().iter().cloned())
+            .collect();
+        lists.sort();
+        lists.dedup();
+        lists
+    }
+
+    /// Whether a live entry has exactly this kind, hash, list and id
+    /// (`id()` is called only if some segment holds the hash).
+    pub fn has_live_entry(
+        &self,
+        kind: HashKind,
+        key: &[u8],
+        list: &str,
+        id: &dyn Fn() -> String,
+    ) -> bool {
+        let mut recs = Vec::new();
+        let mut wanted: Option<String> = None;
+        for (seg, gen) in &self.segments {
+            let Some(row) = seg.find_row(kind, key) else {
+                continue;
+            };
+            let id = wanted.get_or_insert_with(id).as_str();
+            if self.tombstones.hash_removed(kind, key, *gen) {
+                continue;
+            }
+            seg.records(kind, row, &mut recs);
+            for r in &recs {
+                if seg.list_name(r) == list
+                    && seg.record_id(r) == id
+                    && !self
+                        .tombstones
+                        .record_removed(kind, key, list, || seg.record_id(r), *gen)
+                {
+                    return true;
+                }
+            }
+        }
+        false
+    }
+
+    /// For each removal, how many live entries it covers now; and how many
+    /// distinct live entries they cover together (two removals may name the
+    /// same entry). Removals by id walk every record once; by hash, a
+    /// binary search per segment.
+    pub fn count_removals(&self, removals: &[Tombstone]) -> Result<(Vec<u64>, u64)> {
+        let mut counts = vec![0u64; removals.len()];
+        // (segment, kind code, row, record index in the row) of every entry covered.
+        let mut covered: HashSet<RecordAt> = HashSet::new();
+        let mut recs = Vec::new();
+        // Id removals by list, then id: numbers and strings apart, as stored.
+        let mut by_id: HashMap<&str, IdRemovals<'_>> = HashMap::new();
+        for (i, t) in removals.iter().enumerate() {
+            match t {
+                Tombstone::Hash { kind, hash, list } => {
+                    let mut key = vec![0u8; kind.byte_len()];
+                    if sigil_core::hash::decode_hex_into(hash, &mut key).is_err() {
+                        continue;
+                    }
+                    for (si, (seg, gen)) in self.segments.iter().enumerate() {
+                        let Some(row) = seg.find_row(*kind, &key) else {
+                            continue;
+                        };
+                        if self.tombstones.hash_removed(*kind, &key, *gen) {
+                            continue;
+                        }
+                        seg.records(*kind, row, &mut recs);
+                        for (k, r) in recs.iter().enumerate() {
+                            let l = seg.list_name(r);
+                            if list.as_deref().is_some_and(|want| want != l)
+                                || self.tombstones.record_removed(
+                                    *kind,
+                                    &key,
+                                    l,
+                                    || seg.record_id(r),
+                                    *gen,
+                                )
+                            {
+                                continue;
+                            }
+                            counts[i] += 1;
+                            covered.insert(RecordAt {
+                                seg: si as u32,
+                                kind: crate::record::kind_code(*kind) as u8,
+                                row: row as u32,
+                                k: k as u32,
+                            });
+                        }
+                    }
+                }
+                Tombstone::Id { list, id } => {
+                    let (nums, strs) = by_id.entry(list.as_str()).or_default();
+                    match crate::record::numeric_id(id) {
+                        Some(v) => nums.entry(v).or_default().push(i),
+                        None => strs.entry(id.as_str()).or_default().push(i),
+                    }
+                }
+            }
+        }
+        if !by_id.is_empty() {
+            self.for_each_live_record(|at, seg, _, r| {
+                let Some((nums, strs)) = by_id.get(seg.list_name(r)) else {
+                    return Ok(());
+                };
+                let hit = if r.id & crate::record::ID_IS_STRING != 0 {
+                    strs.get(seg.record_id(r).as_ref())
+                } else {
+                    nums.get(&r.id)
+                };
+                for &i in hit.into_iter().flatten() {
+                    counts[i] += 1;
+                    covered.insert(at);
+                }
+                Ok(())
+            })?;
+        }
+        Ok((counts, covered.len() as u64))
     }
 }

@@ -1,4 +1,7 @@
-//! A read-only, memory-mapped segment file.
+//! A read-only segment: the parser works over any byte buffer
+//! (`Segment<D: AsRef<[u8]>>`, as fst's `Fst<D>`), and only
+//! [`Segment::open`] maps a file. So the parser can be tested and fuzzed
+//! on plain bytes, and nothing in it depends on where the bytes live.
 
 use std::fs::File;
 use std::ops::Range;
@@ -44,11 +47,12 @@ pub struct EntryRef<'a> {
     pub note: Option<&'a str>,
 }
 
-/// A validated, mapped segment. Opening reads the header, the section table
-/// and the (small) list and category name tables only.
-pub struct Segment {
+/// A validated segment over the bytes `D` (a memory map of the file by
+/// default). Parsing reads the header, the section table and the (small)
+/// list and category name tables only.
+pub struct Segment<D = Mmap> {
     path: PathBuf,
-    map: Mmap,
+    data: D,
     container: Container,
     lists: Vec<String>,
     categories: Vec<String>,
@@ -63,7 +67,32 @@ fn range(s: crate::format::SectionEntry) -> Range<usize> {
     s.offset as usize..(s.offset + s.len) as usize
 }
 
-impl Segment {
+/// Bytes aligned as [`Segment::from_bytes`] needs (a memory map is
+/// page-aligned; a `Vec<u8>` need not be): for tests and fuzzing, a copy
+/// of any byte slice.
+pub struct AlignedBytes {
+    words: Vec<u64>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    pub fn copy_from(bytes: &[u8]) -> Self {
+        let mut words = vec![0u64; bytes.len().div_ceil(8)];
+        bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..bytes.len()].copy_from_slice(bytes);
+        AlignedBytes {
+            words,
+            len: bytes.len(),
+        }
+    }
+}
+
+impl AsRef<[u8]> for AlignedBytes {
+    fn as_ref(&self) -> &[u8] {
+        &bytemuck::cast_slice::<u64, u8>(&self.words)[..self.len]
+    }
+}
+
+impl Segment<Mmap> {
     /// Maps and validates a segment file.
     pub fn open(path: &Path) -> Result<Segment> {
         let file = File::open(path).map_err(|e| IndexError::io(path, "open", e))?;
@@ -87,13 +116,22 @@ impl Segment {
         // unsupported nothing changes, so its result is ignored.
         #[cfg(target_os = "linux")]
         let _ = map.advise(memmap2::Advice::HugePage);
-        Self::from_map(path, map)
+        Self::from_bytes(path, map)
     }
+}
 
-    fn from_map(path: &Path, map: Mmap) -> Result<Segment> {
+impl<D: AsRef<[u8]>> Segment<D> {
+    /// Validates the segment held in `data` (`path` only names it in
+    /// errors). Sections are read in place by casting (the MIH tables are
+    /// `u32` arrays), so `data` must be 4-byte aligned (a memory map is; see
+    /// [`AlignedBytes`]): a misaligned buffer is refused, never misread.
+    pub fn from_bytes(path: &Path, data: D) -> Result<Segment<D>> {
         let corrupt = |r: String| IndexError::corrupt(path, r);
-        let container = Container::parse(path, &map, MAGIC_SEGMENT)?;
-        let bytes: &[u8] = &map;
+        let bytes: &[u8] = data.as_ref();
+        if bytes.is_empty() {
+            return Err(corrupt("file is empty (zero length)".into()));
+        }
+        let container = Container::parse(path, bytes, MAGIC_SEGMENT)?;
         let names = |id: u32, what: &str| -> Result<Vec<String>> {
             match container.find(id, 0) {
                 None => Ok(Vec::new()),
@@ -223,7 +261,7 @@ impl Segment {
         }
         let seg = Segment {
             path: path.to_path_buf(),
-            map,
+            data,
             container,
             lists,
             categories,
@@ -239,6 +277,10 @@ impl Segment {
         Ok(seg)
     }
 
+    fn bytes(&self) -> &[u8] {
+        self.data.as_ref()
+    }
+
     /// The file this segment was mapped from.
     pub fn path(&self) -> &Path {
         &self.path
@@ -246,7 +288,7 @@ impl Segment {
 
     /// Address and length of the mapping (for [`crate::residency`]).
     pub(crate) fn mapped_range(&self) -> (usize, usize) {
-        (self.map.as_ptr() as usize, self.map.len())
+        (self.bytes().as_ptr() as usize, self.bytes().len())
     }
 
     /// File length in bytes.
@@ -291,7 +333,7 @@ impl Segment {
     fn try_pdq_keys(&self) -> Option<&[[u8; 32]]> {
         match &self.tables[0] {
             None => Some(&[]),
-            Some(t) => bytemuck::try_cast_slice(&self.map[t.keys.clone()]).ok(),
+            Some(t) => bytemuck::try_cast_slice(&self.bytes()[t.keys.clone()]).ok(),
         }
     }
 
@@ -303,9 +345,9 @@ impl Segment {
     fn try_view(&self, m: &MihRanges) -> Option<SubstringView<'_>> {
         Some(SubstringView {
             sub: m.sub,
-            offsets: bytemuck::try_cast_slice(&self.map[m.offsets.clone()]).ok()?,
-            lows: &self.map[m.lows.clone()],
-            rows: bytemuck::try_cast_slice(&self.map[m.rows.clone()]).ok()?,
+            offsets: bytemuck::try_cast_slice(&self.bytes()[m.offsets.clone()]).ok()?,
+            lows: &self.bytes()[m.lows.clone()],
+            rows: bytemuck::try_cast_slice(&self.bytes()[m.rows.clone()]).ok()?,
         })
     }
 
@@ -325,7 +367,7 @@ impl Segment {
         if digest.len() != t.width {
             return None;
         }
-        let keys = &self.map[t.keys.clone()];
+        let keys = &self.bytes()[t.keys.clone()];
         let (mut lo, mut hi) = (0usize, t.n);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -345,7 +387,7 @@ impl Segment {
         if row >= t.n {
             return None;
         }
-        let k = &self.map[t.keys.clone()];
+        let k = &self.bytes()[t.keys.clone()];
         Some(&k[row * t.width..(row + 1) * t.width])
     }
 
@@ -358,14 +400,14 @@ impl Segment {
         if row >= t.n {
             return;
         }
-        let recs = &self.map[t.records.clone()];
+        let recs = &self.bytes()[t.records.clone()];
         let mut primary = RawRecord::decode(&recs[row * RECORD_LEN..(row + 1) * RECORD_LEN]);
         let has_overflow = primary.id & ID_HAS_OVERFLOW != 0;
         primary.id &= !ID_HAS_OVERFLOW;
         out.push(primary);
         if has_overflow {
             let ov: &[[u8; OVERFLOW_LEN]] =
-                bytemuck::try_cast_slice(&self.map[t.overflow.clone()]).unwrap_or(&[]);
+                bytemuck::try_cast_slice(&self.bytes()[t.overflow.clone()]).unwrap_or(&[]);
             let row32 = row as u32;
             let row_of = |e: &[u8; OVERFLOW_LEN]| u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
             let start = ov.partition_point(|e| row_of(e) < row32);
@@ -377,17 +419,23 @@ impl Segment {
         }
     }
 
-    /// Resolves a record's strings. Corrupt references resolve to "?" (a
-    /// search never fails on them; `verify` reports them).
-    pub fn resolve(&self, r: &RawRecord) -> EntryRef<'_> {
-        let pool = &self.map[self.strings.clone()];
-        let id = if r.id & ID_IS_STRING != 0 {
+    /// A record's id (see [`Segment::resolve`]).
+    pub fn record_id(&self, r: &RawRecord) -> std::borrow::Cow<'_, str> {
+        let pool = &self.bytes()[self.strings.clone()];
+        if r.id & ID_IS_STRING != 0 {
             std::borrow::Cow::Borrowed(
                 read_string(pool, (r.id & 0xffff_ffff) as usize).unwrap_or(CORRUPT_NAME),
             )
         } else {
             std::borrow::Cow::Owned(r.id.to_string())
-        };
+        }
+    }
+
+    /// Resolves a record's strings. Corrupt references resolve to "?" (a
+    /// search never fails on them; `verify` reports them).
+    pub fn resolve(&self, r: &RawRecord) -> EntryRef<'_> {
+        let pool = &self.bytes()[self.strings.clone()];
+        let id = self.record_id(r);
         let note = if r.note == 0 {
             None
         } else {
@@ -418,15 +466,15 @@ impl Segment {
     /// vouch for (sorted keys, references in range, MIH tables consistent).
     pub fn verify(&self) -> Result<()> {
         let path = &self.path;
-        self.container.verify_checksums(path, &self.map)?;
+        self.container.verify_checksums(path, self.bytes())?;
         let corrupt = |r: String| Err(IndexError::corrupt(path, r));
-        let pool = &self.map[self.strings.clone()];
+        let pool = &self.bytes()[self.strings.clone()];
         let mut recs = Vec::new();
         for kind in HashKind::ALL {
             let Some(t) = self.tables[kind_code(kind) as usize].as_ref() else {
                 continue;
             };
-            let keys = &self.map[t.keys.clone()];
+            let keys = &self.bytes()[t.keys.clone()];
             for row in 1..t.n {
                 if keys[(row - 1) * t.width..row * t.width]
                     >= keys[row * t.width..(row + 1) * t.width]
@@ -434,8 +482,9 @@ impl Segment {
                     return corrupt(format!("{kind} keys not strictly sorted at row {row}"));
                 }
             }
-            let ov: &[[u8; OVERFLOW_LEN]] = bytemuck::try_cast_slice(&self.map[t.overflow.clone()])
-                .map_err(|_| IndexError::corrupt(path, "misaligned overflow section"))?;
+            let ov: &[[u8; OVERFLOW_LEN]] =
+                bytemuck::try_cast_slice(&self.bytes()[t.overflow.clone()])
+                    .map_err(|_| IndexError::corrupt(path, "misaligned overflow section"))?;
             let mut prev = 0u32;
             for e in ov {
                 let row = u32::from_le_bytes([e[0], e[1], e[2], e[3]]);
@@ -509,5 +558,60 @@ impl Segment {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::{EntryMeta, SegmentBuilder};
+
+    /// The parser gives the same segment over a map and over plain bytes,
+    /// and refuses bytes it cannot cast rather than misreading them.
+    #[test]
+    fn plain_bytes_parse_as_the_mapped_file_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("seg");
+        let mut b = SegmentBuilder::new();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        // Enough keys for MIH tables (u32 sections).
+        for i in 0..crate::mih::MIH_MIN_ROWS as u64 + 10 {
+            let key: [u8; 32] = std::array::from_fn(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            });
+            let id = i.to_string();
+            let meta = EntryMeta {
+                id: &id,
+                list: ["a", "b"][i as usize % 2],
+                category: "",
+                note: None,
+            };
+            b.push_pdq(&key, meta).unwrap();
+        }
+        b.write(&p).unwrap();
+        let mapped = Segment::open(&p).unwrap();
+        assert!(mapped.has_mih());
+        let file = std::fs::read(&p).unwrap();
+        let plain = Segment::from_bytes(&p, AlignedBytes::copy_from(&file)).unwrap();
+        plain.verify().unwrap();
+        assert_eq!(plain.pdq_keys(), mapped.pdq_keys());
+        assert_eq!(plain.lists(), mapped.lists());
+        let (mut r1, mut r2) = (Vec::new(), Vec::new());
+        for row in [0, 17, plain.key_count(HashKind::Pdq) - 1] {
+            plain.records(HashKind::Pdq, row, &mut r1);
+            mapped.records(HashKind::Pdq, row, &mut r2);
+            assert_eq!(r1, r2);
+            assert_eq!(plain.resolve(&r1[0]), mapped.resolve(&r2[0]));
+        }
+        // One byte off the alignment: refused with a reason, not misread.
+        let mut shifted = vec![0u8; file.len() + 1];
+        shifted[1..].copy_from_slice(&file);
+        let words = AlignedBytes::copy_from(&shifted);
+        let e = Segment::from_bytes(&p, &words.as_ref()[1..]).err().unwrap();
+        assert!(e.to_string().contains("misaligned"), "{e}");
+        assert!(Segment::from_bytes(&p, &[][..]).is_err());
     }
 }

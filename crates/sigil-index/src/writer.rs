@@ -16,6 +16,18 @@ use crate::manifest::{FileRef, Manifest, MANIFEST};
 use crate::reader::IndexReader;
 use crate::tombstone::{self, Tombstone};
 
+/// What [`IndexWriter::remove`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Removed {
+    /// The generation now committed (unchanged if nothing was removed).
+    pub generation: u64,
+    /// Distinct live entries removed.
+    pub entries: u64,
+    /// For each removal asked, the live entries it covered (0: not found,
+    /// nothing recorded for it).
+    pub per_removal: Vec<u64>,
+}
+
 /// Name of the advisory lock file held by a writer.
 pub const LOCK: &str = "LOCK";
 
@@ -151,6 +163,47 @@ impl IndexWriter {
         m.generation = generation;
         m.tombstones.push(r);
         self.commit(m)
+    }
+
+    /// Removes what `removals` name, as far as it is in the index: a
+    /// tombstone file records the removals that cover live entries (none is
+    /// written, and the generation stays, if none does). A removal limited
+    /// to a list the index does not hold is an error naming the lists it
+    /// holds, and nothing is recorded.
+    pub fn remove(&mut self, removals: &[Tombstone]) -> Result<Removed> {
+        let reader = IndexReader::open(&self.dir)?;
+        if reader.generation() != self.manifest.generation {
+            return Err(IndexError::corrupt(
+                self.dir.join(MANIFEST),
+                "manifest changed under the writer lock",
+            ));
+        }
+        let known = reader.lists();
+        if let Some(list) = removals
+            .iter()
+            .filter_map(Tombstone::list)
+            .find(|l| !known.iter().any(|k| k == l))
+        {
+            return Err(IndexError::UnknownList {
+                path: self.dir.clone(),
+                list: list.to_string(),
+                known,
+            });
+        }
+        let (per_removal, entries) = reader.count_removals(removals)?;
+        drop(reader);
+        let mut found: Vec<Tombstone> = Vec::new();
+        for (t, &n) in removals.iter().zip(&per_removal) {
+            if n > 0 && !found.contains(t) {
+                found.push(t.clone());
+            }
+        }
+        let generation = self.add_tombstones(&found)?;
+        Ok(Removed {
+            generation,
+            entries,
+            per_removal,
+        })
     }
 
     /// Merges every segment into one, dropping removed entries, commits a

@@ -228,12 +228,12 @@ fn threatexchange_needles_match_truth_exactly() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/hash-lists");
     let tmp = tempfile::tempdir().unwrap();
     let mut b = SegmentBuilder::new();
-    let st = sigil_index::import::import_file(
-        &root.join("haystack.txt"),
-        &ImportOptions::default(),
-        &mut b,
-    )
-    .unwrap();
+    // The haystack is a plain list of PDQ hashes: its kind must be said.
+    let pdq = ImportOptions {
+        kind: Some(HashKind::Pdq),
+        ..ImportOptions::default()
+    };
+    let st = sigil_index::import::import_file(&root.join("haystack.txt"), &pdq, &mut b).unwrap();
     assert!(st.added > 1000);
     IndexWriter::create(tmp.path())
         .unwrap()
@@ -347,6 +347,7 @@ fn duplicates_exact_kinds_tombstones_compaction_and_reload() {
     w.add_tombstones(&[Tombstone::Hash {
         kind: HashKind::Md5,
         hash: sigil_core::hash::encode_hex(&md5),
+        list: None,
     }])
     .unwrap();
     assert_eq!(shared.reload().unwrap(), 3);
@@ -479,20 +480,32 @@ fn import_formats_ids_and_bad_lines() {
 
     let bad = tmp.path().join("bad.txt");
     std::fs::write(&bad, format!("{h1}\nnot-a-hash\n{h1},7\n")).unwrap();
+    let pdq = ImportOptions {
+        kind: Some(HashKind::Pdq),
+        ..Default::default()
+    };
+    let err = sigil_index::import::import_file(&bad, &pdq, &mut SegmentBuilder::new()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("bad.txt:2:"), "{msg}");
+    let opts = ImportOptions {
+        skip_invalid: true,
+        ..pdq
+    };
+    let st = sigil_index::import::import_file(&bad, &opts, &mut SegmentBuilder::new()).unwrap();
+    assert_eq!((st.added, st.skipped_total()), (2, 1));
+    // Without --kind, the same list is refused at its first line: 64 hex
+    // characters may be PDQ or SHA-256.
     let err = sigil_index::import::import_file(
         &bad,
         &ImportOptions::default(),
         &mut SegmentBuilder::new(),
     )
     .unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("bad.txt:2:"), "{msg}");
-    let opts = ImportOptions {
-        skip_invalid: true,
-        ..Default::default()
-    };
-    let st = sigil_index::import::import_file(&bad, &opts, &mut SegmentBuilder::new()).unwrap();
-    assert_eq!((st.added, st.skipped), (2, 1));
+    assert!(
+        err.to_string()
+            .starts_with(&format!("{}:1: 64 hex", bad.display())),
+        "{err}"
+    );
 }
 
 #[test]
@@ -519,4 +532,164 @@ fn residency_covers_the_mapped_segments() {
     );
     assert!(r.resident > 0 && r.resident <= r.mapped, "{r:?}");
     assert!(r.huge <= r.resident, "{r:?}");
+}
+
+fn entry<'a>(id: &'a str, list: &'a str) -> EntryMeta<'a> {
+    EntryMeta {
+        id,
+        list,
+        category: "",
+        note: None,
+    }
+}
+
+/// A removal by hash limited to one list leaves another list's identical
+/// hash in place; removals count what they cover and record nothing for
+/// what is absent; an unknown list is refused naming the known ones.
+#[test]
+fn removals_are_scoped_to_their_list_and_report_what_they_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let (h, other) = ([7u8; 32], [9u8; 32]);
+    let md5 = [3u8; 16];
+    let mut b = SegmentBuilder::new();
+    b.push_pdq(&h, entry("n1", "ncmec")).unwrap();
+    b.push_pdq(&h, entry("i1", "iwf")).unwrap();
+    b.push_pdq(&other, entry("n2", "ncmec")).unwrap();
+    b.push(HashKind::Md5, &md5, entry("42", "iwf")).unwrap();
+    let mut w = IndexWriter::create(dir).unwrap();
+    w.add_segment(b).unwrap();
+    let hex = sigil_core::hash::encode_hex;
+    let hash_in = |key: &[u8], kind, list: Option<&str>| Tombstone::Hash {
+        kind,
+        hash: hex(key),
+        list: list.map(str::to_string),
+    };
+    let ids_of = |r: &IndexReader| -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        r.for_each_entry(|_, _, e| {
+            v.push((e.list.to_string(), e.id.to_string()));
+            Ok(())
+        })
+        .unwrap();
+        v.sort();
+        v
+    };
+
+    let asked = [
+        hash_in(&h, HashKind::Pdq, Some("ncmec")),
+        hash_in(&[1u8; 32], HashKind::Pdq, Some("ncmec")), // absent
+        hash_in(&md5, HashKind::Md5, Some("ncmec")),       // in iwf only
+        Tombstone::Id {
+            list: "ncmec".into(),
+            id: "n1".into(), // the same entry as the first removal
+        },
+    ];
+    let done = w.remove(&asked).unwrap();
+    assert_eq!(done.per_removal, [1, 0, 0, 1]);
+    assert_eq!((done.generation, done.entries), (2, 1));
+    let r = IndexReader::open(dir).unwrap();
+    assert_eq!(
+        ids_of(&r),
+        [("iwf", "42"), ("iwf", "i1"), ("ncmec", "n2")].map(|(a, b)| (a.into(), b.into()))
+    );
+    // IWF's identical hash still matches; NCMEC's does not.
+    let m = r.search_pdq(&PdqHash(h), &SearchOptions::default());
+    assert_eq!(
+        m.iter().map(|m| m.list.as_str()).collect::<Vec<_>>(),
+        ["iwf"]
+    );
+    assert_eq!(r.lookup_exact(HashKind::Pdq, &h).len(), 1);
+    let counts = r.live_counts().unwrap();
+    assert_eq!(counts["iwf"][&HashKind::Pdq], 1);
+    assert_eq!(counts["iwf"][&HashKind::Md5], 1);
+    assert_eq!(counts["ncmec"][&HashKind::Pdq], 1);
+
+    // Removing it again finds nothing and records nothing.
+    let again = w.remove(&asked[..1]).unwrap();
+    assert_eq!((again.generation, again.entries), (2, 0));
+    assert_eq!(again.per_removal, [0]);
+    // Ids are numbers or strings as stored.
+    let by_id = w
+        .remove(&[Tombstone::Id {
+            list: "iwf".into(),
+            id: "42".into(),
+        }])
+        .unwrap();
+    assert_eq!((by_id.generation, by_id.per_removal), (3, vec![1]));
+    // Unknown list: refused, nothing recorded.
+    let e = w
+        .remove(&[hash_in(&other, HashKind::Pdq, Some("tc"))])
+        .unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: no list named \"tc\" in this index (its lists: iwf, ncmec)",
+            dir.display()
+        )
+    );
+    // From every list.
+    let all = w.remove(&[hash_in(&h, HashKind::Pdq, None)]).unwrap();
+    assert_eq!((all.generation, all.entries), (4, 1));
+    let r = IndexReader::open(dir).unwrap();
+    assert_eq!(ids_of(&r), [("ncmec".to_string(), "n2".to_string())]);
+    // Compaction keeps exactly that.
+    w.compact().unwrap();
+    assert_eq!(ids_of(&IndexReader::open(dir).unwrap()), ids_of(&r));
+}
+
+/// Version 1 tombstone files (hash removals from every list, no `list`
+/// field) are still read; a version 1 file may not hold a list-limited
+/// hash removal, and a newer version is refused by number.
+#[test]
+fn version_1_tombstone_files_are_still_read() {
+    use sigil_index::format::{section, ContainerWriter, MAGIC_TOMBSTONES};
+    let tmp = tempfile::tempdir().unwrap();
+    let write = |name: &str, version: u32, json: &str| {
+        let p = tmp.path().join(name);
+        let mut w = ContainerWriter::create(&p, MAGIC_TOMBSTONES, version, 1).unwrap();
+        w.section(section::TOMBSTONES, 0, json.as_bytes()).unwrap();
+        w.finish(1).unwrap();
+        p
+    };
+    let h = "00".repeat(32);
+    let v1 = write(
+        "v1.sgt",
+        1,
+        &format!(
+            r#"[{{"by":"hash","kind":"pdq","hash":"{h}"}},{{"by":"id","list":"l","id":"a"}}]"#
+        ),
+    );
+    let (t, _, _) = sigil_index::tombstone::read_file(&v1).unwrap();
+    assert_eq!(
+        t,
+        [
+            Tombstone::Hash {
+                kind: HashKind::Pdq,
+                hash: h.clone(),
+                list: None
+            },
+            Tombstone::Id {
+                list: "l".into(),
+                id: "a".into()
+            }
+        ]
+    );
+    let bad = write(
+        "bad.sgt",
+        1,
+        &format!(r#"[{{"by":"hash","kind":"pdq","hash":"{h}","list":"l"}}]"#),
+    );
+    let e = sigil_index::tombstone::read_file(&bad)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("version 1 tombstone file holds a hash removal limited"),
+        "{e}"
+    );
+    let v3 = write("v3.sgt", 3, "[]");
+    let e = sigil_index::tombstone::read_file(&v3)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unsupported index format version 3"), "{e}");
 }
