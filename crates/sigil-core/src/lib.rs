@@ -6,12 +6,12 @@
 //! quality score, and the exact MD5/SHA-1/SHA-256 digests of the raw bytes.
 //! It knows nothing of indexes, lists or reports.
 
+pub mod cpu;
 pub mod decode;
 pub mod exact;
 pub mod hash;
 pub mod pdq;
 pub mod sign;
-pub mod simd;
 
 pub use decode::{DecodeError, DecodeLimits, DecodeOptions, DecodedImage, Pixels};
 pub use exact::{ExactDigests, ExactHasher};
