@@ -13,6 +13,9 @@ pub mod hash;
 pub mod pdq;
 pub mod sign;
 
+#[cfg(test)]
+mod test_rng;
+
 pub use decode::{DecodeError, DecodeLimits, DecodeOptions, DecodedImage, Pixels};
 pub use exact::{ExactDigests, ExactHasher};
 pub use hash::{Dihedral, HashKind, HexError, PdqHash};

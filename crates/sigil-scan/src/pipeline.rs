@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use sigil_core::decode::fast_jpeg::{self, FastDecode};
 use sigil_core::pdq::{DihedralOutput, PdqHasher, PdqOutput, Profile};
 use sigil_core::{
     DecodeError, DecodeOptions, DecodedImage, ExactDigests, ExactHasher, HashKind, PdqHash, Pixels,
@@ -26,7 +27,6 @@ use sigil_eval::robust::{
     best_per_entry, robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions,
 };
 
-use crate::fast_jpeg::{self, FastDecode};
 use crate::journal::record_key;
 use crate::lookup::Lookup;
 use crate::output::{OutputFormat, RecordWriter};
@@ -57,7 +57,7 @@ pub struct ScanConfig {
     pub min_quality: u32,
     pub profile: Profile,
     pub decode: DecodeOptions,
-    /// Reduced-scale decoding of large JPEGs (see [`crate::fast_jpeg`]).
+    /// Reduced-scale decoding of large JPEGs (see [`sigil_core::decode::fast_jpeg`]).
     pub fast: bool,
     /// Test hook: sleep this long per file (to interrupt a scan mid-run).
     pub per_file_delay: Option<Duration>,

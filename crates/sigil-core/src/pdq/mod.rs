@@ -260,8 +260,9 @@ impl PdqHasher {
     /// Hashes a 64x64 luma grid that is already blurred and decimated (the
     /// reference's `buffer64x64`, row-major), for callers that compute it
     /// without pixels: `sigil scan --fast` derives it from JPEG DCT
-    /// coefficients with [`jarosz::sample_taps`]. Only quality, DCT and
-    /// threshold run here, so the result is as exact as the grid given.
+    /// coefficients (`decode::fast_jpeg`, feature `fast-jpeg`). Only quality,
+    /// DCT and threshold run here, so the result is as exact as the grid
+    /// given.
     pub fn hash_grid(&mut self, grid: &[f32; 4096]) -> PdqOutput {
         single(Some(self.finish(grid)))
     }

@@ -27,6 +27,13 @@
 //! samples keep their high byte (what Pillow does for 16-bit RGB). EXIF
 //! orientation is ignored unless [`DecodeOptions::apply_exif_orientation`]
 //! is set: ThreatExchange hashes are computed on the stored pixels.
+//!
+//! `fast_jpeg` (cargo feature `fast-jpeg`) holds the one decoder written
+//! here, the approximate reduced-scale JPEG paths of `sigil scan --fast`;
+//! it takes the same limits and runs under the same panic guard.
+
+#[cfg(feature = "fast-jpeg")]
+pub mod fast_jpeg;
 
 use std::io::Cursor;
 use std::panic::{self, AssertUnwindSafe};
@@ -59,9 +66,9 @@ impl Default for DecodeLimits {
 impl DecodeLimits {
     /// Checks a header's claimed size before anything is allocated: zero
     /// sides are `ZeroSize`, sides or areas over the limits `TooLarge`.
-    /// Decoders outside this module (the reduced-scale JPEG decode of
-    /// `scan --fast`) use the same check.
-    pub fn check_dimensions(
+    /// Every decoder here uses it, the reduced-scale ones of `fast_jpeg`
+    /// included.
+    pub(crate) fn check_dimensions(
         &self,
         format: Format,
         width: u32,
@@ -408,7 +415,7 @@ fn decode_format(
 /// EXIF thumbnail come before the main image's scans, and trailing data
 /// after the end-of-image marker (camera trailers) is allowed. Data cut off
 /// anywhere in or before the last scan has no such marker.
-pub fn jpeg_has_end_of_image(bytes: &[u8]) -> bool {
+pub(crate) fn jpeg_has_end_of_image(bytes: &[u8]) -> bool {
     let is = |w: &[u8], marker: u8| w[0] == 0xFF && w[1] == marker;
     // Searching backwards from the end finds the marker after a few bytes in
     // the common case, instead of reading the whole file.
