@@ -6,8 +6,8 @@
 //!
 //! 1. the encoded size is checked before anything is parsed
 //!    ([`DecodeLimits::max_bytes`]);
-//! 2. the format is sniffed from magic bytes (never from a file name) and
-//!    only the six supported formats are let through;
+//! 2. the format is sniffed from magic bytes ([`sniff`], never from a file
+//!    name) and only the six supported formats are let through;
 //! 3. the header is parsed and the claimed dimensions are checked against
 //!    [`DecodeLimits::max_dimension`] and [`DecodeLimits::max_pixels`]
 //!    *before* the pixel buffer is allocated, so a 200-byte file claiming
@@ -34,6 +34,9 @@
 
 #[cfg(feature = "fast-jpeg")]
 pub mod fast_jpeg;
+mod sniff;
+
+pub use sniff::{sniff, Container, MediaKind};
 
 use std::io::Cursor;
 use std::panic::{self, AssertUnwindSafe};
@@ -220,18 +223,13 @@ pub enum DecodeError {
     DecoderPanic { format: Format, message: String },
 }
 
-/// Identifies the format from magic bytes. `None` for anything sigil does
-/// not decode (including formats the image crate knows but we do not
-/// enable).
+/// Identifies the image format from magic bytes ([`sniff`]). `None` for
+/// anything sigil does not decode (videos and formats the image crate knows
+/// but we do not enable included).
 pub fn sniff_format(bytes: &[u8]) -> Option<Format> {
-    match image::guess_format(bytes).ok()? {
-        ImageFormat::Jpeg => Some(Format::Jpeg),
-        ImageFormat::Png => Some(Format::Png),
-        ImageFormat::WebP => Some(Format::WebP),
-        ImageFormat::Gif => Some(Format::Gif),
-        ImageFormat::Bmp => Some(Format::Bmp),
-        ImageFormat::Tiff => Some(Format::Tiff),
-        _ => None,
+    match sniff(bytes) {
+        MediaKind::Image(format) => Some(format),
+        MediaKind::Video(_) | MediaKind::Other => None,
     }
 }
 
