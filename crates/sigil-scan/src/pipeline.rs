@@ -20,12 +20,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sigil_core::decode::fast_jpeg::{self, FastDecode};
 use sigil_core::pdq::{DihedralOutput, PdqHasher, PdqOutput, Profile};
+use sigil_core::robust::{robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions};
 use sigil_core::{
     DecodeError, DecodeOptions, DecodedImage, ExactDigests, ExactHasher, HashKind, PdqHash, Pixels,
 };
-use sigil_eval::robust::{
-    best_per_entry, robust_query_hashes, QueryHash, RobustLevel, RobustQueryOptions,
-};
+use sigil_eval::robust::best_per_entry;
 
 use crate::journal::record_key;
 use crate::lookup::Lookup;

@@ -102,7 +102,7 @@ pub struct MatchRecord {
     pub variant: Option<Dihedral>,
     /// With `--robust`: the query variant that matched at this (smallest)
     /// distance, e.g. `orig`, `dih:rot90`, `trim`, `trim+dih:flipx` (names of
-    /// `sigil_eval::robust::QueryVariant`).
+    /// `sigil_core::robust::QueryVariant`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub query_variant: Option<String>,
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Role;
-use sigil_eval::robust::RobustLevel;
+use sigil_core::robust::RobustLevel;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::{Stream, StreamExt};
 use sigil_core::hash::encode_hex;
+use sigil_core::robust::RobustLevel;
 use sigil_core::{FileSignatures, HashKind};
-use sigil_eval::robust::RobustLevel;
 use sigil_index::{IndexReader, Match, SharedIndex};
 use tonic::{Request, Response, Status, Streaming};
 
