@@ -1,6 +1,6 @@
 //! Fuzz the reduced-scale baseline JPEG decoder behind `sigil scan --fast`
-//! (`sigil_scan::fast_jpeg::baseline`), which parses untrusted bytes with no
-//! library in between.
+//! (`sigil_core::decode::fast_jpeg::baseline`), which parses untrusted bytes
+//! with no library in between.
 //!
 //! Invariants checked: never a panic, the decoder asks about the frame's
 //! size before allocating, a decoded image is exactly `ceil(w / d) x
@@ -9,7 +9,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use sigil_scan::fast_jpeg::baseline;
+use sigil_core::decode::fast_jpeg::baseline;
 
 fuzz_target!(|data: &[u8]| {
     // The first byte picks the reduction, the rest is the file.

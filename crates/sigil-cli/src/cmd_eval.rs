@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
+use sigil_core::robust::{AugmentOptions, RobustQueryOptions};
 use sigil_eval::harness::{self, EvalConfig};
 use sigil_eval::report;
-use sigil_eval::robust::{AugmentOptions, RobustQueryOptions};
 use sigil_eval::transforms;
 
 #[derive(clap::Args)]

@@ -407,8 +407,8 @@ struct Enrolled {
 /// variant.
 fn enroll_one(path: &Path, augment: bool, hasher: &mut sigil_core::pdq::PdqHasher) -> Enrolled {
     use sigil_core::pdq::Profile;
+    use sigil_core::robust::{enrollment_hashes, AugmentOptions};
     use sigil_core::{DecodeOptions, Pixels};
-    use sigil_eval::robust::{enrollment_hashes, AugmentOptions};
 
     let id = path
         .file_stem()

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sigil_core::pdq::Profile;
+use sigil_core::robust::RobustLevel;
 use sigil_core::DecodeOptions;
-use sigil_eval::robust::RobustLevel;
 use sigil_index::IndexReader;
 use sigil_match::{MatchPolicy, MatchRequest, DEFAULT_QUALITY_THRESHOLD, DEFAULT_RADIUS};
 use sigil_scan::journal::{open_for_resume, read_journal, ScanManifest};

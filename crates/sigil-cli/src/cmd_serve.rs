@@ -49,7 +49,7 @@ pub struct Args {
         default_missing_value = "standard",
         value_parser = crate::cmd_scan::parse_robust_level
     )]
-    robust: Option<sigil_eval::robust::RobustLevel>,
+    robust: Option<sigil_core::robust::RobustLevel>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,

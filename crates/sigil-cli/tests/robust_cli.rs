@@ -8,9 +8,10 @@ use std::process::{Command, Output};
 
 use image::RgbImage;
 use sigil_core::pdq::{PdqHasher, Profile};
+use sigil_core::robust::geometry::{crop_frac, pad_flat, rotate_degrees};
+use sigil_core::robust::rgb_of;
 use sigil_eval::rng::SplitMix64;
-use sigil_eval::robust::rgb_of;
-use sigil_eval::transforms::{crop_frac, pad_flat, resize_by, Edit, Transform};
+use sigil_eval::transforms::{resize_by, Edit, Transform};
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
@@ -82,7 +83,7 @@ fn robust_scan_finds_padded_and_rotated_copies() {
         .save(tree.join("rotated.png"))
         .unwrap();
 
-    sigil_eval::transforms::rotate_degrees(&orig, 6.0, [0, 0, 0])
+    rotate_degrees(&orig, 6.0, [0, 0, 0])
         .save(tree.join("tilted.png"))
         .unwrap();
 

@@ -1,13 +1,13 @@
 //! Every SIMD kernel is bit-identical to the scalar code (and the scalar
 //! passes to a literal port of the reference's `box1DFloat`), on random
 //! images of many sizes including odd ones and ones smaller than a vector.
-//! Also: the blur written as weights (`jarosz::sample_taps`) equals the
-//! passes, and a grid hashes as the image it was decimated from.
+//! Also: a grid hashes as the image it was decimated from. (The blur written
+//! as weights, `jarosz::sample_taps`, is tested in `jarosz.rs`.)
 
 use sigil_core::pdq::jarosz;
+use sigil_core::pdq::kernels;
 use sigil_core::pdq::pipeline::{self, Scratch, Source};
 use sigil_core::pdq::{Kernel, PdqHasher, Profile};
-use sigil_core::simd;
 use sigil_core::PdqHash;
 
 /// xorshift64*: deterministic test data without a dependency.
@@ -21,9 +21,6 @@ impl Rng {
     }
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n as u64) as usize
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
     }
     /// Smooth-ish image content (noise on a gradient), like real photos,
     /// so hashes are not all degenerate.
@@ -138,8 +135,8 @@ fn every_kernel_pipeline_is_bit_identical_to_scalar() {
                 let mut got = [0.0f32; 4096];
                 // A reused scratch (larger from earlier images) must not matter.
                 let mut scratch = Scratch::default();
-                pipeline::blur_decimate(k, src, w, h, &mut scratch, &mut got);
-                pipeline::blur_decimate(k, src, w, h, &mut scratch, &mut got);
+                kernels::blur_decimate(k, src, w, h, &mut scratch, &mut got);
+                kernels::blur_decimate(k, src, w, h, &mut scratch, &mut got);
                 assert_eq!(bits(&got), bits(&want), "{k} {w}x{h}");
             }
         }
@@ -176,7 +173,7 @@ fn every_kernel_is_bit_identical_on_flat_and_sparse_images() {
             pipeline::blur_decimate_scalar(src, w, h, &mut Scratch::default(), &mut want);
             for &k in &kernels {
                 let mut got = [0.0f32; 4096];
-                pipeline::blur_decimate(k, src, w, h, &mut Scratch::default(), &mut got);
+                kernels::blur_decimate(k, src, w, h, &mut Scratch::default(), &mut got);
                 assert_eq!(bits(&got), bits(&want), "{k} {w}x{h}");
             }
         }
@@ -224,46 +221,21 @@ fn every_kernel_dct_is_bit_identical_to_scalar() {
             *v = rng.below(255_000) as f32 / 1000.0;
         }
         let mut want = [0.0f32; 256];
-        simd::dct(Kernel::Scalar, &m, &a, &mut want);
+        kernels::dct(Kernel::Scalar, &m, &a, &mut want);
         for k in simd_kernels() {
             let mut got = [0.0f32; 256];
-            simd::dct(k, &m, &a, &mut got);
+            kernels::dct(k, &m, &a, &mut got);
             assert_eq!(bits(&got), bits(&want), "{k}");
         }
-    }
-}
-
-#[test]
-fn every_kernel_hamming_matches_scalar_and_definition() {
-    let mut rng = Rng(0x5eed_0006);
-    for n in [0usize, 1, 2, 3, 4, 5, 7, 8, 9, 31, 100, 1027] {
-        let q = PdqHash(rng.bytes(32).try_into().unwrap());
-        let hay: Vec<[u8; 32]> = (0..n)
-            .map(|i| match i % 5 {
-                0 => q.0,             // distance 0
-                1 => q.0.map(|b| !b), // distance 256
-                _ => rng.bytes(32).try_into().unwrap(),
-            })
-            .collect();
-        let want: Vec<u16> = hay.iter().map(|h| q.hamming(&PdqHash(*h)) as u16).collect();
-        for k in Kernel::available() {
-            let mut out = vec![u16::MAX; n + 3];
-            simd::hamming_many_with(k, &q, &hay, &mut out);
-            assert_eq!(&out[..n], &want[..], "{k} n={n}");
-            assert!(out[n..].iter().all(|v| *v == u16::MAX), "{k} wrote past n");
-        }
-        let mut out = vec![0u16; n];
-        simd::hamming_many(&q, &hay, &mut out);
-        assert_eq!(out, want);
     }
 }
 
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn avx2_stages_are_bit_identical_to_scalar() {
+    use kernels::avx2;
     use sigil_core::pdq::jarosz::RowSel;
     use sigil_core::pdq::pipeline::StripScratch;
-    use simd::avx2;
     if !Kernel::Avx2.is_available() {
         return;
     }
@@ -391,40 +363,6 @@ fn a_grid_hashes_as_the_image_it_was_decimated_from() {
             // the image itself.)
             let one = hasher.hash_luma8(w32, h32, &grey, Profile::Full);
             assert_eq!(hasher.hash_grid(&grid), one, "{w}x{h}");
-        }
-    }
-}
-
-#[test]
-fn sample_taps_equal_two_box_passes_then_decimation() {
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-    for len in [1usize, 5, 63, 64, 65, 127, 128, 129, 500, 1000, 2592, 4032] {
-        let x: Vec<f32> = (0..len).map(|_| rng.below(256) as f32).collect();
-        let w = jarosz::window_size(len);
-        let mut once = vec![0.0f32; len];
-        let mut twice = vec![0.0f32; len];
-        jarosz::box_row_full(&x, w, &mut once);
-        jarosz::box_row_full(&once, w, &mut twice);
-        let taps = jarosz::sample_taps(len);
-        assert_eq!(taps.len(), 64);
-        for (i, t) in taps.iter().enumerate() {
-            let sum: f64 = t.weights.iter().sum();
-            assert!(
-                (sum - 1.0).abs() < 1e-9,
-                "len {len} output {i}: weights sum to {sum}"
-            );
-            assert!(t.weights.iter().all(|&v| v >= 0.0));
-            let got: f64 = t
-                .weights
-                .iter()
-                .enumerate()
-                .map(|(k, &v)| v * f64::from(x[t.first + k]))
-                .sum();
-            let want = f64::from(twice[jarosz::decimation_index(i, len)]);
-            assert!(
-                (got - want).abs() < 1e-3,
-                "len {len} output {i}: taps give {got}, box passes {want}"
-            );
         }
     }
 }

@@ -3,9 +3,9 @@
 
 use std::path::PathBuf;
 
+use sigil_core::robust::{AugmentOptions, RobustQueryOptions};
 use sigil_eval::harness::{self, EvalConfig};
 use sigil_eval::report;
-use sigil_eval::robust::{AugmentOptions, RobustQueryOptions};
 use sigil_eval::transforms;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

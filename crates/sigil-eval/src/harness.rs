@@ -9,14 +9,14 @@ use rayon::prelude::*;
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{decode::decode, DecodeOptions, ExactDigests, PdqHash};
 
-use crate::borders;
+use sigil_core::robust::{
+    borders, enrollment_hashes_rgb, rgb_of, robust_query_hashes_rgb, work_copy, AugmentOptions,
+    EnrollHash, QueryHash, RobustQueryOptions, VariantFamily,
+};
+
 use crate::gradient::{self, GradientSignature};
 use crate::metrics::{OperatingPoint, Scores};
 use crate::rng::SplitMix64;
-use crate::robust::{
-    enrollment_hashes_rgb, robust_query_hashes_rgb, work_copy, AugmentOptions, EnrollHash,
-    QueryHash, RobustQueryOptions, VariantFamily,
-};
 use crate::transforms::Transform;
 
 /// Precision every method's threshold must keep.
@@ -328,7 +328,7 @@ fn load(
     let sha = ExactDigests::of(&bytes).sha256;
     let dec = decode(&bytes, &DecodeOptions::default())
         .map_err(|e| ex(ExclusionReason::DecodeFailed, e.to_string()))?;
-    let mut img = crate::robust::rgb_of(&dec);
+    let mut img = rgb_of(&dec);
     if let Some(m) = max_side {
         img = work_copy(&img, m);
     }

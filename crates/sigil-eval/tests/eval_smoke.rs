@@ -3,9 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
+use sigil_core::robust::{AugmentOptions, RobustQueryOptions};
 use sigil_eval::harness::{self, EvalConfig, ExclusionReason};
 use sigil_eval::report;
-use sigil_eval::robust::{AugmentOptions, RobustQueryOptions};
 use sigil_eval::transforms;
 
 fn testdata() -> PathBuf {

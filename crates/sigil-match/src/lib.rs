@@ -37,9 +37,8 @@ mod matcher;
 mod outcome;
 mod policy;
 
-// The run-time robust helpers' one import in this crate (they are moving
-// from `sigil_eval::robust` to `sigil_core::robust`).
-use sigil_eval::robust::{QueryHash, QueryVariant, RobustLevel, RobustQueryOptions};
+// The run-time robust helpers (query variants) come from sigil-core.
+use sigil_core::robust::{QueryHash, QueryVariant, RobustLevel, RobustQueryOptions};
 
 pub use lookup::{Lookup, MemoryLookup};
 pub use matcher::{best_per_entry, HashItem, ImageQuery, Matcher, PdqQueries};

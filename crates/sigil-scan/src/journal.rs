@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use crate::output::{one_line, OutputFormat, CSV_HEADER};
 use crate::record::Verdict;
-use sigil_eval::robust::RobustLevel;
+use sigil_core::robust::RobustLevel;
 
 /// Why an existing output cannot be resumed.
 #[derive(Debug, thiserror::Error)]

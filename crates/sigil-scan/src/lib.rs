@@ -10,7 +10,6 @@
 //! The scan is read-only on the scanned trees: files are opened for reading
 //! only, and image bytes and pixels never leave the worker that hashes them.
 
-pub mod fast_jpeg;
 pub mod journal;
 pub mod output;
 pub mod pipeline;

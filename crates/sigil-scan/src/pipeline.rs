@@ -21,16 +21,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
+use sigil_core::decode::fast_jpeg::{self, FastDecode};
 use sigil_core::pdq::{DihedralOutput, PdqHasher, PdqOutput, Profile};
+use sigil_core::robust::{robust_query_hashes, RobustQueryOptions};
 use sigil_core::{
     DecodeError, DecodeOptions, DecodedImage, ExactHasher, HashKind, PdqHash, Pixels,
 };
-// The run-time robust helpers' one import in this crate (they are moving
-// from `sigil_eval::robust` to `sigil_core::robust`).
-use sigil_eval::robust::{robust_query_hashes, RobustQueryOptions};
 use sigil_match::{ImageQuery, Lookup, Matcher, Outcome, ResolvedOptions};
 
-use crate::fast_jpeg::{self, FastDecode};
 use crate::journal::record_key;
 use crate::output::{OutputFormat, RecordWriter};
 use crate::read::{read_file, FileContents};
@@ -56,7 +54,7 @@ pub struct ScanConfig {
     pub matching: ResolvedOptions,
     pub profile: Profile,
     pub decode: DecodeOptions,
-    /// Reduced-scale decoding of large JPEGs (see [`crate::fast_jpeg`]).
+    /// Reduced-scale decoding of large JPEGs (see [`sigil_core::decode::fast_jpeg`]).
     pub fast: bool,
     /// Test hook: sleep this long per file (to interrupt a scan mid-run).
     pub per_file_delay: Option<Duration>,

@@ -400,7 +400,8 @@ fn robust_scan_matches_rotated_and_padded_copies() {
     );
     let bytes = fs::read(testdata().join("originals/bridge-mods/aaa-orig.jpg")).unwrap();
     let img = sigil_core::decode::decode(&bytes, &Default::default()).unwrap();
-    let padded = sigil_eval::transforms::pad_flat(&sigil_eval::robust::rgb_of(&img), 0.2, [0; 3]);
+    let padded =
+        sigil_core::robust::geometry::pad_flat(&sigil_core::robust::rgb_of(&img), 0.2, [0; 3]);
     padded.save(tree.join("padded.png")).unwrap();
     let lookup = mem_lookup(&[(bridge, "bridge")], &[]);
     let plain = ScanConfig {
@@ -413,7 +414,7 @@ fn robust_scan_matches_rotated_and_padded_copies() {
     assert_eq!(m["padded.png"].verdict, Verdict::NoMatch, "{m:#?}");
 
     let policy = MatchPolicy {
-        robust: sigil_eval::robust::RobustLevel::Standard,
+        robust: sigil_core::robust::RobustLevel::Standard,
         ..MatchPolicy::unrestricted()
     };
     let robust = ScanConfig {

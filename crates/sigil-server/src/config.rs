@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::auth::Role;
 use crate::store::LEGAL_RETENTION_DAYS;
-use sigil_eval::robust::RobustLevel;
+use sigil_core::robust::RobustLevel;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]

@@ -3,8 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use sigil_core::robust::{QueryHash, RobustLevel};
 use sigil_core::{FileSignatures, HashKind, PdqHash};
-use sigil_eval::robust::{best_per_entry, QueryHash, RobustLevel};
+use sigil_eval::robust::best_per_entry;
 use sigil_index::{IndexReader, Match, SearchOptions};
 
 use crate::config::Matching;
@@ -242,7 +243,7 @@ impl Matcher<'_> {
 
     /// Matches a hashed file: exact digests always, PDQ when the image
     /// decoded with enough quality. With robust options and `robust`
-    /// variants (from `sigil_eval::robust::robust_query_hashes`), PDQ is
+    /// variants (from `sigil_core::robust::robust_query_hashes`), PDQ is
     /// looked up for every variant.
     pub fn signatures(&self, sigs: &FileSignatures, robust: &[QueryHash]) -> Outcome {
         let mut matches = Vec::new();

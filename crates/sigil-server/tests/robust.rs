@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
+use sigil_core::robust::RobustLevel;
 use sigil_core::{PdqHash, SignOptions, Signer};
-use sigil_eval::robust::RobustLevel;
 use sigil_index::{EntryMeta, IndexWriter, SegmentBuilder};
 use sigil_server::auth::{key_digest_hex, Role};
 use sigil_server::config::ApiKeyConfig;
@@ -32,7 +32,7 @@ const ROTATED: &str = "originals/reg-test-input/dih/bridge-2-rotate-90.jpg";
 fn edited_png(edit: impl Fn(&image::RgbImage) -> image::RgbImage) -> Vec<u8> {
     let bytes = std::fs::read(testdata(ORIGINAL)).unwrap();
     let img = sigil_core::decode::decode(&bytes, &Default::default()).unwrap();
-    let edited = edit(&sigil_eval::robust::rgb_of(&img));
+    let edited = edit(&sigil_core::robust::rgb_of(&img));
     let mut out = std::io::Cursor::new(Vec::new());
     edited.write_to(&mut out, image::ImageFormat::Png).unwrap();
     out.into_inner()
@@ -40,12 +40,12 @@ fn edited_png(edit: impl Fn(&image::RgbImage) -> image::RgbImage) -> Vec<u8> {
 
 /// The original with a black border adding 20% to each side.
 fn padded_png() -> Vec<u8> {
-    edited_png(|img| sigil_eval::transforms::pad_flat(img, 0.2, [0; 3]))
+    edited_png(|img| sigil_core::robust::geometry::pad_flat(img, 0.2, [0; 3]))
 }
 
 /// The original rotated by 6 degrees, corners black.
 fn tilted_png() -> Vec<u8> {
-    edited_png(|img| sigil_eval::transforms::rotate_degrees(img, 6.0, [0; 3]))
+    edited_png(|img| sigil_core::robust::geometry::rotate_degrees(img, 6.0, [0; 3]))
 }
 
 /// Starts a server on an index holding the original's PDQ hash.

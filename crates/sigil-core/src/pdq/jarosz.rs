@@ -268,8 +268,9 @@ pub fn blur_decimate_reference(luma: &mut [f32], rows: usize, cols: usize) -> [f
 
 /// One decimated output of the blur along an axis, written as weights on
 /// the input samples: the output is `sum(weights[k] * x[first + k])`.
+#[cfg(any(test, feature = "fast-jpeg"))]
 #[derive(Clone, Debug, PartialEq)]
-pub struct SampleTaps {
+pub(crate) struct SampleTaps {
     /// Input index of `weights[0]`.
     pub first: usize,
     /// Non-negative, summing to 1.
@@ -285,7 +286,8 @@ pub struct SampleTaps {
 /// `i`; the reference's running f32 sums round differently, so this is for
 /// approximations that never see the pixels (`sigil scan --fast` applies it
 /// to JPEG DCT coefficients), never for the bit-exact path. `len >= 1`.
-pub fn sample_taps(len: usize) -> Vec<SampleTaps> {
+#[cfg(any(test, feature = "fast-jpeg"))]
+pub(crate) fn sample_taps(len: usize) -> Vec<SampleTaps> {
     assert!(len >= 1, "sample_taps needs a non-empty axis");
     let window = window_size(len);
     let half = (window + 2) / 2;
@@ -318,4 +320,51 @@ pub fn sample_taps(len: usize) -> Vec<SampleTaps> {
             SampleTaps { first, weights }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The blur written as weights equals two box passes then decimation.
+    #[test]
+    fn sample_taps_equal_two_box_passes_then_decimation() {
+        // xorshift64*, as the data of `tests/pdq_kernels.rs`.
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut below = |n: u64| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            state.wrapping_mul(0x2545_F491_4F6C_DD1D) % n
+        };
+        for len in [1usize, 5, 63, 64, 65, 127, 128, 129, 500, 1000, 2592, 4032] {
+            let x: Vec<f32> = (0..len).map(|_| below(256) as f32).collect();
+            let w = window_size(len);
+            let mut once = vec![0.0f32; len];
+            let mut twice = vec![0.0f32; len];
+            box_row_full(&x, w, &mut once);
+            box_row_full(&once, w, &mut twice);
+            let taps = sample_taps(len);
+            assert_eq!(taps.len(), 64);
+            for (i, t) in taps.iter().enumerate() {
+                let sum: f64 = t.weights.iter().sum();
+                assert!(
+                    (sum - 1.0).abs() < 1e-9,
+                    "len {len} output {i}: weights sum to {sum}"
+                );
+                assert!(t.weights.iter().all(|&v| v >= 0.0));
+                let got: f64 = t
+                    .weights
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &v)| v * f64::from(x[t.first + k]))
+                    .sum();
+                let want = f64::from(twice[decimation_index(i, len)]);
+                assert!(
+                    (got - want).abs() < 1e-3,
+                    "len {len} output {i}: taps give {got}, box passes {want}"
+                );
+            }
+        }
+    }
 }

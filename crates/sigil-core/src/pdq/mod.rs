@@ -8,18 +8,21 @@
 //! fused multiply-add). See `../shared/notes/pdq-spec.md` for the algorithm.
 //!
 //! Stages: luma ([`luma`]), Jarosz tent filter and decimation ([`jarosz`],
-//! `pipeline`), quality ([`quality`]), DCT ([`dct`]), median threshold and
+//! [`pipeline`]), quality ([`quality`]), DCT ([`dct`]), median threshold and
 //! dihedral variants ([`threshold`]), pre-processing profiles ([`profile`]).
+//! The stages are portable code; [`kernels`] holds every CPU dispatch and
+//! the SIMD versions, and only [`PdqHasher`] calls it.
 
 pub mod dct;
 pub mod jarosz;
+pub mod kernels;
 pub mod luma;
 pub mod pipeline;
 pub mod profile;
 pub mod quality;
 pub mod threshold;
 
-pub use crate::simd::Kernel;
+pub use kernels::Kernel;
 pub use profile::{Profile, ProfileParseError};
 
 use crate::hash::PdqHash;
@@ -257,8 +260,9 @@ impl PdqHasher {
     /// Hashes a 64x64 luma grid that is already blurred and decimated (the
     /// reference's `buffer64x64`, row-major), for callers that compute it
     /// without pixels: `sigil scan --fast` derives it from JPEG DCT
-    /// coefficients with [`jarosz::sample_taps`]. Only quality, DCT and
-    /// threshold run here, so the result is as exact as the grid given.
+    /// coefficients (`decode::fast_jpeg`, feature `fast-jpeg`). Only quality,
+    /// DCT and threshold run here, so the result is as exact as the grid
+    /// given.
     pub fn hash_grid(&mut self, grid: &[f32; 4096]) -> PdqOutput {
         single(Some(self.finish(grid)))
     }
@@ -314,7 +318,7 @@ impl PdqHasher {
                 Source::F32(f) => a.copy_from_slice(f),
             }
         } else {
-            pipeline::blur_decimate(self.kernel, src, w, h, &mut self.scratch, &mut a);
+            kernels::blur_decimate(self.kernel, src, w, h, &mut self.scratch, &mut a);
         }
         Some(self.finish(&a))
     }
@@ -323,7 +327,7 @@ impl PdqHasher {
     fn finish(&self, a: &[f32; 4096]) -> ([f32; 256], u32) {
         let q = quality::quality(a);
         let mut b = [0.0f32; 256];
-        crate::simd::dct(self.kernel, &self.dct, a, &mut b);
+        kernels::dct(self.kernel, &self.dct, a, &mut b);
         (b, q)
     }
 }

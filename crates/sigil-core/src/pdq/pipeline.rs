@@ -1,4 +1,5 @@
-//! Luma + blur + decimation to the 64x64 buffer, dispatched per kernel.
+//! Luma + blur + decimation to the 64x64 buffer, scalar (the SIMD versions
+//! are in `kernels`, which dispatches between them).
 //!
 //! Data flow (`h x w` image, `wr = window(w)`, `wc = window(h)`):
 //! * pass A: box along rows of the luma (full output, `h x w`);
@@ -11,7 +12,6 @@
 
 use super::jarosz::{self, RowSel};
 use super::luma;
-use crate::simd::Kernel;
 
 /// Pixels entering the pipeline.
 #[derive(Clone, Copy)]
@@ -47,24 +47,6 @@ fn ensure(v: &mut Vec<f32>, n: usize) {
 pub struct StripScratch {
     pub input: Vec<f32>,
     pub output: Vec<f32>,
-}
-
-/// Blur and decimate `src` (`h x w`, both >= 5) into `out` (64x64 row-major).
-pub fn blur_decimate(
-    kernel: Kernel,
-    src: Source<'_>,
-    w: usize,
-    h: usize,
-    s: &mut Scratch,
-    out: &mut [f32; 4096],
-) {
-    match kernel {
-        #[cfg(target_arch = "x86_64")]
-        Kernel::Avx2 | Kernel::Avx512 => crate::simd::avx2::blur_decimate(src, w, h, s, out),
-        #[cfg(target_arch = "aarch64")]
-        Kernel::Neon => crate::simd::neon::blur_decimate(src, w, h, s, out),
-        _ => blur_decimate_scalar(src, w, h, s, out),
-    }
 }
 
 /// The scalar pipeline (also the fallback on every CPU).

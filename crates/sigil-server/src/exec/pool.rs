@@ -21,10 +21,10 @@ use std::time::Instant;
 use prost::bytes::Bytes;
 use sigil_core::decode::{decode, DecodeLimits, DecodeOptions};
 use sigil_core::pdq::{PdqHasher, Profile};
+use sigil_core::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustLevel};
 use sigil_core::{
     Dihedral, ExactDigests, FileSignatures, ImageSignature, PdqHash, SignOptions, Signer,
 };
-use sigil_eval::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustLevel};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::reply::{panic_message, reply, Reply, WorkerPanicked};

@@ -6,8 +6,8 @@
 //! match's kind and variant, a classification).
 
 use sigil_core::hash::{decode_hex_into, encode_hex};
+use sigil_core::robust::RobustLevel;
 use sigil_core::{Dihedral, FileSignatures, HashKind};
-use sigil_eval::robust::RobustLevel;
 use sigil_index::Match;
 use tonic::Status;
 

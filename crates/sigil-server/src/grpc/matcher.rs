@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::{Stream, StreamExt};
+use sigil_core::robust::RobustLevel;
 use sigil_core::{FileSignatures, HashKind};
-use sigil_eval::robust::RobustLevel;
 use sigil_index::IndexReader;
 use tonic::{Request, Response, Status, Streaming};
 

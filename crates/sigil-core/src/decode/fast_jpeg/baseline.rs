@@ -33,6 +33,7 @@
 
 use super::entropy::{decode_block, Bits, Hot, Huffman};
 use super::grid::{GridSink, LumaGrid, GRID_COEFS};
+use crate::cpu::CpuFeatures;
 
 /// Why the baseline decoder did not produce an image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -528,10 +529,7 @@ fn decode_planes<const BS: usize>(
             }
         })
         .collect();
-    #[cfg(target_arch = "x86_64")]
-    let sse41 = BS == 4 && std::arch::is_x86_feature_detected!("sse4.1");
-    #[cfg(not(target_arch = "x86_64"))]
-    let sse41 = false;
+    let sse41 = BS == 4 && CpuFeatures::detect().has_sse41();
     let mut sink = PlaneSink::<BS> { planes, sse41 };
     decode_blocks::<BS, _>(hd, &mut sink)?;
     Ok(sink.planes)
@@ -613,7 +611,7 @@ fn decode_blocks<const BS: usize, S: BlockSink>(hd: &mut Headers<'_>, sink: &mut
             return Err(Declined::Corrupt("entropy-coded data ends early"));
         }
         for ux in 0..units_x {
-            if interval > 0 && unit > 0 && unit % interval == 0 {
+            if interval > 0 && unit > 0 && unit.is_multiple_of(interval) {
                 hot = bits.restart(hot)?;
                 for c in comps.iter_mut() {
                     c.pred = 0;
@@ -728,8 +726,8 @@ fn idct4(c: &Coefs, stride: usize, out: &mut [u8]) {
 fn idct4_dispatch(sse41: bool, c: &Coefs, stride: usize, out: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if sse41 {
-        // SAFETY: `sse41` is true only when `decode_planes` detected
-        // SSE4.1 on this CPU at run time (or in the test, after checking).
+        // SAFETY: `sse41` is true only when `CpuFeatures::detect()` found
+        // SSE4.1 on this CPU (in `decode_planes`, or in the test).
         unsafe { idct4_sse41(c, stride, out) };
         return;
     }
@@ -870,11 +868,11 @@ mod tests {
     #[test]
     fn idct4_simd_equals_scalar() {
         #[cfg(target_arch = "x86_64")]
-        if !std::arch::is_x86_feature_detected!("sse4.1") {
+        if !CpuFeatures::detect().has_sse41() {
             eprintln!("SSE4.1 not available: only the scalar transform runs here");
             return;
         }
-        let mut rng = sigil_eval::rng::SplitMix64::new(7);
+        let mut rng = crate::test_rng::SplitMix64::new(7);
         let stride = 7;
         for n in 0..50_000 {
             let mut c: Coefs = [0; 32];

@@ -4,7 +4,7 @@
 //! PDQ's first stage is linear: two box passes along each axis, then
 //! decimation to 64x64. Each grid value is a weighted sum of luma samples
 //! whose weights are separable, `wy_i[y] * wx_j[x]`
-//! ([`sigil_core::pdq::jarosz::sample_taps`]). A JPEG stores luma as 8x8
+//! (`pdq::jarosz::sample_taps`). A JPEG stores luma as 8x8
 //! blocks of DCT coefficients `F[v][u]`, and pixel `(x, y)` of a block is
 //! `128 + sum F[v][u] b_v(y) b_u(x)` with `b_u(x) = C(u)/2 cos((2x + 1) u
 //! pi / 16)`, `C(0) = 1/sqrt 2`, `C(u > 0) = 1`. So grid value `(i, j)` is
@@ -27,7 +27,7 @@
 //! clamps too (here it is Y, see `baseline`). BENCHMARKS.md ("Batch scan")
 //! has the deviation on the corpus.
 
-use sigil_core::pdq::jarosz::sample_taps;
+use crate::pdq::jarosz::sample_taps;
 
 use super::baseline::{BlockSink, Coefs};
 

@@ -6,8 +6,8 @@
 //!
 //! 1. the encoded size is checked before anything is parsed
 //!    ([`DecodeLimits::max_bytes`]);
-//! 2. the format is sniffed from magic bytes (never from a file name) and
-//!    only the six supported formats are let through;
+//! 2. the format is sniffed from magic bytes ([`sniff`], never from a file
+//!    name) and only the six supported formats are let through;
 //! 3. the header is parsed and the claimed dimensions are checked against
 //!    [`DecodeLimits::max_dimension`] and [`DecodeLimits::max_pixels`]
 //!    *before* the pixel buffer is allocated, so a 200-byte file claiming
@@ -27,6 +27,16 @@
 //! samples keep their high byte (what Pillow does for 16-bit RGB). EXIF
 //! orientation is ignored unless [`DecodeOptions::apply_exif_orientation`]
 //! is set: ThreatExchange hashes are computed on the stored pixels.
+//!
+//! `fast_jpeg` (cargo feature `fast-jpeg`) holds the one decoder written
+//! here, the approximate reduced-scale JPEG paths of `sigil scan --fast`;
+//! it takes the same limits and runs under the same panic guard.
+
+#[cfg(feature = "fast-jpeg")]
+pub mod fast_jpeg;
+mod sniff;
+
+pub use sniff::{sniff, Container, MediaKind};
 
 use std::io::Cursor;
 use std::panic::{self, AssertUnwindSafe};
@@ -59,9 +69,9 @@ impl Default for DecodeLimits {
 impl DecodeLimits {
     /// Checks a header's claimed size before anything is allocated: zero
     /// sides are `ZeroSize`, sides or areas over the limits `TooLarge`.
-    /// Decoders outside this module (the reduced-scale JPEG decode of
-    /// `scan --fast`) use the same check.
-    pub fn check_dimensions(
+    /// Every decoder here uses it, the reduced-scale ones of `fast_jpeg`
+    /// included.
+    pub(crate) fn check_dimensions(
         &self,
         format: Format,
         width: u32,
@@ -213,18 +223,13 @@ pub enum DecodeError {
     DecoderPanic { format: Format, message: String },
 }
 
-/// Identifies the format from magic bytes. `None` for anything sigil does
-/// not decode (including formats the image crate knows but we do not
-/// enable).
+/// Identifies the image format from magic bytes ([`sniff`]). `None` for
+/// anything sigil does not decode (videos and formats the image crate knows
+/// but we do not enable included).
 pub fn sniff_format(bytes: &[u8]) -> Option<Format> {
-    match image::guess_format(bytes).ok()? {
-        ImageFormat::Jpeg => Some(Format::Jpeg),
-        ImageFormat::Png => Some(Format::Png),
-        ImageFormat::WebP => Some(Format::WebP),
-        ImageFormat::Gif => Some(Format::Gif),
-        ImageFormat::Bmp => Some(Format::Bmp),
-        ImageFormat::Tiff => Some(Format::Tiff),
-        _ => None,
+    match sniff(bytes) {
+        MediaKind::Image(format) => Some(format),
+        MediaKind::Video(_) | MediaKind::Other => None,
     }
 }
 
@@ -408,7 +413,7 @@ fn decode_format(
 /// EXIF thumbnail come before the main image's scans, and trailing data
 /// after the end-of-image marker (camera trailers) is allowed. Data cut off
 /// anywhere in or before the last scan has no such marker.
-pub fn jpeg_has_end_of_image(bytes: &[u8]) -> bool {
+pub(crate) fn jpeg_has_end_of_image(bytes: &[u8]) -> bool {
     let is = |w: &[u8], marker: u8| w[0] == 0xFF && w[1] == marker;
     // Searching backwards from the end finds the marker after a few bytes in
     // the common case, instead of reading the whole file.

@@ -1,4 +1,5 @@
-//! `--fast`: hash large JPEGs without decoding them at full resolution.
+//! The approximate JPEG paths behind `sigil scan --fast` (cargo feature
+//! `fast-jpeg`): hash large JPEGs without decoding them at full resolution.
 //!
 //! PDQ reduces every image to 64x64 samples (a Jarosz box filter, then
 //! decimation), so decoding a 12 MP photo at full resolution mostly produces
@@ -33,12 +34,9 @@ mod grid;
 
 pub use grid::LumaGrid;
 
-use std::panic::{self, AssertUnwindSafe};
-
 use baseline::Declined;
 
-use sigil_core::decode::Format;
-use sigil_core::{DecodeLimits, DecodedImage, Pixels};
+use super::{guarded, jpeg_has_end_of_image, DecodeLimits, DecodedImage, Format, Pixels};
 
 /// Shorter side kept by the reduced-scale decode.
 pub const FAST_MIN_SIDE: u32 = 512;
@@ -60,9 +58,7 @@ pub fn reduction_for(width: u32, height: u32, min_side: u32) -> Option<u32> {
 /// Whether `bytes` may go to a fast path at all: a complete JPEG (the exact
 /// decoder reports truncated ones) within the byte limit.
 fn is_candidate(bytes: &[u8], limits: &DecodeLimits) -> bool {
-    is_jpeg(bytes)
-        && bytes.len() as u64 <= limits.max_bytes
-        && sigil_core::decode::jpeg_has_end_of_image(bytes)
+    is_jpeg(bytes) && bytes.len() as u64 <= limits.max_bytes && jpeg_has_end_of_image(bytes)
 }
 
 /// What a fast path produced.
@@ -78,7 +74,8 @@ pub enum FastDecode {
 /// use the exact path. With `grid` (the caller needs no pixels), a YCbCr or
 /// grey sequential JPEG comes back as [`FastDecode::Grid`]; otherwise, and
 /// for JPEGs the grid does not take, as a reduced-scale image. The headers
-/// are parsed once for both.
+/// are parsed once for both. Runs under the same panic guard as
+/// [`decode`](super::decode): a panic is `None`, like any other failure.
 pub fn decode_fast(
     bytes: &[u8],
     limits: &DecodeLimits,
@@ -88,7 +85,7 @@ pub fn decode_fast(
     if !is_candidate(bytes, limits) {
         return None;
     }
-    panic::catch_unwind(AssertUnwindSafe(|| {
+    let fast = || {
         let mut hd = match baseline::parse_headers(bytes) {
             Ok(hd) => hd,
             Err(Declined::Unsupported(_)) => return decode_scaled(bytes, limits, min_side),
@@ -125,9 +122,8 @@ pub fn decode_fast(
             Err(Declined::Unsupported(_)) => decode_scaled(bytes, limits, min_side),
             Err(Declined::NotReduced | Declined::Corrupt(_)) => None,
         }
-    }))
-    .ok()
-    .flatten()
+    };
+    guarded(Format::Jpeg, || Ok(fast())).ok().flatten()
 }
 
 /// [`decode_fast`] without the grid: the reduced-scale image and the

@@ -251,15 +251,8 @@ fn trim_mirror(img: &RgbImage, r: &mut ContentRect) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transforms::{pad_flat, pad_mirror};
-
-    /// A real photo from testdata (256x256).
-    fn scene(w: u32, h: u32) -> RgbImage {
-        let p =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/eval/q2821.jpg");
-        let img = image::open(p).expect("testdata photo").to_rgb8();
-        image::imageops::resize(&img, w, h, image::imageops::FilterType::Triangle)
-    }
+    use crate::robust::geometry::{pad_flat, pad_mirror};
+    use crate::robust::test_photo as scene;
 
     fn close(a: u32, b: u32, tol: u32) -> bool {
         a.abs_diff(b) <= tol
@@ -287,7 +280,7 @@ mod tests {
 
     #[test]
     fn leaves_textured_image_alone() {
-        let mut rng = crate::rng::SplitMix64::new(9);
+        let mut rng = crate::test_rng::SplitMix64::new(9);
         let img = RgbImage::from_fn(200, 150, |_, _| {
             let v = rng.below(256) as u8;
             image::Rgb([v, v / 2, 255 - v])

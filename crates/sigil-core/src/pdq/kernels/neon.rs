@@ -1,8 +1,9 @@
-//! AArch64 NEON kernels. NEON is part of the AArch64 baseline, so these are
-//! ordinary functions. Kept deliberately simple (this path cannot be run on
-//! the x86 development machines; `tests/pdq_kernels.rs` checks it against
-//! scalar wherever it does run): the vertical box passes, the DCT and
-//! Hamming are vectorized; the horizontal passes use the scalar code.
+//! AArch64 NEON kernels, a leaf of `kernels`. NEON is part of the AArch64
+//! baseline, so these are ordinary functions. Kept deliberately simple (this
+//! path cannot be run on the x86 development machines;
+//! `tests/pdq_kernels.rs` checks it against scalar wherever it does run):
+//! the vertical box passes and the DCT are vectorized; the horizontal passes
+//! use the scalar code.
 
 use std::arch::aarch64::*;
 
@@ -193,19 +194,5 @@ pub fn dct(d: &[f32; 1024], dt: &[f32; 1024], a: &[f32; 4096], out: &mut [f32; 2
             };
             store4(out, i * 16 + jb, acc);
         }
-    }
-}
-
-/// Hamming distances with `vcntq_u8`.
-pub fn hamming_many(query: &[u8; 32], haystack: &[[u8; 32]], out: &mut [u16]) {
-    // SAFETY: each pointer covers 16 readable bytes of a 32-byte array.
-    let (q0, q1) = unsafe { (vld1q_u8(query.as_ptr()), vld1q_u8(query.as_ptr().add(16))) };
-    for (h, o) in haystack.iter().zip(out.iter_mut()) {
-        // SAFETY: as above, for `h`.
-        *o = unsafe {
-            let a = vcntq_u8(veorq_u8(q0, vld1q_u8(h.as_ptr())));
-            let b = vcntq_u8(veorq_u8(q1, vld1q_u8(h.as_ptr().add(16))));
-            vaddlvq_u8(vaddq_u8(a, b))
-        };
     }
 }

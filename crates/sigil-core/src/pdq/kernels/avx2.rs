@@ -1,6 +1,8 @@
-//! AVX2 kernels (x86-64). Every function here is only reached through a
-//! `Kernel::Avx2`/`Kernel::Avx512` hasher, which exists only after
-//! `is_x86_feature_detected!("avx2")` returned true.
+//! AVX2 kernels (x86-64), a leaf of `kernels`: the same stages as the
+//! scalar code in `pdq`. Every public function checks AVX2 itself
+//! ([`CpuFeatures`]) before entering `#[target_feature]` code, so no safe
+//! caller can run it on a CPU without AVX2; a hasher reaches it only
+//! through a `Kernel::Avx2`/`Kernel::Avx512` it was allowed to choose.
 //!
 //! Layout tricks, none of which changes a single float operation:
 //! * Horizontal box passes run on 16-row strips transposed into
@@ -13,6 +15,7 @@
 
 use std::arch::x86_64::*;
 
+use crate::cpu::CpuFeatures;
 use crate::pdq::jarosz::{self, BoxPhases, RowSel};
 use crate::pdq::luma;
 use crate::pdq::pipeline::{Scratch, Source, StripScratch};
@@ -709,58 +712,12 @@ fn dct_impl(d: &[f32; 1024], dt: &[f32; 1024], a: &[f32; 4096], out: &mut [f32; 
     }
 }
 
-/// Hamming distances with AVX2: nibble-table popcount (`vpshufb`) of
-/// `query ^ hash`, byte sums by `vpsadbw`, four hashes per iteration.
-#[target_feature(enable = "avx2")]
-fn hamming_many_impl(query: &[u8; 32], haystack: &[[u8; 32]], out: &mut [u16]) {
-    // SAFETY: 32 readable bytes.
-    let q = unsafe { _mm256_loadu_si256(query.as_ptr().cast()) };
-    let table = _mm256_setr_epi8(
-        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4, //
-        0, 1, 1, 2, 1, 2, 2, 3, 1, 2, 2, 3, 2, 3, 3, 4,
-    );
-    let low = _mm256_set1_epi8(0x0f);
-    let popsad = |h: &[u8; 32]| -> __m256i {
-        // SAFETY: `h` is 32 readable bytes.
-        let v = _mm256_xor_si256(q, unsafe { _mm256_loadu_si256(h.as_ptr().cast()) });
-        let lo = _mm256_shuffle_epi8(table, _mm256_and_si256(v, low));
-        let hi = _mm256_shuffle_epi8(table, _mm256_and_si256(_mm256_srli_epi16::<4>(v), low));
-        _mm256_sad_epu8(_mm256_add_epi8(lo, hi), _mm256_setzero_si256())
-    };
-    let mut chunks = haystack.chunks_exact(4);
-    let mut outs = out.chunks_exact_mut(4);
-    for (hs, o) in (&mut chunks).zip(&mut outs) {
-        let (s0, s1, s2, s3) = (
-            popsad(&hs[0]),
-            popsad(&hs[1]),
-            popsad(&hs[2]),
-            popsad(&hs[3]),
-        );
-        // Fold the four 64-bit partial counts of each hash.
-        let t01 = _mm256_add_epi64(_mm256_unpacklo_epi64(s0, s1), _mm256_unpackhi_epi64(s0, s1));
-        let t23 = _mm256_add_epi64(_mm256_unpacklo_epi64(s2, s3), _mm256_unpackhi_epi64(s2, s3));
-        let u = _mm256_add_epi64(
-            _mm256_permute2x128_si256::<0x20>(t01, t23),
-            _mm256_permute2x128_si256::<0x31>(t01, t23),
-        );
-        let mut lanes = [0u64; 4];
-        // SAFETY: `lanes` is 32 writable bytes.
-        unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), u) };
-        for (d, l) in o.iter_mut().zip(lanes) {
-            *d = l as u16;
-        }
-    }
-    let rest = chunks.remainder();
-    let done = haystack.len() - rest.len();
-    super::hamming_many_scalar(&crate::hash::PdqHash(*query), rest, &mut out[done..]);
-}
-
-// Safe entry points. Each asserts AVX2 (a cached atomic load, negligible
+// Safe entry points. Each asserts AVX2 (cached atomic loads, negligible
 // next to the work) so no caller can reach AVX2 code on a CPU without it.
 
 fn assert_avx2() {
     assert!(
-        std::arch::is_x86_feature_detected!("avx2"),
+        CpuFeatures::detect().has_avx2(),
         "AVX2 kernel called on a CPU without AVX2"
     );
 }
@@ -830,11 +787,4 @@ pub fn dct(d: &[f32; 1024], dt: &[f32; 1024], a: &[f32; 4096], out: &mut [f32; 2
     assert_avx2();
     // SAFETY: AVX2 support was just checked.
     unsafe { dct_impl(d, dt, a, out) }
-}
-
-/// Hamming distances of `query` to each of `haystack` into `out`.
-pub fn hamming_many(query: &[u8; 32], haystack: &[[u8; 32]], out: &mut [u16]) {
-    assert_avx2();
-    // SAFETY: AVX2 support was just checked.
-    unsafe { hamming_many_impl(query, haystack, out) }
 }

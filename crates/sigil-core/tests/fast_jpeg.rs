@@ -4,11 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+use sigil_core::decode::fast_jpeg::baseline::{self, Declined, Reduced};
+use sigil_core::decode::fast_jpeg::decode_reduced;
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{DecodeLimits, DecodeOptions, Pixels};
-use sigil_eval::rng::SplitMix64;
-use sigil_scan::fast_jpeg::baseline::{self, Declined, Reduced};
-use sigil_scan::fast_jpeg::decode_reduced;
+
+#[path = "../src/test_rng.rs"]
+mod test_rng;
+use test_rng::SplitMix64;
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
