@@ -539,6 +539,7 @@ impl proto::matcher_server::Matcher for MatcherService {
                 loaded_at_unix_ms: st.loaded_at_ms.load(std::sync::atomic::Ordering::Relaxed),
                 default_radius: st.config.matching.radius,
                 quality_threshold: st.config.matching.quality_threshold,
+                list_radius_not_held: st.config.matching.list_radius_not_held(&*reader),
             }))
         })
         .await
