@@ -34,7 +34,7 @@ pub enum Command {
     Verify(IndexArg),
     /// Write every live entry as CSV (hash,kind,id,list,category,note).
     Export(ExportArgs),
-    /// Match PDQ hashes (one hex per line, files or stdin) and print JSON lines.
+    /// Match hashes (one per line, files or stdin) and print JSON lines.
     Query(QueryArgs),
 }
 
@@ -180,13 +180,25 @@ pub struct QueryArgs {
     lists: Vec<String>,
     /// Per-list radius cap, LIST=R (repeatable): that list's matches are
     /// within R and within --radius, as the server's `[matching]
-    /// list_radius`.
+    /// list_radius`. A list the index does not hold is an error naming the
+    /// lists it does.
     #[arg(long = "list-radius", value_parser = parse_list_radius)]
     list_radius: Vec<(String, u32)>,
+    /// Read each PDQ hash's quality (0-100) from the field after it, as
+    /// Meta's pdq-photo-hasher writes `hash,quality,file`: a hash under
+    /// --min-quality is not searched (verdict low_quality).
+    #[arg(long)]
+    with_quality: bool,
+    /// With --with-quality: PDQ hashes under this quality are not matched.
+    #[arg(long, default_value_t = sigil_match::DEFAULT_QUALITY_THRESHOLD, value_parser = clap::value_parser!(u32).range(0..=100))]
+    min_quality: u32,
     /// Output format.
     #[arg(long, default_value = "jsonl", value_parser = ["jsonl"])]
     format: String,
-    /// Files of PDQ hashes, one 64-hex per line (default stdin; `-` = stdin).
+    /// Files of hashes, one per line (default stdin; `-` = stdin): 64 hex
+    /// is a PDQ hash; other kinds say theirs, `md5:HEX`, `sha1:HEX`,
+    /// `sha256:HEX` (`pdq:HEX` too). Fields after the hash (`,`, tab or
+    /// space) are ignored, but for --with-quality.
     inputs: Vec<PathBuf>,
 }
 
@@ -812,7 +824,14 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
 
 #[derive(serde::Serialize)]
 struct QueryLine<'a> {
+    /// The hash, in lowercase hex.
     query: String,
+    kind: HashKind,
+    /// `match`, `no_match`, or `low_quality` (a PDQ hash under
+    /// --min-quality, with --with-quality).
+    verdict: sigil_match::Verdict,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    quality: Option<u32>,
     matches: &'a [sigil_match::MatchedEntry],
     /// Matches past `--k`, left out.
     #[serde(skip_serializing_if = "is_zero")]
@@ -824,15 +843,54 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
+/// One hash of `index query`'s input.
+struct QueryItem {
+    kind: HashKind,
+    digest: Vec<u8>,
+    quality: Option<u32>,
+}
+
+/// A line of `index query`'s input: `[KIND:]HEX` (no label: PDQ), with
+/// `with_quality` a PDQ hash's quality in the next field.
+fn parse_query_line(line: &str, with_quality: bool) -> Result<QueryItem, String> {
+    let mut fields = line.split([',', '\t', ' ']).filter(|f| !f.is_empty());
+    let first = fields.next().unwrap_or_default();
+    let (kind, hex) = match first.split_once(':') {
+        Some((label, hex)) => (label.parse::<HashKind>()?, hex),
+        None => (HashKind::Pdq, first),
+    };
+    let mut digest = vec![0u8; kind.byte_len()];
+    sigil_core::hash::decode_hex_into(hex, &mut digest)
+        .map_err(|e| format!("bad {kind} hash {hex:?}: {e}"))?;
+    let quality = match (with_quality, kind) {
+        (true, HashKind::Pdq) => {
+            let q = fields
+                .next()
+                .ok_or("no quality after the PDQ hash (--with-quality)")?;
+            match q.parse::<u32>() {
+                Ok(q) if q <= 100 => Some(q),
+                _ => return Err(format!("quality {q:?} is not a number from 0 to 100")),
+            }
+        }
+        _ => None,
+    };
+    Ok(QueryItem {
+        kind,
+        digest,
+        quality,
+    })
+}
+
 /// Matches every hash through `sigil_match` (the rule `scan` and `serve`
 /// apply), the PDQ searches of each chunk run as one batch on all cores.
 fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
-    use sigil_match::{HashItem, MatchPolicy, MatchRequest, Matcher, Verdict};
+    use sigil_match::{HashItem, MatchPolicy, MatchRequest, Matcher, OptionsError, Verdict};
 
     let r = IndexReader::open(&a.index)?;
     let policy = MatchPolicy {
         radius: a.radius,
         dihedral: a.dihedral,
+        quality_threshold: a.min_quality,
         list_radius: a.list_radius.iter().cloned().collect(),
         ..MatchPolicy::unrestricted()
     };
@@ -842,13 +900,25 @@ fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
         max_matches: a.k,
         ..MatchRequest::default()
     };
-    let options = policy.resolve(&request, &r).with_context(|| {
+    let what = || {
         format!(
             "cannot query index {} (generation {})",
             a.index.display(),
             r.generation()
         )
-    })?;
+    };
+    let options = policy.resolve(&request, &r).with_context(what)?;
+    // A cap on a list the index does not hold would do nothing: a typo
+    // must not pass for a policy.
+    if let Some(name) = policy.list_radius_not_held(&r).into_iter().next() {
+        let flag = format!("--list-radius {name}={}", policy.list_radius[&name]);
+        let known = r.stats().lists;
+        return Err(
+            anyhow::Error::new(OptionsError::UnknownList { name, known })
+                .context(flag)
+                .context(what()),
+        );
+    }
     let matcher = Matcher::new(&r, &options);
     let inputs = if a.inputs.is_empty() {
         vec![PathBuf::from("-")]
@@ -858,32 +928,37 @@ fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout().lock();
     let mut out = BufWriter::new(stdout);
     const CHUNK: usize = 4096;
-    let mut batch: Vec<PdqHash> = Vec::with_capacity(CHUNK);
-    let flush = |batch: &mut Vec<PdqHash>,
+    let mut batch: Vec<QueryItem> = Vec::with_capacity(CHUNK);
+    let flush = |batch: &mut Vec<QueryItem>,
                  out: &mut BufWriter<std::io::StdoutLock<'static>>|
      -> anyhow::Result<()> {
         let items: Vec<HashItem<'_>> = batch
             .iter()
-            .map(|h| HashItem {
-                kind: HashKind::Pdq,
-                digest: &h.0,
-                quality: None,
+            .map(|q| HashItem {
+                kind: q.kind,
+                digest: &q.digest,
+                quality: q.quality,
             })
             .collect();
         let queries = matcher.pdq_queries(&items);
         let found = r.search_pdq_batch(&queries.hashes, matcher.search_options());
         let outcomes = matcher.hash_outcomes(&items, &queries, found);
         for (q, o) in batch.iter().zip(&outcomes) {
+            let hex = sigil_core::hash::encode_hex(&q.digest);
             if o.verdict == Verdict::Error {
                 bail!(
-                    "{q}: {}",
+                    "{}:{hex}: {}",
+                    q.kind,
                     o.error.as_deref().unwrap_or("could not be matched")
                 );
             }
             serde_json::to_writer(
                 &mut *out,
                 &QueryLine {
-                    query: q.to_hex(),
+                    query: hex,
+                    kind: q.kind,
+                    verdict: o.verdict,
+                    quality: q.quality,
                     matches: &o.matches,
                     omitted: o.omitted,
                     index_generation: o.generation,
@@ -906,10 +981,9 @@ fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
             if t.is_empty() || t.starts_with('#') {
                 continue;
             }
-            let hex = t.split([',', '\t', ' ']).next().unwrap_or(t);
-            let h = PdqHash::from_hex(hex)
-                .map_err(|e| anyhow::anyhow!("{name}:{}: bad PDQ hash {hex:?}: {e}", no + 1))?;
-            batch.push(h);
+            let item = parse_query_line(t, a.with_quality)
+                .map_err(|e| anyhow::anyhow!("{name}:{}: {e}", no + 1))?;
+            batch.push(item);
             if batch.len() == CHUNK {
                 flush(&mut batch, &mut out)?;
             }

@@ -356,6 +356,121 @@ fn query_follows_the_matching_policy() {
     assert!(o.stdout.is_empty());
 }
 
+/// `index query` takes every kind the index holds (`KIND:HEX`, plain hex
+/// is PDQ), with --with-quality a PDQ hash's quality (under --min-quality:
+/// low_quality, not searched); each line says its kind and verdict. A
+/// --list-radius cap on a list the index does not hold is refused.
+#[test]
+fn query_takes_every_kind_and_quality_and_refuses_caps_on_unknown_lists() {
+    let d = scratch("kinds");
+    let idx = d.join("idx");
+    let i = idx.to_str().unwrap();
+    let md5 = "0123456789abcdef0123456789abcdef";
+    let list = d.join("list.txt");
+    std::fs::write(&list, format!("pdq:{H1},p,ncmec,A1\nmd5:{md5},m,iwf,B2\n")).unwrap();
+    ok(run(&[
+        "index",
+        "build",
+        "--output",
+        i,
+        list.to_str().unwrap(),
+    ]));
+    let q = d.join("q.txt");
+    std::fs::write(
+        &q,
+        format!(
+            "MD5:{}\n{H1},40,photo.jpg\nsha1:{}\n{H1},77\n",
+            md5.to_uppercase(),
+            "ab".repeat(20)
+        ),
+    )
+    .unwrap();
+    let q = q.to_str().unwrap();
+    let lines = |args: &[&str]| -> Vec<serde_json::Value> {
+        let mut all = vec!["index", "query", i];
+        all.extend_from_slice(args);
+        all.push(q);
+        ok(run(&all))
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let summary = |v: &[serde_json::Value]| -> Vec<(String, String, Vec<String>)> {
+        v.iter()
+            .map(|l| {
+                let ids = l["matches"].as_array().unwrap().iter();
+                (
+                    l["kind"].as_str().unwrap().to_string(),
+                    l["verdict"].as_str().unwrap().to_string(),
+                    ids.map(|m| m["id"].as_str().unwrap().to_string()).collect(),
+                )
+            })
+            .collect()
+    };
+    let s = |k: &str, v: &str, ids: &[&str]| {
+        (
+            k.to_string(),
+            v.to_string(),
+            ids.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        )
+    };
+    // Without --with-quality the fields after a hash are ignored.
+    let plain = lines(&[]);
+    assert_eq!(plain[0]["query"], md5, "lowercase hex");
+    assert_eq!(
+        summary(&plain),
+        [
+            s("md5", "match", &["m"]),
+            s("pdq", "match", &["p"]),
+            s("sha1", "no_match", &[]),
+            s("pdq", "match", &["p"]),
+        ]
+    );
+    let with_quality = lines(&["--with-quality"]);
+    assert_eq!(with_quality[1]["quality"], 40);
+    assert_eq!(
+        summary(&with_quality),
+        [
+            s("md5", "match", &["m"]),
+            s("pdq", "low_quality", &[]),
+            s("sha1", "no_match", &[]),
+            s("pdq", "match", &["p"]),
+        ]
+    );
+    let low_threshold = lines(&["--with-quality", "--min-quality", "30"]);
+    assert_eq!(summary(&low_threshold)[1], s("pdq", "match", &["p"]));
+    // The list filter applies to exact kinds too.
+    let only = lines(&["--list", "ncmec"]);
+    assert_eq!(summary(&only)[0], s("md5", "no_match", &[]));
+
+    let (code, err) = status(&[
+        "index",
+        "query",
+        i,
+        "--list-radius",
+        "ncmec=10",
+        "--list-radius",
+        "ncmce=5",
+        q,
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(
+        err.contains("--list-radius ncmce=5: unknown list \"ncmce\" (known lists: iwf, ncmec)"),
+        "{err}"
+    );
+    let bad = d.join("bad.txt");
+    for (line, named) in [
+        ("sha256:abcd", "bad sha256 hash"),
+        ("crc32:abcd", "unknown hash kind"),
+        (H1, "no quality"),
+    ] {
+        std::fs::write(&bad, format!("{line}\n")).unwrap();
+        let (code, err) = status(&["index", "query", i, "--with-quality", bad.to_str().unwrap()]);
+        assert_eq!(code, 2, "{line}: {err}");
+        assert!(err.contains(":1: ") && err.contains(named), "{line}: {err}");
+    }
+}
+
 /// Runs `sigil ARGS` and kills it (SIGKILL) after `delay_ms`, whatever it
 /// is doing by then.
 fn kill_during(args: &[&str], delay_ms: u64) {

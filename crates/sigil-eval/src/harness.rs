@@ -17,6 +17,7 @@ use sigil_core::robust::{
 use crate::gradient::{self, GradientSignature};
 use crate::metrics::{OperatingPoint, Scores};
 use crate::rng::SplitMix64;
+use crate::robust::best_distance;
 use crate::transforms::Transform;
 
 /// Precision every method's threshold must keep.
@@ -555,21 +556,15 @@ fn run_inner(
             } => queries
                 .par_iter()
                 .flat_map_iter(|q| {
-                    let qs: Vec<PdqHash> = q
+                    let qs: Vec<QueryHash> = q
                         .pdq
                         .iter()
                         .filter(|v| families.contains(&v.variant.family()))
-                        .map(|v| v.hash)
+                        .copied()
                         .collect();
                     enrolled.iter().map(move |(stored, _)| {
                         let stored: &[EnrollHash] = if *augmented { stored } else { &stored[..1] };
-                        let mut best = 256u32;
-                        for a in &qs {
-                            for s in stored {
-                                best = best.min(a.hamming(&s.hash));
-                            }
-                        }
-                        best as f32
+                        best_distance(&qs, stored).map_or(256, |(d, _, _)| d) as f32
                     })
                 })
                 .collect(),

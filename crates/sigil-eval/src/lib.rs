@@ -4,9 +4,9 @@
 //! `sigil_core::robust`, and a second gradient-grid signature), metrics at a
 //! fixed precision, the report and its plots.
 //!
-//! `sigil eval` drives [`harness::run`]. Nothing on the serving path should
-//! depend on this crate; scan and serve still import
-//! [`robust::best_per_entry`] until the matching policy owns it.
+//! `sigil eval` drives [`harness::run`]. Nothing on the serving or scanning
+//! path depends on this crate (a CI check, `.ci/invariants.sh`): it would
+//! pull the plotting stack into the server.
 
 pub mod font;
 pub mod gradient;

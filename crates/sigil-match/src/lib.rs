@@ -11,7 +11,10 @@
 //! - [`MatchPolicy::resolve`]: a request's options ([`MatchRequest`])
 //!   checked against the policy and the index generation, giving
 //!   [`ResolvedOptions`]. An unknown list or a radius over the maximum is an
-//!   [`OptionsError`], never an empty result.
+//!   [`OptionsError`], never an empty result; a per-list radius cap on a
+//!   list the generation does not hold is named by
+//!   [`MatchPolicy::list_radius_not_held`] (a tool refuses it, the server
+//!   warns).
 //! - [`Lookup`]: the seam to the lists. [`sigil_index::IndexReader`]
 //!   implements it; [`MemoryLookup`] is a small in-memory one for tests.
 //! - [`Matcher`]: runs the lookups for a file's signatures

@@ -128,6 +128,20 @@ impl MatchPolicy {
         Ok(())
     }
 
+    /// The lists named in `list_radius` that the generation `lookup`
+    /// answers from does not hold, sorted. A cap on such a list does
+    /// nothing until a generation holds it: a tool given it by its operator
+    /// refuses it (a typo would otherwise go unnoticed); a server warns
+    /// (a list may arrive with a later generation).
+    pub fn list_radius_not_held<L: Lookup + ?Sized>(&self, lookup: &L) -> Vec<String> {
+        let known = lookup.lists();
+        self.list_radius
+            .keys()
+            .filter(|l| !known.contains(l))
+            .cloned()
+            .collect()
+    }
+
     /// Applies the policy's defaults and limits to a request and checks it
     /// against the generation `lookup` answers from: a list the generation
     /// does not hold is an error naming the lists it does (searching it

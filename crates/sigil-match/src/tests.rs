@@ -226,6 +226,26 @@ fn per_list_radii_are_caps() {
     assert_eq!(ids(&out), [("n", 5)]);
 }
 
+/// A cap on a list the generation does not hold is named (a tool refuses
+/// it, a server warns), and does nothing to the lists it does hold.
+#[test]
+fn caps_on_lists_not_held_are_named() {
+    let l = lookup(&[("capped", "c", 25), ("open", "o", 25)]);
+    let p = MatchPolicy {
+        list_radius: BTreeMap::from([
+            ("capped".to_string(), 20),
+            ("later".to_string(), 5),
+            ("cappd".to_string(), 5),
+        ]),
+        ..MatchPolicy::default()
+    };
+    assert_eq!(p.list_radius_not_held(&l), ["cappd", "later"]);
+    assert!(MatchPolicy::default().list_radius_not_held(&l).is_empty());
+    let o = resolve(&p, &MatchRequest::default(), &l);
+    let out = Matcher::new(&l, &o).image(&digests(b"x"), plain(100));
+    assert_eq!(ids(&out), [("o", 25)]);
+}
+
 /// A lookup that ignores the search options: the matcher still applies
 /// the list filter and the radius of each list.
 struct Careless(MemoryLookup);

@@ -1,7 +1,6 @@
 //! Server configuration: a TOML file, then `SIGIL_*` environment overrides,
 //! then validation. Every field has a default except the index path.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -9,7 +8,7 @@ use serde::Deserialize;
 
 use crate::auth::Role;
 use crate::store::LEGAL_RETENTION_DAYS;
-use sigil_core::robust::RobustLevel;
+use sigil_match::MatchPolicy;
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -51,8 +50,9 @@ pub struct ServerConfig {
     pub reports: ReportsConfig,
     /// Resource limits.
     pub limits: Limits,
-    /// Matching defaults.
-    pub matching: Matching,
+    /// Matching defaults and limits (callers may narrow them per request):
+    /// the one matching policy, `sigil_match::MatchPolicy`.
+    pub matching: MatchPolicy,
     /// Index hot reload.
     pub reload: Reload,
     /// TLS (and mTLS when `client_ca` is set). Unset: plaintext.
@@ -82,7 +82,7 @@ impl Default for ServerConfig {
             reporting_email: String::new(),
             reports: ReportsConfig::default(),
             limits: Limits::default(),
-            matching: Matching::default(),
+            matching: MatchPolicy::default(),
             reload: Reload::default(),
             tls: None,
             api_keys: Vec::new(),
@@ -207,43 +207,6 @@ impl Default for Limits {
             http2_stream_window_bytes: 4 << 20,
             http2_connection_window_bytes: 16 << 20,
             http2_max_frame_bytes: 1 << 20,
-        }
-    }
-}
-
-/// Matching defaults (callers may narrow the radius and lists per request).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Matching {
-    /// Default PDQ radius.
-    pub radius: u32,
-    /// Largest radius a caller may ask for.
-    pub max_radius: u32,
-    /// PDQ quality below which the verdict is LOW_QUALITY.
-    pub quality_threshold: u32,
-    /// Match dihedral variants unless the request says otherwise.
-    pub dihedral: bool,
-    /// Robust matching of images unless the request says otherwise: `off`,
-    /// `standard` (dihedral variants of the image and of its border-trimmed
-    /// content; `true` means this) or `full` (also rotation-compensated and
-    /// zoomed copies).
-    pub robust: RobustLevel,
-    /// Per-list radius caps (a list's matches never exceed its cap).
-    pub list_radius: BTreeMap<String, u32>,
-    /// Most matches returned per result.
-    pub max_matches: usize,
-}
-
-impl Default for Matching {
-    fn default() -> Self {
-        Matching {
-            radius: 31,
-            max_radius: 64,
-            quality_threshold: 50,
-            dihedral: false,
-            robust: RobustLevel::Off,
-            list_radius: BTreeMap::new(),
-            max_matches: 100,
         }
     }
 }
@@ -422,11 +385,11 @@ impl ServerConfig {
             ));
         }
         self.validate_limits()?;
-        if self.matching.radius > 256 || self.matching.max_radius > 256 {
-            return Err(ConfigError::Invalid(
-                "matching.radius and matching.max_radius must be at most 256".into(),
-            ));
-        }
+        // Every policy error starts with the key at fault, so `matching.`
+        // makes it the config key (`matching.radius is 300, over 256`).
+        self.matching
+            .validate()
+            .map_err(|e| ConfigError::Invalid(format!("matching.{e}")))?;
         self.validate_api_keys()
     }
 

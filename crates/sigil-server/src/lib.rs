@@ -12,14 +12,14 @@
 //! conversion), `exec` (the bounded executors: hashing pool, lookup queue,
 //! store calls, connection cap), [`store`] (report stubs, SQLite and, with
 //! the `postgres` feature, PostgreSQL), [`server`] (start-up, listeners,
-//! background tasks), [`config`], [`auth`], [`metrics`]; [`matching`]
-//! holds the matching rule.
+//! background tasks), [`config`], [`auth`], [`metrics`]. The matching
+//! rule is `sigil_match`'s: the `[matching]` section is its `MatchPolicy`,
+//! and every verdict comes from its `Matcher`.
 
 pub mod auth;
 pub mod config;
 mod exec;
 mod grpc;
-pub mod matching;
 pub mod metrics;
 pub mod server;
 pub mod store;

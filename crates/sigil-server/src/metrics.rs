@@ -48,6 +48,9 @@ pub struct Metrics {
     pub index_huge_page_bytes: IntGauge,
     /// Index reloads by outcome ("ok", "unchanged", "error").
     pub reloads: IntCounterVec,
+    /// Lists named in `[matching] list_radius` that the loaded generation
+    /// does not hold (their caps do nothing until one does).
+    pub list_radius_not_held: IntGauge,
     /// Open client connections on the gRPC listener.
     pub connections_open: IntGauge,
 }
@@ -135,6 +138,10 @@ impl Metrics {
             index_huge_page_bytes: gauge(
                 "index_huge_page_bytes",
                 "Bytes of the loaded index resident in 2 MiB pages (fewer TLB misses per lookup)",
+            ),
+            list_radius_not_held: gauge(
+                "list_radius_lists_not_held",
+                "Lists named in [matching] list_radius that the loaded index generation does not hold",
             ),
             reloads: counters(
                 "index_reloads_total",

@@ -1361,3 +1361,65 @@ async fn connection_cap_holds_new_clients_until_a_slot_frees() {
     assert!(info.entries > 0, "{info:?}");
     f.stop().await;
 }
+
+/// Adds an unrelated PDQ entry of `list` to the index on disk.
+fn add_list_entry(index: &Path, list: &str, id: &str) {
+    let mut w = IndexWriter::open(index).unwrap();
+    let mut b = SegmentBuilder::new();
+    let meta = EntryMeta {
+        id,
+        list,
+        category: "B2",
+        note: None,
+    };
+    b.push_pdq(&unrelated_pdq(5, 1)[0].0, meta).unwrap();
+    w.add_segment(b).unwrap();
+}
+
+/// A `[matching] list_radius` entry naming a list the loaded generation
+/// does not hold is not ignored silently: a warning at start and at each
+/// reload while it lasts, counted in `IndexInfo` and the metrics, until a
+/// generation brings the list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn list_radius_for_a_list_not_held_is_warned_and_counted() {
+    const LATER: &str = "list-of-later-generations";
+    let fx = start_with(|c| {
+        c.matching.list_radius = [("ncmec".to_string(), 10), (LATER.to_string(), 5)].into();
+    })
+    .await;
+    let server = fx.server.as_ref().unwrap();
+    let warnings = || {
+        let logs = log_buffer().lock().unwrap().clone();
+        String::from_utf8_lossy(&logs)
+            .lines()
+            .filter(|l| l.contains(LATER) && l.contains("does not hold") && l.contains("WARN"))
+            .count()
+    };
+    let not_held = || async {
+        let mut m = fx.matcher().await;
+        m.index_info(authed(proto::IndexInfoRequest {}, MATCHER_KEY))
+            .await
+            .unwrap()
+            .into_inner()
+            .list_radius_not_held
+    };
+    assert_eq!(not_held().await, [LATER]);
+    assert_eq!(warnings(), 1, "warned at start");
+    assert!(server
+        .metrics_text()
+        .contains("sigil_list_radius_lists_not_held 1"));
+
+    add_list_entry(&fx.index_dir(), "unrelated", "u-1");
+    server.reload_now().await;
+    assert_eq!(not_held().await, [LATER]);
+    assert_eq!(warnings(), 2, "warned again at the reload");
+
+    add_list_entry(&fx.index_dir(), LATER, "l-1");
+    server.reload_now().await;
+    assert!(not_held().await.is_empty());
+    assert_eq!(warnings(), 2, "no warning once the list is held");
+    assert!(server
+        .metrics_text()
+        .contains("sigil_list_radius_lists_not_held 0"));
+    fx.stop().await;
+}

@@ -2,7 +2,8 @@
 //! on loopback, an index holding the PDQ hash of one original, and copies of
 //! it rotated by 90 degrees and padded with a black border, which plain
 //! matching misses and robust matching finds, and a copy rotated by 6
-//! degrees, which only the `full` level finds.
+//! degrees, which only the `full` level finds; and `[matching]
+//! quality_threshold` reaching the robust variants.
 
 use std::path::{Path, PathBuf};
 
@@ -48,11 +49,38 @@ fn tilted_png() -> Vec<u8> {
     edited_png(|img| sigil_core::robust::geometry::rotate_degrees(img, 6.0, [0; 3]))
 }
 
+/// The original at a tenth of its contrast (PDQ quality about 38).
+fn faint(img: &image::RgbImage) -> image::RgbImage {
+    let mut out = img.clone();
+    for p in out.pixels_mut() {
+        for c in &mut p.0 {
+            *c = (128.0 + (f32::from(*c) - 128.0) * 0.11).round() as u8;
+        }
+    }
+    out
+}
+
+fn pdq_of(bytes: &[u8]) -> (PdqHash, u32) {
+    let image = Signer::new(SignOptions::default())
+        .sign(bytes)
+        .image
+        .unwrap();
+    (image.pdq, image.quality)
+}
+
 /// Starts a server on an index holding the original's PDQ hash.
 async fn start(dir: &Path, robust_default: RobustLevel) -> RunningServer {
-    let original =
-        Signer::new(SignOptions::default()).sign(&std::fs::read(testdata(ORIGINAL)).unwrap());
-    let pdq: PdqHash = original.image.unwrap().pdq;
+    let (pdq, _) = pdq_of(&std::fs::read(testdata(ORIGINAL)).unwrap());
+    start_on(dir, pdq, |c| c.matching.robust = robust_default).await
+}
+
+/// Starts a server on an index holding `pdq` (list "ncmec", id
+/// "bridge-1"), its config changed by `tweak`.
+async fn start_on(
+    dir: &Path,
+    pdq: PdqHash,
+    tweak: impl FnOnce(&mut ServerConfig),
+) -> RunningServer {
     let index = dir.join("index");
     let mut b = SegmentBuilder::new();
     b.push_pdq(
@@ -77,7 +105,6 @@ async fn start(dir: &Path, robust_default: RobustLevel) -> RunningServer {
     config.reports.path = dir.join("reports.db");
     config.reload.poll_interval_ms = 0;
     config.limits.hashing_workers = 1;
-    config.matching.robust = robust_default;
     config.api_keys = vec![ApiKeyConfig {
         name: "pipeline".into(),
         sha256: key_digest_hex(KEY),
@@ -85,6 +112,7 @@ async fn start(dir: &Path, robust_default: RobustLevel) -> RunningServer {
         rate_limit_per_s: 100_000.0,
         burst: None,
     }];
+    tweak(&mut config);
     sigil_server::start(config, RunOptions::default())
         .await
         .unwrap()
@@ -201,4 +229,39 @@ async fn full_level_matches_a_tilted_copy_and_unknown_levels_are_refused() {
 
     server.shutdown();
     server.wait().await.unwrap();
+}
+
+/// A quality threshold under 50 reaches the robust variants: a faint copy
+/// (quality about 38) tilted by 6 degrees is found through its
+/// rotated-back variant (quality under 50) when `quality_threshold` is 30,
+/// and missed at the default of 50, where that variant is not searched.
+#[tokio::test]
+async fn a_low_quality_threshold_reaches_the_robust_variants() {
+    let faint_original = edited_png(faint);
+    let (pdq, quality) = pdq_of(&faint_original);
+    assert!(
+        (30..50).contains(&quality),
+        "precondition: quality {quality}"
+    );
+    let tilted =
+        edited_png(|img| sigil_core::robust::geometry::rotate_degrees(&faint(img), 6.0, [0; 3]));
+    for (threshold, found) in [(30, true), (50, false)] {
+        let dir = tempfile::tempdir().unwrap();
+        let server = start_on(dir.path(), pdq, |c| {
+            c.matching.quality_threshold = threshold;
+        })
+        .await;
+        let res = match_image(&server, tilted.clone(), FULL).await;
+        if found {
+            assert_robust_match(&res, "rot:");
+        } else {
+            assert_eq!(
+                res.verdict(),
+                Verdict::NoMatch,
+                "threshold {threshold}: {res:?}"
+            );
+        }
+        server.shutdown();
+        server.wait().await.unwrap();
+    }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use sigil_core::robust::RobustLevel;
 
 fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
     pairs
@@ -175,4 +176,57 @@ fn bad_key_digest_is_named() {
     });
     let err = c.validate().unwrap_err().to_string();
     assert!(err.contains("k1") && err.contains("sha256"), "{err}");
+}
+
+/// `[matching]` is sigil-match's `MatchPolicy`: its keys read from the
+/// file and the environment, and a value the policy refuses is named by
+/// its config key.
+#[test]
+fn matching_section_is_the_match_policy() {
+    let c = load_text(
+        "[matching]\nradius = 20\nmax_radius = 40\nquality_threshold = 30\n\
+         max_matches = 5\nlist_radius = { ncmec = 10 }\n",
+    )
+    .unwrap();
+    let want = MatchPolicy {
+        radius: 20,
+        max_radius: 40,
+        quality_threshold: 30,
+        max_matches: 5,
+        list_radius: [("ncmec".to_string(), 10)].into(),
+        ..MatchPolicy::default()
+    };
+    assert_eq!(c.matching, want);
+    assert_eq!(ServerConfig::default().matching, MatchPolicy::default());
+    let base = || ServerConfig {
+        insecure_loopback: true,
+        index: Some("/x".into()),
+        ..ServerConfig::default()
+    };
+    for (text, named) in [
+        ("radius = 300", "matching.radius is 300"),
+        ("max_radius = 257", "matching.max_radius is 257"),
+        (
+            "radius = 50\nmax_radius = 40",
+            "matching.radius 50 is over max_radius 40",
+        ),
+        (
+            "quality_threshold = 101",
+            "matching.quality_threshold is 101",
+        ),
+        ("max_matches = 0", "matching.max_matches is 0"),
+        (
+            "list_radius = { iwf = 999 }",
+            "matching.list_radius.iwf is 999",
+        ),
+    ] {
+        let mut c = base();
+        c.matching = load_text(&format!("[matching]\n{text}\n"))
+            .unwrap()
+            .matching;
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains(named), "{text}: {err}");
+    }
+    let c = ServerConfig::load(None, env(&[("SIGIL_MATCHING__QUALITY_THRESHOLD", "20")])).unwrap();
+    assert_eq!(c.matching.quality_threshold, 20);
 }

@@ -21,10 +21,11 @@ use std::time::Instant;
 use prost::bytes::Bytes;
 use sigil_core::decode::{decode, DecodeLimits, DecodeOptions};
 use sigil_core::pdq::{PdqHasher, Profile};
-use sigil_core::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustLevel};
+use sigil_core::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustQueryOptions};
 use sigil_core::{
     Dihedral, ExactDigests, FileSignatures, ImageSignature, PdqHash, SignOptions, Signer,
 };
+use sigil_match::ResolvedOptions;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::reply::{panic_message, reply, Reply, WorkerPanicked};
@@ -49,20 +50,35 @@ pub enum PoolError {
 #[derive(Debug, Clone)]
 pub struct Signed {
     pub sigs: FileSignatures,
-    /// With robust hashing: every query variant of the level
-    /// ([`RobustLevel::query_options`]), the image as given first.
-    /// Empty otherwise (or when the bytes did not decode).
+    /// With robust hashing: every query variant of [`HashMode::robust`],
+    /// the image as given first. Empty otherwise (or when the bytes did not
+    /// decode).
     pub robust: Vec<QueryHash>,
 }
 
 /// How to hash one image.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct HashMode {
     /// The 8 dihedral hashes.
     pub dihedral: bool,
-    /// The robust query variants of this level (any level but `Off`
-    /// implies the dihedral hashes).
-    pub robust: RobustLevel,
+    /// Robust hashing: the query variants to compute (the robust levels
+    /// but `Off` imply the dihedral hashes). `None`: the plain hashes.
+    pub robust: Option<RobustQueryOptions>,
+}
+
+impl HashMode {
+    /// What a request's resolved options need hashed: the robust variants
+    /// with the request's quality threshold (not the variants' own default,
+    /// so a threshold under 50 reaches the derived variants too).
+    pub fn of(options: &ResolvedOptions) -> Self {
+        HashMode {
+            dihedral: options.dihedral(),
+            robust: options
+                .robust()
+                .is_on()
+                .then(|| options.robust_query_options()),
+        }
+    }
 }
 
 struct Job {
@@ -283,10 +299,10 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
         // sign() and decode() catch decoder panics themselves; this guards
         // the hashers too, so one bad image cannot take a worker down.
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            if mode.robust.is_on() {
+            if let Some(robust) = &mode.robust {
                 let decode_opts = options(false).decode;
                 let hasher = robust_hasher.get_or_insert_with(PdqHasher::new);
-                sign_robust(hasher, &image, &decode_opts, mode.robust)
+                sign_robust(hasher, &image, &decode_opts, robust)
             } else {
                 let signer = if mode.dihedral {
                     with_dihedral.get_or_insert_with(|| Signer::new(options(true)))
@@ -314,7 +330,7 @@ fn sign_robust(
     hasher: &mut PdqHasher,
     bytes: &[u8],
     decode_opts: &DecodeOptions,
-    level: RobustLevel,
+    opts: &RobustQueryOptions,
 ) -> Signed {
     let exact = ExactDigests::of(bytes);
     let img = match decode(bytes, decode_opts) {
@@ -329,8 +345,7 @@ fn sign_robust(
             }
         }
     };
-    let opts = level.query_options();
-    let variants = robust_query_hashes(hasher, &img, &opts);
+    let variants = robust_query_hashes(hasher, &img, opts);
     let is_dihedral = variants.len() >= 8
         && variants[..8].iter().enumerate().all(|(i, v)| {
             v.variant
@@ -430,6 +445,68 @@ mod tests {
         pool.try_sign(huge, HashMode::default(), later(), |_| ())
             .await
             .unwrap();
+    }
+
+    /// A photo at a tenth of its contrast (PDQ quality about 38), tilted
+    /// by 6 degrees with black corners (quality about 98 as given: the
+    /// corners are sharp).
+    fn faint_tilted_png() -> Bytes {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../testdata/originals/bridge-mods/aaa-orig.jpg"
+        ))
+        .unwrap();
+        let img = decode(&bytes, &DecodeOptions::default()).unwrap();
+        let mut faint = sigil_core::robust::rgb_of(&img);
+        for p in faint.pixels_mut() {
+            for c in &mut p.0 {
+                *c = (128.0 + (f32::from(*c) - 128.0) * 0.11).round() as u8;
+            }
+        }
+        let tilted = sigil_core::robust::geometry::rotate_degrees(&faint, 6.0, [0; 3]);
+        let mut out = std::io::Cursor::new(Vec::new());
+        tilted.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        Bytes::from(out.into_inner())
+    }
+
+    /// The robust variants are computed down to the request's quality
+    /// threshold: under 50, a faint copy's rotated-back variants (quality
+    /// under 50) are hashed; at the default they are left out.
+    #[tokio::test]
+    async fn robust_variants_follow_the_quality_threshold() {
+        use sigil_core::robust::RobustLevel;
+        use sigil_match::{MatchPolicy, MatchRequest, MemoryLookup};
+
+        let pool = HashPool::new(1, 1, 64 << 20, DecodeLimits::default());
+        let resolved = |quality_threshold| {
+            let policy = MatchPolicy {
+                quality_threshold,
+                robust: RobustLevel::Full,
+                ..MatchPolicy::default()
+            };
+            policy
+                .resolve(&MatchRequest::default(), &MemoryLookup::new())
+                .unwrap()
+        };
+        let faint_rotations = |threshold| {
+            let mode = HashMode::of(&resolved(threshold));
+            let pool = &pool;
+            async move {
+                pool.try_sign(faint_tilted_png(), mode, later(), |s: Signed| {
+                    s.robust
+                        .iter()
+                        .filter(|v| matches!(v.variant, QueryVariant::Rotated(_)))
+                        .map(|v| v.quality)
+                        .filter(|&q| q < 50)
+                        .count()
+                })
+                .await
+                .unwrap()
+            }
+        };
+        assert!(faint_rotations(30).await > 0, "threshold 30");
+        assert_eq!(faint_rotations(50).await, 0, "threshold 50");
+        pool.shutdown();
     }
 
     #[tokio::test]

@@ -3,17 +3,18 @@
 //! a function returning a `Status`) where the wire can carry a value the
 //! domain refuses. Enums map variant to variant, never through strings;
 //! the only text decoded here is what the report store keeps as text (a
-//! match's kind and variant, a classification).
+//! match's kind and variant, a classification). The one value that becomes
+//! text on the wire is a robust match's typed query variant, sent as its
+//! stable name (`Match.query_variant`: `orig`, `dih:rot90`, `trim`, ...).
 
 use sigil_core::hash::{decode_hex_into, encode_hex};
 use sigil_core::robust::RobustLevel;
 use sigil_core::{Dihedral, FileSignatures, HashKind};
-use sigil_index::Match;
+use sigil_match::{MatchRequest, MatchedEntry, Outcome, Verdict};
 use tonic::Status;
 
 use crate::exec::lookup::LookupError;
 use crate::exec::pool::PoolError;
-use crate::matching::{Outcome, Verdict};
 use crate::proto;
 use crate::store::{
     AuditRecord, ReportFilter, ReportRecord, ReportStatus, ReportUpdate, StoreError, StoredMatch,
@@ -83,7 +84,7 @@ impl From<proto::RobustLevel> for RobustLevel {
 }
 
 /// `MatchOptions.robust` as sent (an enum, or the bool it used to be).
-pub(crate) fn robust_level(v: i32) -> Result<RobustLevel, Status> {
+fn robust_level(v: i32) -> Result<RobustLevel, Status> {
     proto::RobustLevel::try_from(v)
         .map(RobustLevel::from)
         .map_err(|_| {
@@ -91,6 +92,22 @@ pub(crate) fn robust_level(v: i32) -> Result<RobustLevel, Status> {
                 "options: robust level {v} is not one of OFF (0), STANDARD (1), FULL (2)"
             ))
         })
+}
+
+/// A call's `MatchOptions` as the matching policy's request: unset fields
+/// take the server's defaults, `max_matches` 0 means the server's maximum.
+/// A robust level outside the enum is refused.
+impl TryFrom<&proto::MatchOptions> for MatchRequest {
+    type Error = Status;
+    fn try_from(o: &proto::MatchOptions) -> Result<Self, Status> {
+        Ok(MatchRequest {
+            radius: o.radius,
+            lists: o.lists.clone(),
+            dihedral: o.dihedral,
+            robust: o.robust.map(robust_level).transpose()?,
+            max_matches: o.max_matches.map(|n| n as usize),
+        })
+    }
 }
 
 impl From<ReportStatus> for proto::ReportStatus {
@@ -151,8 +168,10 @@ fn stored_classification(name: Option<&str>) -> proto::Classification {
 
 // --------------------------------------------------------------- matches
 
-impl From<&Match> for proto::Match {
-    fn from(m: &Match) -> Self {
+/// A match, with the query variant that reached it (robust matching) by
+/// its name.
+impl From<&MatchedEntry> for proto::Match {
+    fn from(m: &MatchedEntry) -> Self {
         proto::Match {
             id: m.id.clone(),
             list: m.list.clone(),
@@ -164,7 +183,7 @@ impl From<&Match> for proto::Match {
                 .map_or(proto::Dihedral::Unspecified, proto::Dihedral::from)
                 as i32,
             note: m.note.clone().unwrap_or_default(),
-            query_variant: String::new(),
+            query_variant: m.query_variant.map(|v| v.name()).unwrap_or_default(),
         }
     }
 }
@@ -213,28 +232,22 @@ impl From<&FileSignatures> for proto::ComputedHashes {
     }
 }
 
-/// The result of one image: `outcome`'s matches, each with the query
-/// variant that matched it (robust matching).
+/// The result of one image: `outcome`'s verdict and matches, from the
+/// generation that produced them.
 pub(crate) fn match_result(
     request_id: String,
     outcome: Outcome,
     hashes: proto::ComputedHashes,
     report_id: String,
-    index_generation: u64,
 ) -> proto::MatchResult {
     proto::MatchResult {
         request_id,
         verdict: proto::Verdict::from(outcome.verdict) as i32,
-        matches: (outcome.matches.iter())
-            .map(|m| proto::Match {
-                query_variant: outcome.query_variant(m).unwrap_or_default().to_string(),
-                ..proto::Match::from(m)
-            })
-            .collect(),
+        matches: outcome.matches.iter().map(proto::Match::from).collect(),
         hashes: Some(hashes),
         report_id,
         error: outcome.error.unwrap_or_default(),
-        index_generation,
+        index_generation: outcome.generation,
     }
 }
 
@@ -436,14 +449,72 @@ mod tests {
         assert_eq!(encode_hex(&upper.bytes), "ab".repeat(16));
     }
 
-    /// A stored match reads back as the match it was stored from.
+    /// `MatchOptions` become the policy's request field by field; a robust
+    /// level outside the enum is refused, naming it.
     #[test]
-    fn stored_matches_convert_like_index_matches() {
+    fn match_options_become_a_match_request() {
+        let o = proto::MatchOptions {
+            radius: Some(12),
+            lists: vec!["ncmec".into()],
+            dihedral: Some(true),
+            max_matches: Some(3),
+            robust: Some(proto::RobustLevel::Standard as i32),
+        };
+        assert_eq!(
+            MatchRequest::try_from(&o).unwrap(),
+            MatchRequest {
+                radius: Some(12),
+                lists: vec!["ncmec".into()],
+                dihedral: Some(true),
+                robust: Some(RobustLevel::Standard),
+                max_matches: Some(3),
+            }
+        );
+        assert_eq!(
+            MatchRequest::try_from(&proto::MatchOptions::default()).unwrap(),
+            MatchRequest::default()
+        );
+        let bad = proto::MatchOptions {
+            robust: Some(9),
+            ..Default::default()
+        };
+        let e = MatchRequest::try_from(&bad).unwrap_err();
+        assert!(e.message().contains("robust level 9"), "{}", e.message());
+    }
+
+    /// The typed query variant crosses the wire as its stable name.
+    #[test]
+    fn query_variant_is_sent_by_name() {
+        use sigil_core::robust::QueryVariant;
+        let m = MatchedEntry {
+            id: "e".into(),
+            list: "l".into(),
+            category: "A1".into(),
+            note: None,
+            kind: HashKind::Pdq,
+            distance: 7,
+            variant: Some(Dihedral::Rot90),
+            query_variant: Some(QueryVariant::TrimmedDihedral(Dihedral::Rot90)),
+        };
+        let p = proto::Match::from(&m);
+        assert_eq!(p.query_variant, "trim+dih:rot90");
+        assert_eq!(p.variant, proto::Dihedral::Rot90 as i32);
+        let plain = proto::Match::from(&MatchedEntry {
+            query_variant: None,
+            ..m
+        });
+        assert_eq!(plain.query_variant, "");
+    }
+
+    /// A stored match reads back as the match it was stored from (but for
+    /// the query variant, which a stub does not keep).
+    #[test]
+    fn stored_matches_convert_like_matches() {
         for (kind, variant) in [
             (HashKind::Pdq, Some(Dihedral::FlipMinus1)),
             (HashKind::Sha256, None),
         ] {
-            let m = Match {
+            let m = MatchedEntry {
                 id: "e".into(),
                 list: "l".into(),
                 category: "A1".into(),
@@ -451,6 +522,7 @@ mod tests {
                 kind,
                 variant,
                 note: Some("n".into()),
+                query_variant: None,
             };
             assert_eq!(
                 proto::Match::from(&StoredMatch::from(&m)),

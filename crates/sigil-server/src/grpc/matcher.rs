@@ -1,11 +1,14 @@
 //! `sigil.v1.Matcher`: images or hashes in, a verdict per item out. A
 //! match's report stub is committed before the caller hears of the match.
 //!
-//! The matching rule itself is [`crate::matching`]; it is called in three
-//! places only, all in this file: [`MatcherService::resolve`] (a request's
-//! options), [`MatcherService::sign_and_match`] (an image, on its hashing
-//! worker) and [`MatcherService::lookup_hashes`] (a batch of hashes, on
-//! the lookup worker).
+//! The matching rule itself is `sigil_match`'s (the one scan and
+//! `index query` use); it is called in three places only, all in this
+//! file: [`MatcherService::resolve`] (a request's options, through
+//! `MatchPolicy::resolve`), [`MatcherService::sign_and_match`] (an image,
+//! `Matcher::file` on its hashing worker) and
+//! [`MatcherService::lookup_hashes`] (a batch of hashes,
+//! `Matcher::pdq_queries` and `Matcher::hash_outcomes` around the lookup
+//! queue's shared search).
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,14 +18,14 @@ use futures_util::{Stream, StreamExt};
 use sigil_core::robust::RobustLevel;
 use sigil_core::{FileSignatures, HashKind};
 use sigil_index::IndexReader;
+use sigil_match::{HashItem, MatchRequest, Matcher, Outcome, ResolvedOptions, Verdict};
 use tonic::{Request, Response, Status, Streaming};
 
-use super::convert::{match_result, parse_query, robust_level, ParsedHash};
+use super::convert::{match_result, parse_query, ParsedHash};
 use super::{caller, deadline, timed};
 use crate::auth::Caller;
 use crate::exec::lookup::LookupError;
 use crate::exec::pool::{HashMode, PoolError, Signed};
-use crate::matching::{resolve_options, Matcher, Outcome, ResolvedOptions, Verdict};
 use crate::proto;
 use crate::server::AppState;
 use crate::store::{NewReport, StoredMatch};
@@ -44,23 +47,19 @@ impl MatcherService {
         opts: Option<&proto::MatchOptions>,
         image: bool,
     ) -> Result<ResolvedOptions, Status> {
-        let default = proto::MatchOptions::default();
-        let o = opts.unwrap_or(&default);
-        let robust = match o.robust {
-            _ if !image => Some(RobustLevel::Off),
-            None => None,
-            Some(v) => Some(robust_level(v)?),
+        let mut request = match opts {
+            Some(o) => MatchRequest::try_from(o)?,
+            None => MatchRequest::default(),
         };
-        resolve_options(
-            &self.state.config.matching,
-            o.radius,
-            &o.lists,
-            if image { o.dihedral } else { Some(false) },
-            robust,
-            o.max_matches,
-            &reader.stats().lists.into_iter().collect(),
-        )
-        .map_err(|e| Status::invalid_argument(format!("options: {e}")))
+        if !image {
+            request.dihedral = Some(false);
+            request.robust = Some(RobustLevel::Off);
+        }
+        self.state
+            .config
+            .matching
+            .resolve(&request, reader)
+            .map_err(|e| Status::invalid_argument(format!("options: {e}")))
     }
 
     /// Hashes `image` on the pool and matches its signatures there, right
@@ -76,21 +75,12 @@ impl MatcherService {
         wait_for_pool: bool,
     ) -> Result<(FileSignatures, Outcome), Status> {
         let st = &self.state;
-        let mode = HashMode {
-            dihedral: opts.dihedral,
-            robust: opts.robust,
-        };
+        let mode = HashMode::of(opts);
         // The follow-up owns what it needs: it runs on a worker thread.
         let lookup = {
             let (reader, opts) = (reader.clone(), opts.clone());
-            let policy = st.config.matching.clone();
             move |Signed { sigs, robust }: Signed| {
-                let outcome = Matcher {
-                    reader: &reader,
-                    policy: &policy,
-                    options: &opts,
-                }
-                .signatures(&sigs, &robust);
+                let outcome = Matcher::new(&*reader, &opts).file(&sigs, &robust);
                 (sigs, outcome)
             }
         };
@@ -177,10 +167,7 @@ impl MatcherService {
             generation = reader.generation(),
             "image matched"
         );
-        let generation = reader.generation();
-        Ok(match_result(
-            request_id, outcome, hashes, report_id, generation,
-        ))
+        Ok(match_result(request_id, outcome, hashes, report_id))
     }
 
     /// Parses a `MatchHashes` batch, refusing an empty or oversized one
@@ -219,16 +206,14 @@ impl MatcherService {
     ) -> Result<(Vec<Outcome>, Vec<ParsedHash>), Status> {
         let st = &self.state;
         let (queries, search_opts) = {
-            let m = Matcher {
-                reader: &reader,
-                policy: &st.config.matching,
-                options: &opts,
-            };
-            (m.pdq_queries(&hash_items(&parsed)), m.search_options())
+            let m = Matcher::new(&*reader, &opts);
+            (
+                m.pdq_queries(&hash_items(&parsed)),
+                m.search_options().clone(),
+            )
         };
         // The finishing step owns what it needs rather than the AppState,
         // which owns the queue.
-        let policy = st.config.matching.clone();
         let lookup_status = |e: LookupError| {
             if matches!(e, LookupError::Full(_)) {
                 st.metrics.lookup_rejections.inc();
@@ -243,11 +228,7 @@ impl MatcherService {
                 queries.hashes.clone(),
                 deadline,
                 move |found| {
-                    let m = Matcher {
-                        reader: &reader,
-                        policy: &policy,
-                        options: &opts,
-                    };
+                    let m = Matcher::new(&*reader, &opts);
                     (
                         m.hash_outcomes(&hash_items(&parsed), &queries, found),
                         parsed,
@@ -381,11 +362,15 @@ impl MatcherService {
     }
 }
 
-/// The items of a parsed batch as [`Matcher::hashes`] takes them.
-fn hash_items(parsed: &[ParsedHash]) -> Vec<(HashKind, &[u8], Option<u32>)> {
+/// The items of a parsed batch as the matcher takes them.
+fn hash_items(parsed: &[ParsedHash]) -> Vec<HashItem<'_>> {
     parsed
         .iter()
-        .map(|p| (p.kind, &p.bytes[..], p.quality))
+        .map(|p| HashItem {
+            kind: p.kind,
+            digest: &p.bytes,
+            quality: p.quality,
+        })
         .collect()
 }
 
@@ -554,6 +539,7 @@ impl proto::matcher_server::Matcher for MatcherService {
                 loaded_at_unix_ms: st.loaded_at_ms.load(std::sync::atomic::Ordering::Relaxed),
                 default_radius: st.config.matching.radius,
                 quality_threshold: st.config.matching.quality_threshold,
+                list_radius_not_held: st.config.matching.list_radius_not_held(&*reader),
             }))
         })
         .await

@@ -99,6 +99,7 @@ impl AppState {
             list_cache: tokio::sync::Mutex::new(None),
         };
         state.update_index_gauges();
+        state.check_list_radius();
         Ok(state)
     }
 
@@ -118,6 +119,7 @@ impl AppState {
                 }
                 self.update_index_gauges();
                 tracing::info!(why, generation, previous = before, "index reloaded");
+                self.check_list_radius();
             }
             Ok(Err(e)) => {
                 reloads.with_label_values(&["error"]).inc();
@@ -133,6 +135,26 @@ impl AppState {
     /// The index residency gauges, read from this process's mappings now.
     pub fn refresh_residency(&self) {
         self.metrics.set_residency(self.index.current().residency());
+    }
+
+    /// Warns about `[matching] list_radius` entries naming a list the
+    /// current generation does not hold, and counts them: such a cap does
+    /// nothing yet (a list may arrive with a later generation, so this is
+    /// no reason to refuse the configuration), but a misspelt list name
+    /// must not go unnoticed. Called at start and after each reload.
+    fn check_list_radius(&self) {
+        let reader = self.index.current();
+        let not_held = self.config.matching.list_radius_not_held(&*reader);
+        self.metrics.list_radius_not_held.set(not_held.len() as i64);
+        if !not_held.is_empty() {
+            tracing::warn!(
+                lists = ?not_held,
+                known = ?reader.stats().lists,
+                generation = reader.generation(),
+                "[matching] list_radius names lists this index generation does not hold; \
+                 their caps apply once a generation holds them"
+            );
+        }
     }
 
     fn update_index_gauges(&self) {

@@ -25,7 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde::Serialize;
-use sigil_index::Match;
+use sigil_match::MatchedEntry;
 
 use crate::config::{ReportsBackend, ReportsConfig};
 #[cfg(feature = "postgres")]
@@ -116,9 +116,9 @@ pub struct StoredMatch {
     pub variant: Option<String>,
 }
 
-/// An index match as a stub records it: its kind and variant by name.
-impl From<&Match> for StoredMatch {
-    fn from(m: &Match) -> Self {
+/// A match as a stub records it: its kind and variant by name.
+impl From<&MatchedEntry> for StoredMatch {
+    fn from(m: &MatchedEntry) -> Self {
         StoredMatch {
             id: m.id.clone(),
             list: m.list.clone(),
