@@ -16,10 +16,14 @@ use sigil_core::robust::RobustLevel;
 use sigil_core::DecodeOptions;
 use sigil_index::IndexReader;
 use sigil_match::{MatchPolicy, MatchRequest, DEFAULT_QUALITY_THRESHOLD, DEFAULT_RADIUS};
-use sigil_scan::journal::{open_for_resume, read_journal, ScanManifest};
+use sigil_scan::journal::{open_for_resume, read_journal, ScanManifest, MANIFEST_VERSION};
 use sigil_scan::output::OutputTarget;
+use sigil_scan::path::{escape, path_bytes};
 use sigil_scan::walk::WalkOptions;
-use sigil_scan::{run_scan, OutputFormat, Progress, RecordWriter, ScanConfig, Shard};
+use sigil_scan::{
+    run_scan, IndexProvenance, OutputFormat, Progress, RecordWriter, ScanConfig, Shard, Sinks,
+    SkippedWriter,
+};
 
 /// Exit status when the scan was interrupted (128 + SIGINT, as shells do).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -28,7 +32,9 @@ const EXIT_INTERRUPTED: u8 = 130;
 #[command(after_help = "Exit status: 0 nothing matched, 1 something matched, \
     2 the scan could not run (bad index, arguments or output), 130 interrupted.")]
 pub struct Args {
-    /// Files or directories to scan (recursively).
+    /// Files or directories to scan (recursively). Every regular file is
+    /// read and recognised by its content, whatever its name; a file named
+    /// here is always scanned (globs do not apply to it).
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Index directory (built with `sigil index build`).
@@ -47,9 +53,16 @@ pub struct Args {
     #[arg(long, short = 'j')]
     threads: Option<usize>,
     /// Continue an interrupted scan recorded in --output: finished files are
-    /// skipped, nothing is recorded twice.
+    /// skipped, nothing is recorded twice. Refused when the index is at
+    /// another generation than the records were matched against, unless
+    /// --allow-index-change.
     #[arg(long)]
     resume: bool,
+    /// With --resume: go on although the index changed generation since the
+    /// scan started (the summary and the manifest say where the records of
+    /// each generation start).
+    #[arg(long, requires = "resume")]
+    allow_index_change: bool,
     /// Replace an existing --output file (otherwise the scan refuses to start).
     #[arg(long, conflicts_with = "resume")]
     overwrite: bool,
@@ -58,7 +71,8 @@ pub struct Args {
     #[arg(long, value_name = "I/N")]
     shard: Option<Shard>,
     /// Only scan files whose path relative to the root matches GLOB
-    /// (repeatable; default: common image extensions, case-insensitive).
+    /// (repeatable; default: every file). Files left out are listed as
+    /// skipped (`excluded`).
     #[arg(long, value_name = "GLOB")]
     include: Vec<String>,
     /// Skip files and directories whose relative path matches GLOB (repeatable).
@@ -67,6 +81,17 @@ pub struct Args {
     /// Follow symbolic links (loops are detected and recorded as errors).
     #[arg(long)]
     follow_symlinks: bool,
+    /// Files larger than SIZE are not read at all, not even for their exact
+    /// digests (listed as skipped, `too_large`). Suffixes K, M, G, T
+    /// (powers of 1024). Images over 64 MiB are never decoded; up to SIZE
+    /// they are still exact-hashed.
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
+    max_file_bytes: u64,
+    /// Write every path reached but not read (excluded, symlink not
+    /// followed, special file, too large) to FILE as JSON lines with its
+    /// reason; files of other shards are only counted.
+    #[arg(long, value_name = "FILE")]
+    skipped: Option<PathBuf>,
     /// Also match rotated and mirrored copies (8 dihedral variants).
     #[arg(long)]
     dihedral: bool,
@@ -129,8 +154,32 @@ fn parse_format(s: &str) -> Result<OutputFormat, String> {
     s.parse()
 }
 
-/// Refuses an output file inside a scanned tree: the scan must not write
-/// into what it scans.
+/// A byte count with an optional binary suffix: `4G`, `500M`, `4GiB`, `1024`.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(digits);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected a number of bytes, e.g. 4G or 500M"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        "t" | "tb" | "tib" => 40,
+        _ => {
+            return Err(format!(
+                "invalid size {s:?}: unknown unit {unit:?} (K, M, G or T)"
+            ))
+        }
+    };
+    n.checked_mul(1u64 << shift)
+        .ok_or_else(|| format!("invalid size {s:?}: too large"))
+}
+
+/// Refuses an output file (records, summary, skipped list) inside a scanned
+/// tree: the scan must not write into what it scans.
 fn check_output_outside_roots(output: &Path, roots: &[PathBuf]) -> anyhow::Result<()> {
     let parent = match output.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
@@ -155,12 +204,41 @@ fn check_output_outside_roots(output: &Path, roots: &[PathBuf]) -> anyhow::Resul
     Ok(())
 }
 
+/// Refuses to resume an output whose manifest says it was started
+/// differently: by an older sigil that selected files by extension, or
+/// with other options.
+fn check_resumable(out: &Path, old: &ScanManifest, now: &ScanManifest) -> anyhow::Result<()> {
+    if old.version < MANIFEST_VERSION {
+        bail!(
+            "cannot resume {}: it was started by an older sigil (manifest version {}) that \
+             chose files by their extension and named them lossily; this one reads every \
+             file and names it by its exact bytes, so continuing would leave gaps or \
+             duplicates. Start afresh with --overwrite",
+            out.display(),
+            old.version
+        );
+    }
+    let diff = old.differences(now);
+    if !diff.is_empty() {
+        bail!(
+            "cannot resume {}: it was started with different options ({}); \
+             rerun with the same options, or start afresh with --overwrite",
+            out.display(),
+            diff.join(", ")
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.resume && args.output.is_none() {
         bail!("--resume needs --output FILE (the output file is the resume journal)");
     }
     for p in &args.paths {
         std::fs::metadata(p).with_context(|| format!("cannot scan {}", p.display()))?;
+    }
+    for out in [&args.summary_json, &args.skipped].into_iter().flatten() {
+        check_output_outside_roots(out, &args.paths)?;
     }
     // An unusable index, or options it cannot answer (a list it does not
     // hold), stop everything before a single file is read or written.
@@ -198,6 +276,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             exclude: args.exclude.clone(),
             follow_symlinks: args.follow_symlinks,
             shard,
+            max_file_bytes: args.max_file_bytes,
         },
         threads,
         matching,
@@ -206,19 +285,23 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         fast: args.fast,
         per_file_delay: args.test_delay_ms.map(Duration::from_millis),
     };
-    let manifest = ScanManifest {
-        version: 1,
+    let index_name = escape(&path_bytes(&args.index)).into_owned();
+    let mut manifest = ScanManifest {
+        version: MANIFEST_VERSION,
         format: args.format,
         roots: args
             .paths
             .iter()
-            .map(|p| p.to_string_lossy().into_owned())
+            .map(|p| escape(&path_bytes(p)).into_owned())
             .collect(),
         shard: shard.to_string(),
         include: args.include.clone(),
         exclude: args.exclude.clone(),
         follow_symlinks: args.follow_symlinks,
-        index: args.index.to_string_lossy().into_owned(),
+        max_file_bytes: args.max_file_bytes,
+        index: index_name.clone(),
+        index_generation: Some(reader.generation()),
+        index_changes: Vec::new(),
         radius: args.radius,
         dihedral: args.dihedral,
         robust: args.robust,
@@ -228,24 +311,37 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     let mut done = HashSet::new();
     let mut resumed_matched = 0;
+    let mut index_change = None;
     let mut writer = match &args.output {
         None => RecordWriter::new(args.format, OutputTarget::Stdout, true)?,
         Some(out) => {
             check_output_outside_roots(out, &args.paths)?;
             let exists = out.exists();
             if exists && args.resume {
-                if let Some(old) = ScanManifest::read(out)? {
-                    let diff = old.differences(&manifest);
-                    if !diff.is_empty() {
+                let journal = read_journal(out, args.format)?;
+                let old = ScanManifest::read(out)?;
+                if let Some(old) = &old {
+                    check_resumable(out, old, &manifest)?;
+                    manifest.index_changes = old.index_changes.clone();
+                }
+                let was = old.as_ref().and_then(|m| m.index_generation);
+                if was != Some(reader.generation()) {
+                    if !args.allow_index_change {
                         bail!(
-                            "cannot resume {}: it was started with different options ({}); \
-                             rerun with the same options, or start afresh with --overwrite",
+                            "cannot resume {}: its records were matched against index {} \
+                             generation {}, and the index is now at generation {}; resuming \
+                             would mix the two in one output. Pass --allow-index-change to go \
+                             on (the change is recorded), or start afresh with --overwrite",
                             out.display(),
-                            diff.join(", ")
+                            index_name,
+                            was.map_or("unknown (no manifest says)".into(), |g| g.to_string()),
+                            reader.generation()
                         );
                     }
+                    manifest.index_generation = was;
+                    manifest.change_generation(reader.generation(), journal.records());
+                    index_change = manifest.index_changes.last().cloned();
                 }
-                let journal = read_journal(out, args.format)?;
                 if journal.dropped_bytes > 0 && !args.quiet {
                     eprintln!(
                         "sigil scan: resume: dropped a torn last record ({} bytes) from {}",
@@ -316,19 +412,29 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let mut summary = run_scan(
-        &cfg,
-        &reader,
-        &mut writer,
-        args.format,
-        &done,
-        &cancel,
-        &mut on_progress,
-    )?;
+    let mut skipped = match &args.skipped {
+        None => None,
+        Some(path) => {
+            let file =
+                File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+            Some(SkippedWriter::new(Box::new(file)))
+        }
+    };
+    let sinks = Sinks {
+        records: &mut writer,
+        skipped: skipped.as_mut(),
+        progress: &mut on_progress,
+    };
+    let mut summary = run_scan(&cfg, &reader, &done, &cancel, sinks)?;
     if let Some(b) = &bar {
         b.finish_and_clear();
     }
     summary.resumed_matched = resumed_matched;
+    summary.index = Some(IndexProvenance {
+        path: index_name,
+        generation: reader.generation(),
+        change: index_change,
+    });
     if !args.quiet {
         eprint!("{}", summary.render());
     }
@@ -344,4 +450,24 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_suffixes() {
+        assert_eq!(
+            parse_size("4G"),
+            Ok(sigil_scan::walk::DEFAULT_MAX_FILE_BYTES)
+        );
+        assert_eq!(parse_size("1024"), Ok(1024));
+        assert_eq!(parse_size("500M"), Ok(500 << 20));
+        assert_eq!(parse_size("2TiB"), Ok(2 << 40));
+        assert_eq!(parse_size("3 kb"), Ok(3 << 10));
+        for bad in ["", "G", "4X", "-1", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -119,15 +119,28 @@ impl<'a, L: Lookup + ?Sized> Matcher<'a, L> {
         self.admitted(self.lookup.exact(kind, digest), out);
     }
 
+    fn digests_into(&self, exact: &ExactDigests, out: &mut Vec<MatchedEntry>) {
+        for kind in [HashKind::Md5, HashKind::Sha1, HashKind::Sha256] {
+            if let Some(d) = exact.get(kind) {
+                self.exact_into(kind, d, out);
+            }
+        }
+    }
+
+    /// Matches content that is not an image (a video, an archive, a text
+    /// file): its exact digests are all there is to look up, so no match is
+    /// `no_match`, not an error.
+    pub fn not_an_image(&self, exact: &ExactDigests) -> Outcome {
+        let mut matches = Vec::new();
+        self.digests_into(exact, &mut matches);
+        self.finish(matches, Verdict::NoMatch, None)
+    }
+
     /// Matches an image (or a file that did not decode): its exact digests
     /// always, its perceptual hash when the quality reaches the threshold.
     pub fn image(&self, exact: &ExactDigests, image: ImageQuery<'_>) -> Outcome {
         let mut matches = Vec::new();
-        for kind in [HashKind::Md5, HashKind::Sha1, HashKind::Sha256] {
-            if let Some(d) = exact.get(kind) {
-                self.exact_into(kind, d, &mut matches);
-            }
-        }
+        self.digests_into(exact, &mut matches);
         let threshold = self.options.quality_threshold();
         let search = self.options.search_options();
         match image {

@@ -356,6 +356,11 @@ fn low_quality_skips_the_perceptual_hash_only() {
     assert_eq!(m.image(&d, ImageQuery::Undecoded).verdict, Verdict::Match);
     let out = m.image(&digests(b"junk"), ImageQuery::Undecoded);
     assert_eq!(out.verdict, Verdict::Error);
+    // Not an image: only exact digests, and no match is no match.
+    assert_eq!(m.not_an_image(&d).verdict, Verdict::Match);
+    assert_eq!(ids(&m.not_an_image(&d)), [("s", 0)]);
+    let out = m.not_an_image(&digests(b"junk"));
+    assert_eq!((out.verdict, out.error), (Verdict::NoMatch, None));
 }
 
 #[test]

@@ -4,20 +4,25 @@
 //! once (fsync every second and at exit). To resume, [`read_journal`] reads
 //! the existing output, keeps every complete, parseable line, cuts a torn
 //! last line (the process died mid-write, or a power loss left a partial or
-//! zero-filled tail), and returns the set of paths already done: those files
-//! are skipped before they are even opened, so nothing is re-hashed and no
-//! record is written twice.
+//! zero-filled tail), and returns the identities of the files already done
+//! (their paths' exact bytes, see [`crate::path`]): those files are skipped
+//! before they are even opened, so nothing is re-hashed and no record is
+//! written twice, and two names that differ in one byte are two files.
 //!
 //! A small sidecar, `<output>.scan.json` ([`ScanManifest`]), records the
-//! options that decide which files are scanned and how; a resume with
-//! different options is refused, since it would leave gaps or mix results.
+//! options that decide which files are scanned and how, and the index and
+//! generation the records were matched against; a resume with different
+//! options is refused, since it would leave gaps or mix results, and so is
+//! one against another index generation unless the caller allows it (the
+//! change is then recorded in the manifest).
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use crate::output::{one_line, OutputFormat, CSV_HEADER};
+use crate::output::{OutputFormat, CSV_HEADER, CSV_PATH_BYTES, CSV_VERDICT};
+use crate::path::{from_base64, identity};
 use crate::record::Verdict;
 use sigil_core::robust::RobustLevel;
 
@@ -48,8 +53,8 @@ pub enum JournalError {
 /// What an earlier, interrupted run already did.
 #[derive(Debug, Default, Clone)]
 pub struct Journal {
-    /// Keys ([`record_key`]) of files already recorded.
-    pub done: HashSet<String>,
+    /// Identities (exact path bytes) of the files already recorded.
+    pub done: HashSet<Vec<u8>>,
     /// Verdict counts of those records (so the exit status covers the whole scan).
     pub matched: u64,
     pub no_match: u64,
@@ -77,26 +82,21 @@ impl Journal {
     }
 }
 
-/// The key under which a path is remembered: the path string exactly as the
-/// given format writes it.
-pub fn record_key(format: OutputFormat, path: &str) -> String {
-    match format {
-        OutputFormat::Jsonl => path.to_string(),
-        OutputFormat::Csv => one_line(path),
-    }
-}
-
 #[derive(serde::Deserialize)]
 struct JsonlHead {
     path: String,
+    #[serde(default, with = "crate::path::base64_opt")]
+    path_bytes: Option<Vec<u8>>,
     verdict: Verdict,
 }
 
-fn parse_line(format: OutputFormat, line: &[u8]) -> Option<(String, Verdict)> {
+/// A record line's identity (exact path bytes) and verdict.
+fn parse_line(format: OutputFormat, line: &[u8]) -> Option<(Vec<u8>, Verdict)> {
     match format {
         OutputFormat::Jsonl => {
             let h: JsonlHead = serde_json::from_slice(line).ok()?;
-            Some((h.path, h.verdict))
+            let id = identity(&h.path, h.path_bytes.as_deref()).to_vec();
+            Some((id, h.verdict))
         }
         OutputFormat::Csv => {
             let mut r = csv::ReaderBuilder::new()
@@ -106,9 +106,15 @@ fn parse_line(format: OutputFormat, line: &[u8]) -> Option<(String, Verdict)> {
             if rec.len() != CSV_HEADER.len() {
                 return None;
             }
-            let verdict: Verdict =
-                serde_json::from_value(serde_json::Value::String(rec.get(6)?.to_string())).ok()?;
-            Some((rec.get(0)?.to_string(), verdict))
+            let verdict: Verdict = serde_json::from_value(serde_json::Value::String(
+                rec.get(CSV_VERDICT)?.to_string(),
+            ))
+            .ok()?;
+            let id = match rec.get(CSV_PATH_BYTES)? {
+                "" => rec.get(0)?.as_bytes().to_vec(),
+                b64 => from_base64(b64).ok()?,
+            };
+            Some((id, verdict))
         }
     }
 }
@@ -164,8 +170,8 @@ pub fn read_journal(path: &Path, format: OutputFormat) -> Result<Journal, Journa
             }
         }
         match parse_line(format, body) {
-            Some((p, v)) if first_bad.is_none() => {
-                j.done.insert(record_key(format, &p));
+            Some((id, v)) if first_bad.is_none() => {
+                j.done.insert(id);
                 j.count(v);
                 offset += n;
                 j.valid_len = offset;
@@ -199,17 +205,38 @@ pub fn open_for_resume(path: &Path, journal: &Journal) -> io::Result<File> {
     OpenOptions::new().append(true).open(path)
 }
 
-/// The options that must not change between a scan and its resume.
+/// The version of [`ScanManifest`] this sigil writes. Version 2: files are
+/// selected by content, not by a default list of image extensions, and
+/// paths are exact bytes; a version 1 scan would not be continued the way
+/// it started, so it is not resumed.
+pub const MANIFEST_VERSION: u32 = 2;
+
+/// The options that must not change between a scan and its resume, and
+/// the index generation its records were matched against.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScanManifest {
     pub version: u32,
     pub format: OutputFormat,
+    /// The roots as given ([`crate::path::escape`]d when not plain).
     pub roots: Vec<String>,
     pub shard: String,
     pub include: Vec<String>,
     pub exclude: Vec<String>,
     pub follow_symlinks: bool,
+    /// `--max-file-bytes`: larger files are skipped unread.
+    #[serde(default = "default_max_file_bytes")]
+    pub max_file_bytes: u64,
+    /// The index path as given.
     pub index: String,
+    /// The generation of `index` that matched the records written since
+    /// the last entry of `index_changes` (all of them when there is none).
+    /// `None` in manifests of older sigils, which did not record it.
+    #[serde(default)]
+    pub index_generation: Option<u64>,
+    /// Resumes that went on against another generation
+    /// (`--allow-index-change`), oldest first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub index_changes: Vec<IndexChange>,
     pub radius: u32,
     pub dihedral: bool,
     /// `--robust[=LEVEL]` (absent in manifests written before the option
@@ -221,7 +248,33 @@ pub struct ScanManifest {
     pub fast: bool,
 }
 
+fn default_max_file_bytes() -> u64 {
+    crate::walk::DEFAULT_MAX_FILE_BYTES
+}
+
+/// A resume that continued against another index generation.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IndexChange {
+    /// The generation of the earlier records (`None`: not recorded).
+    pub from: Option<u64>,
+    pub to: u64,
+    /// Records in the output when the change was made: those were matched
+    /// against `from` (or earlier generations), the later ones against `to`.
+    pub records_before: u64,
+}
+
 impl ScanManifest {
+    /// Records that a resume goes on against generation `to` with
+    /// `records_before` records already written, and makes `to` current.
+    pub fn change_generation(&mut self, to: u64, records_before: u64) {
+        self.index_changes.push(IndexChange {
+            from: self.index_generation,
+            to,
+            records_before,
+        });
+        self.index_generation = Some(to);
+    }
+
     /// The sidecar path for an output file.
     pub fn path_for(output: &Path) -> PathBuf {
         let mut name = output.file_name().unwrap_or_default().to_os_string();
@@ -266,7 +319,8 @@ impl ScanManifest {
         }
     }
 
-    /// Names of the fields that differ from `other`.
+    /// Names of the option fields that differ from `other` (the index
+    /// generation is not an option: see [`ScanManifest::change_generation`]).
     pub fn differences(&self, other: &ScanManifest) -> Vec<&'static str> {
         let mut d = Vec::new();
         macro_rules! cmp {
@@ -280,6 +334,7 @@ impl ScanManifest {
             include,
             exclude,
             follow_symlinks,
+            max_file_bytes,
             index,
             radius,
             dihedral,
@@ -298,7 +353,12 @@ mod tests {
     use crate::record::{ErrorCause, ScanRecord};
 
     fn rec(path: &str, v: Verdict) -> ScanRecord {
-        let mut r = ScanRecord::failed(path.into(), Some(1), ErrorCause::CorruptImage, "x".into());
+        rec_bytes(path.as_bytes(), v)
+    }
+
+    fn rec_bytes(path: &[u8], v: Verdict) -> ScanRecord {
+        let name = crate::path::PathName::from_bytes(path);
+        let mut r = ScanRecord::failed(name, Some(1), ErrorCause::CorruptImage, "x".into());
         r.verdict = v;
         r
     }
@@ -333,7 +393,7 @@ mod tests {
             let j = read_journal(f.path(), format).unwrap();
             assert_eq!(j.records(), 2, "{format:?}");
             assert_eq!(j.matched, 1);
-            assert!(j.done.contains("a,\"1\".png") && j.done.contains("b.png"));
+            assert!(j.done.contains(&b"a,\"1\".png"[..]) && j.done.contains(&b"b.png"[..]));
             assert_eq!(j.dropped_bytes as usize, torn.len() / 2);
             let h = open_for_resume(f.path(), &j).unwrap();
             drop(h);
@@ -386,14 +446,17 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let out = d.path().join("out.jsonl");
         let m = ScanManifest {
-            version: 1,
+            version: MANIFEST_VERSION,
             format: OutputFormat::Jsonl,
             roots: vec!["/data".into()],
             shard: "0/1".into(),
             include: vec![],
             exclude: vec![],
             follow_symlinks: false,
+            max_file_bytes: 1000,
             index: "idx".into(),
+            index_generation: Some(3),
+            index_changes: vec![],
             radius: 31,
             dihedral: false,
             robust: RobustLevel::Off,
@@ -418,6 +481,46 @@ mod tests {
         let text = std::fs::read_to_string(ScanManifest::path_for(&out)).unwrap();
         assert!(text.contains(r#""robust": "full""#), "{text}");
         assert_eq!(ScanManifest::read(&out).unwrap().unwrap(), full);
+
+        // A generation change is no option difference; it is recorded.
+        let mut changed = m.clone();
+        changed.change_generation(5, 40);
+        assert!(m.differences(&changed).is_empty());
+        assert_eq!(changed.index_generation, Some(5));
+        assert_eq!(
+            changed.index_changes,
+            vec![IndexChange {
+                from: Some(3),
+                to: 5,
+                records_before: 40
+            }]
+        );
+        changed.write(&out).unwrap();
+        assert_eq!(ScanManifest::read(&out).unwrap().unwrap(), changed);
+        let mut limit = m.clone();
+        limit.max_file_bytes = 2000;
+        assert_eq!(m.differences(&limit), vec!["max_file_bytes"]);
+    }
+
+    /// Names that differ only in bytes that are not UTF-8, or in a line
+    /// break against a space, are different files to resume, in both
+    /// formats.
+    #[test]
+    fn resume_identities_are_exact_path_bytes() {
+        for format in [OutputFormat::Jsonl, OutputFormat::Csv] {
+            let names: [&[u8]; 4] = [b"t/x\xfe.png", b"t/a\nb.png", b"t/a\rb.png", b"t/q,\"\xff"];
+            let recs: Vec<ScanRecord> = names
+                .iter()
+                .map(|n| rec_bytes(n, Verdict::NoMatch))
+                .collect();
+            let f = write_file(format, &recs, b"");
+            let j = read_journal(f.path(), format).unwrap();
+            let want: HashSet<Vec<u8>> = names.iter().map(|n| n.to_vec()).collect();
+            assert_eq!(j.done, want, "{format:?}");
+            for other in [&b"t/x\xff.png"[..], b"t/a b.png", b"t/x\\xfe.png"] {
+                assert!(!j.done.contains(other), "{format:?}: {other:?}");
+            }
+        }
     }
 
     #[test]

@@ -9,7 +9,8 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::str::FromStr;
 
-use crate::record::ScanRecord;
+use crate::path::to_base64;
+use crate::record::{ScanRecord, SkippedPath};
 
 /// Output format of the records.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -44,8 +45,9 @@ impl FromStr for OutputFormat {
     }
 }
 
-/// The CSV header row (column names of [`ScanRecord`]).
-pub const CSV_HEADER: [&str; 10] = [
+/// The CSV header row (column names of [`ScanRecord`]; the columns added
+/// after `error_message` come last so older readers' positions hold).
+pub const CSV_HEADER: [&str; 14] = [
     "path",
     "size",
     "sha256",
@@ -56,7 +58,16 @@ pub const CSV_HEADER: [&str; 10] = [
     "matches",
     "error_cause",
     "error_message",
+    "media",
+    "format",
+    "note",
+    "path_bytes",
 ];
+
+/// Column of `verdict` in [`CSV_HEADER`].
+pub const CSV_VERDICT: usize = 6;
+/// Column of `path_bytes` in [`CSV_HEADER`].
+pub const CSV_PATH_BYTES: usize = 13;
 
 /// Serialises one record, including its trailing newline.
 pub fn encode_record(format: OutputFormat, rec: &ScanRecord) -> io::Result<Vec<u8>> {
@@ -84,16 +95,23 @@ pub fn encode_record(format: OutputFormat, rec: &ScanRecord) -> io::Result<Vec<u
                 matches,
                 opt(rec.error.as_ref().map(|e| e.cause.as_str().to_string())),
                 opt(rec.error.as_ref().map(|e| e.message.clone())),
+                opt(rec.media.map(|m| m.as_str().to_string())),
+                opt(rec.format.clone()),
+                opt(rec.note.map(|n| n.as_str().to_string())),
+                opt(rec.path_bytes.as_deref().map(to_base64)),
             ];
             // One physical line per record, so the file stays a line
-            // journal that resume can cut at the last complete line.
+            // journal that resume can cut at the last complete line. The
+            // path is one line already (escaped, its bytes in path_bytes);
+            // this only touches messages.
             let row = row.map(|cell| one_line(&cell));
             encode_csv_row(&row)
         }
     }
 }
 
-/// Replaces line breaks by spaces (CSV cells only; JSON escapes them).
+/// Replaces line breaks by spaces (CSV cells of messages; JSON escapes
+/// them, and paths are escaped before they get here).
 pub fn one_line(s: &str) -> String {
     if s.contains(['\n', '\r']) {
         s.replace(['\n', '\r'], " ")
@@ -191,18 +209,53 @@ impl RecordWriter {
     }
 }
 
+/// Streams [`SkippedPath`]s as JSON Lines (`--skipped FILE`).
+pub struct SkippedWriter {
+    out: io::BufWriter<Box<dyn Write + Send>>,
+    written: u64,
+}
+
+impl SkippedWriter {
+    pub fn new(out: Box<dyn Write + Send>) -> Self {
+        SkippedWriter {
+            out: io::BufWriter::new(out),
+            written: 0,
+        }
+    }
+
+    pub fn write(&mut self, entry: &SkippedPath) -> io::Result<()> {
+        serde_json::to_writer(&mut self.out, entry).map_err(io::Error::other)?;
+        self.out.write_all(b"\n")?;
+        self.written += 1;
+        Ok(())
+    }
+
+    /// Flushes what is buffered to the OS.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    pub fn entries_written(&self) -> u64 {
+        self.written
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::{ErrorCause, ErrorInfo, MatchRecord, Verdict};
+    use crate::path::PathName;
+    use crate::record::{ErrorCause, ErrorInfo, MatchRecord, Media, Note, SkipReason, Verdict};
     use sigil_core::{HashKind, PdqHash};
 
     fn sample() -> ScanRecord {
         ScanRecord {
             path: "dir/a \"b\",c.jpg".into(),
+            path_bytes: None,
             size: Some(12),
             sha256: Some("ab".repeat(32)),
             md5: Some("cd".repeat(16)),
+            media: Some(Media::Image),
+            format: Some("jpeg".into()),
             pdq: Some(PdqHash([0x5a; 32])),
             quality: Some(100),
             verdict: Verdict::Match,
@@ -219,6 +272,7 @@ mod tests {
                 cause: ErrorCause::CorruptImage,
                 message: "line\nbreak".into(),
             }),
+            note: None,
         }
     }
 
@@ -251,5 +305,76 @@ mod tests {
         assert_eq!(&rows[0][9], "line break");
         let m: Vec<MatchRecord> = serde_json::from_str(&rows[0][7]).unwrap();
         assert_eq!(m, rec.matches);
+        assert_eq!(
+            (&rows[0][10], &rows[0][11], &rows[0][12]),
+            ("image", "jpeg", "")
+        );
+        assert_eq!(&rows[0][CSV_PATH_BYTES], "");
+    }
+
+    /// A name that is not plain is one line in either format, with its
+    /// exact bytes beside it.
+    #[test]
+    fn escaped_names_carry_their_bytes() {
+        let mut rec = ScanRecord::new(PathName::from_bytes(b"d/a\nb\xff.bin"));
+        rec.media = Some(Media::Other);
+        rec.note = Some(Note::NotAnImage);
+        let line = encode_record(OutputFormat::Jsonl, &rec).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["path"], "d/a\\nb\\xff.bin");
+        assert_eq!(v["path_bytes"], to_base64(b"d/a\nb\xff.bin"));
+        assert_eq!(
+            (v["media"].as_str(), v["note"].as_str()),
+            (Some("other"), Some("not_an_image"))
+        );
+        let back: ScanRecord = serde_json::from_slice(&line).unwrap();
+        assert_eq!(back.identity(), b"d/a\nb\xff.bin");
+        // Plain names have no path_bytes at all.
+        let plain = encode_record(
+            OutputFormat::Jsonl,
+            &ScanRecord::new(PathName::from_bytes(b"a b")),
+        )
+        .unwrap();
+        assert!(!String::from_utf8(plain).unwrap().contains("path_bytes"));
+
+        let row = encode_record(OutputFormat::Csv, &rec).unwrap();
+        assert_eq!(row.iter().filter(|&&b| b == b'\n').count(), 1);
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&row[..]);
+        let row = r.records().next().unwrap().unwrap();
+        assert_eq!(&row[0], "d/a\\nb\\xff.bin");
+        assert_eq!(
+            crate::path::from_base64(&row[CSV_PATH_BYTES]).unwrap(),
+            b"d/a\nb\xff.bin"
+        );
+    }
+
+    #[test]
+    fn skipped_entries_are_json_lines() {
+        let buf = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        struct Shared(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut w = SkippedWriter::new(Box::new(Shared(buf.clone())));
+        let e = SkippedPath::new(
+            PathName::from_bytes(b"p\xfe"),
+            SkipReason::SpecialFile,
+            "fifo".into(),
+        );
+        w.write(&e).unwrap();
+        w.flush().unwrap();
+        let text = String::from_utf8(buf.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1);
+        let back: SkippedPath = serde_json::from_str(text.trim_end()).unwrap();
+        assert_eq!(back, e);
+        assert!(text.contains(r#""reason":"special_file""#), "{text}");
     }
 }

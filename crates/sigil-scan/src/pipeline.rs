@@ -3,6 +3,13 @@
 //!
 //! - The walker sends paths only; the job channel holds at most
 //!   `4 x threads` of them, so a tree of any size costs constant memory.
+//!   Paths it does not send (excluded, other shard, symlinks not followed,
+//!   special files, files over the limit for reading) go to the writer as
+//!   skipped entries with their reason.
+//! - Every regular file is read and gets its exact digests; its first bytes
+//!   say what it is (`sigil_core::decode::sniff`, never its name): an image
+//!   is decoded and hashed, anything else (video, other) is matched by its
+//!   exact digests alone and recorded as `not_an_image`.
 //! - Each worker owns its `PdqHasher` and its read buffer: at most `threads`
 //!   files are in memory at once, each under the decode byte limit.
 //! - Workers send finished records (signatures, never bytes) to the calling
@@ -11,9 +18,10 @@
 //! - Each worker hands a file's signatures to a `sigil_match::Matcher`
 //!   (one for the whole scan, over one index generation), which decides the
 //!   verdict; the pipeline only converts its outcome into a record.
-//! - Cancellation (Ctrl-C) stops the walk and the workers; records already
-//!   produced are written, the output is synced and the summary says
-//!   "interrupted". Files not recorded are picked up by `--resume`.
+//! - Cancellation (Ctrl-C) stops the walk and the workers, and a read in
+//!   progress between two chunks; records already produced are written,
+//!   the output is synced and the summary says "interrupted". Files not
+//!   recorded are picked up by `--resume`.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
@@ -22,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sigil_core::decode::fast_jpeg::{self, FastDecode};
+use sigil_core::decode::{sniff, MediaKind};
 use sigil_core::pdq::{DihedralOutput, PdqHasher, PdqOutput, Profile};
 use sigil_core::robust::{robust_query_hashes, RobustQueryOptions};
 use sigil_core::{
@@ -29,10 +38,10 @@ use sigil_core::{
 };
 use sigil_match::{ImageQuery, Lookup, Matcher, Outcome, ResolvedOptions};
 
-use crate::journal::record_key;
-use crate::output::{OutputFormat, RecordWriter};
-use crate::read::{read_file, FileContents};
-use crate::record::{ErrorCause, ErrorInfo, MatchRecord, ScanRecord, Verdict};
+use crate::output::{RecordWriter, SkippedWriter};
+use crate::path::{path_bytes, PathName};
+use crate::read::{read_file, FileContents, ReadError, ReadLimits};
+use crate::record::{ErrorCause, ErrorInfo, MatchRecord, Media, Note, ScanRecord, SkippedPath};
 use crate::summary::{StageTimes, Summary};
 use crate::walk::{walk_root, Filters, WalkError, WalkEvent, WalkOptions, WalkProblemKind};
 
@@ -88,6 +97,8 @@ pub enum ScanError {
     },
     #[error("cannot write scan output: {0}")]
     Output(#[source] std::io::Error),
+    #[error("cannot write the list of skipped paths: {0}")]
+    SkippedOutput(#[source] std::io::Error),
     #[error("cannot start a scan thread: {0}")]
     Thread(#[source] std::io::Error),
     #[error("cannot start the scan's worker threads: {0}")]
@@ -109,7 +120,7 @@ pub struct Progress {
 
 struct Job {
     path: PathBuf,
-    key: String,
+    name: PathName,
 }
 
 /// Which `--fast` path, if any, hashed a file.
@@ -132,25 +143,39 @@ enum Msg {
         fast: FastUse,
     },
     Discovered,
-    Skipped,
+    Skipped(Box<SkippedPath>),
     Resumed,
     WalkDone,
 }
 
-/// Runs a scan, writing one record per file to `writer`.
+/// Where a scan's results go.
+pub struct Sinks<'a> {
+    /// One record per file read (and per path that could not be walked).
+    pub records: &'a mut RecordWriter,
+    /// Every path reached but not read, with its reason (`--skipped`);
+    /// other shards' files are only counted.
+    pub skipped: Option<&'a mut SkippedWriter>,
+    /// Called from the writer thread after each event (cheap callers only).
+    pub progress: &'a mut dyn FnMut(&Progress),
+}
+
+/// Runs a scan, writing one record per file to `sinks.records`.
 ///
-/// `done` holds the [`record_key`]s already recorded by an interrupted run
-/// (resume); those files are not read again. `progress` is called from the
-/// writer thread after each record (cheap callers only).
+/// `done` holds the identities (exact path bytes, [`ScanRecord::identity`])
+/// already recorded by an interrupted run (resume); those files are not
+/// read again.
 pub fn run_scan(
     cfg: &ScanConfig,
     lookup: &dyn Lookup,
-    writer: &mut RecordWriter,
-    format: OutputFormat,
-    done: &HashSet<String>,
+    done: &HashSet<Vec<u8>>,
     cancel: &AtomicBool,
-    progress: &mut dyn FnMut(&Progress),
+    sinks: Sinks<'_>,
 ) -> Result<Summary, ScanError> {
+    let Sinks {
+        records: writer,
+        mut skipped,
+        progress,
+    } = sinks;
     let filters = Filters::new(&cfg.walk)?;
     for root in &cfg.roots {
         std::fs::metadata(root).map_err(|source| ScanError::Root {
@@ -186,7 +211,7 @@ pub fn run_scan(
             std::thread::Builder::new()
                 .name("sigil-walk".into())
                 .spawn_scoped(s, move || {
-                    walker(cfg, filters, format, done, cancel, job_tx, msg_tx)
+                    walker(cfg, filters, done, cancel, job_tx, msg_tx)
                 })
                 .map_err(ScanError::Thread)?;
         }
@@ -200,7 +225,13 @@ pub fn run_scan(
             }
             drop(job_rx);
             drop(msg_tx);
-            let r = write_loop(writer, &msg_rx, &mut summary, cancel, progress);
+            let r = write_loop(
+                writer,
+                skipped.as_deref_mut(),
+                &msg_rx,
+                &mut summary,
+                progress,
+            );
             if r.is_err() {
                 // Stop everyone; dropping the receiver unblocks senders.
                 cancel.store(true, Ordering::SeqCst);
@@ -212,16 +243,20 @@ pub fn run_scan(
     summary.elapsed = start.elapsed();
     summary.interrupted = cancel.load(Ordering::SeqCst);
     let synced = writer.sync().map_err(ScanError::Output);
+    let listed = skipped
+        .map_or(Ok(()), |w| w.flush())
+        .map_err(ScanError::SkippedOutput);
     result?;
     synced?;
+    listed?;
     Ok(summary)
 }
 
 fn write_loop(
     writer: &mut RecordWriter,
+    mut skipped: Option<&mut SkippedWriter>,
     rx: &Receiver<Msg>,
     summary: &mut Summary,
-    cancel: &AtomicBool,
     progress: &mut dyn FnMut(&Progress),
 ) -> Result<(), ScanError> {
     let mut p = Progress::default();
@@ -254,7 +289,12 @@ fn write_loop(
                 p.errors = summary.error_count();
             }
             Some(Msg::Discovered) => p.discovered += 1,
-            Some(Msg::Skipped) => summary.skipped += 1,
+            Some(Msg::Skipped(entry)) => {
+                if let (Some(w), true) = (skipped.as_deref_mut(), entry.reason.listed()) {
+                    w.write(&entry).map_err(ScanError::SkippedOutput)?;
+                }
+                summary.skip(*entry);
+            }
             Some(Msg::Resumed) => summary.resumed += 1,
             Some(Msg::WalkDone) => p.walk_done = true,
             None => {}
@@ -264,9 +304,8 @@ fn write_loop(
             last_sync = Instant::now();
             dirty = false;
         }
-        if cancel.load(Ordering::Relaxed) {
-            // Keep draining: records already computed are still written.
-        }
+        // On cancel, keep draining: records already computed are still
+        // written.
         progress(&p);
     }
     Ok(())
@@ -275,8 +314,7 @@ fn write_loop(
 fn walker(
     cfg: &ScanConfig,
     filters: &Filters,
-    format: OutputFormat,
-    done: &HashSet<String>,
+    done: &HashSet<Vec<u8>>,
     cancel: &AtomicBool,
     job_tx: Sender<Job>,
     msg_tx: Sender<Msg>,
@@ -290,22 +328,22 @@ fn walker(
             }
             let ok = match ev {
                 WalkEvent::File(item) => {
-                    let key = record_key(format, &item.path.to_string_lossy());
-                    if done.contains(&key) {
+                    if done.contains(path_bytes(&item.path).as_ref()) {
                         msg_tx.send(Msg::Resumed).is_ok()
                     } else {
+                        let name = PathName::of(&item.path);
                         msg_tx.send(Msg::Discovered).is_ok()
                             && job_tx
                                 .send(Job {
                                     path: item.path,
-                                    key,
+                                    name,
                                 })
                                 .is_ok()
                     }
                 }
                 WalkEvent::Problem(prob) => {
-                    let path = prob.path.to_string_lossy().into_owned();
-                    if done.contains(&record_key(format, &path)) {
+                    let name = PathName::of(&prob.path);
+                    if done.contains(name.identity()) {
                         msg_tx.send(Msg::Resumed).is_ok()
                     } else {
                         let cause = match prob.kind {
@@ -314,7 +352,7 @@ fn walker(
                             WalkProblemKind::NotFound => ErrorCause::Vanished,
                             WalkProblemKind::Other => ErrorCause::Unreadable,
                         };
-                        let rec = ScanRecord::failed(path, None, cause, prob.message);
+                        let rec = ScanRecord::failed(name, None, cause, prob.message);
                         msg_tx
                             .send(Msg::Record {
                                 rec: Box::new(rec),
@@ -325,7 +363,7 @@ fn walker(
                             .is_ok()
                     }
                 }
-                WalkEvent::Skipped => msg_tx.send(Msg::Skipped).is_ok(),
+                WalkEvent::Skipped(entry) => msg_tx.send(Msg::Skipped(Box::new(entry))).is_ok(),
             };
             go_on = ok;
             ok
@@ -377,7 +415,12 @@ fn worker(work: &Work<'_>, cancel: &AtomicBool, jobs: Receiver<Job>, out: Sender
             std::thread::sleep(d);
         }
         let mut times = StageTimes::default();
-        let (rec, bytes, fast) = scan_file(work, &mut hasher, &exact, &job, &mut times);
+        // Cancelled mid-read: no record, a resume reads the file again.
+        let Some((rec, bytes, fast)) =
+            scan_file(work, &mut hasher, &exact, job, cancel, &mut times)
+        else {
+            break;
+        };
         if out
             .send(Msg::Record {
                 rec: Box::new(rec),
@@ -396,8 +439,11 @@ fn decode_cause(e: &DecodeError) -> ErrorCause {
     match e {
         DecodeError::EmptyInput => ErrorCause::EmptyFile,
         DecodeError::TooManyBytes { .. } => ErrorCause::FileTooLarge,
-        DecodeError::UnknownFormat => ErrorCause::NotAnImage,
-        DecodeError::Unsupported { .. } => ErrorCause::UnsupportedImage,
+        // Only sniffed images are decoded, so the decoder cannot find an
+        // unknown format; were it to, the image is not one it supports.
+        DecodeError::UnknownFormat | DecodeError::Unsupported { .. } => {
+            ErrorCause::UnsupportedImage
+        }
         DecodeError::TooLarge { .. } | DecodeError::LimitExceeded { .. } => {
             ErrorCause::ImageTooLarge
         }
@@ -449,52 +495,69 @@ fn judged(rec: &mut ScanRecord, outcome: Outcome) {
     rec.matches = outcome.matches.into_iter().map(MatchRecord::from).collect();
 }
 
-/// Reads, hashes and matches one file. Never panics on file content: the
-/// decoders catch their own panics and every failure becomes an error record.
+/// Reads, hashes and matches one file; `None` when the scan was cancelled
+/// while the file was read. Never panics on file content: the decoders
+/// catch their own panics and every failure becomes an error record.
 fn scan_file(
     work: &Work<'_>,
     hasher: &mut PdqHasher,
     exact: &ExactHasher,
-    job: &Job,
+    job: Job,
+    cancel: &AtomicBool,
     times: &mut StageTimes,
-) -> (ScanRecord, u64, FastUse) {
+) -> Option<(ScanRecord, u64, FastUse)> {
     let (cfg, matcher) = (work.cfg, work.matcher);
-    let path = job.key.clone();
+    let limits = ReadLimits {
+        max_in_memory: cfg.decode.limits.max_bytes,
+        max_file_bytes: cfg.walk.max_file_bytes,
+    };
     let contents = match timed(&mut times.read, || {
-        read_file(&job.path, cfg.decode.limits.max_bytes, exact)
+        read_file(&job.path, limits, exact, cancel)
     }) {
         Ok(c) => c,
-        Err(f) => {
-            let rec = ScanRecord::failed(path, f.size, f.cause, f.message);
-            return (rec, 0, FastUse::No);
+        Err(ReadError::Cancelled) => return None,
+        Err(ReadError::Failed(f)) => {
+            let rec = ScanRecord::failed(job.name, f.size, f.cause, f.message);
+            return Some((rec, 0, FastUse::No));
         }
     };
-    let bytes = match contents {
-        FileContents::Oversized { size, digests } => {
+    let mut rec = ScanRecord::new(job.name);
+    let (bytes, kind) = match contents {
+        FileContents::Streamed {
+            size,
+            digests,
+            kind,
+        } => {
+            rec.size = Some(size);
+            rec.sha256 = Some(digests.sha256_hex());
+            rec.md5 = Some(digests.md5_hex());
+            rec.set_media(kind);
+            let image = rec.media == Some(Media::Image);
             let outcome = timed(&mut times.lookup, || {
-                matcher.image(&digests, ImageQuery::Undecoded)
+                if image {
+                    matcher.image(&digests, ImageQuery::Undecoded)
+                } else {
+                    matcher.not_an_image(&digests)
+                }
             });
-            let mut rec = ScanRecord {
-                path,
-                size: Some(size),
-                sha256: Some(digests.sha256_hex()),
-                md5: Some(digests.md5_hex()),
-                pdq: None,
-                quality: None,
-                verdict: Verdict::Error,
-                matches: Vec::new(),
-                error: Some(ErrorInfo {
+            if image {
+                rec.error = Some(ErrorInfo {
                     cause: ErrorCause::FileTooLarge,
                     message: format!(
                         "{size} bytes, over the decode limit of {} bytes (exact digests computed)",
                         cfg.decode.limits.max_bytes
                     ),
-                }),
-            };
+                });
+            } else {
+                rec.note = Some(Note::NotAnImage);
+            }
             judged(&mut rec, outcome);
-            return (rec, size, FastUse::No);
+            return Some((rec, size, FastUse::No));
         }
-        FileContents::Bytes(b) => b,
+        FileContents::Bytes(b) => {
+            let kind = sniff(&b);
+            (b, kind)
+        }
     };
     let size = bytes.len() as u64;
     let digests = timed(&mut times.exact, || {
@@ -502,6 +565,17 @@ fn scan_file(
         h.update(&bytes);
         h.finish()
     });
+    rec.size = Some(size);
+    rec.sha256 = Some(digests.sha256_hex());
+    rec.md5 = Some(digests.md5_hex());
+    rec.set_media(kind);
+    if !matches!(kind, MediaKind::Image(_)) {
+        drop(bytes);
+        rec.note = Some(Note::NotAnImage);
+        let outcome = timed(&mut times.lookup, || matcher.not_an_image(&digests));
+        judged(&mut rec, outcome);
+        return Some((rec, size, FastUse::No));
+    }
 
     let mut fast_used = FastUse::No;
     let decoded: Result<Decoded, DecodeError> = timed(&mut times.decode, || {
@@ -530,17 +604,6 @@ fn scan_file(
     // The encoded bytes are not needed past this point.
     drop(bytes);
 
-    let mut rec = ScanRecord {
-        path,
-        size: Some(size),
-        sha256: Some(digests.sha256_hex()),
-        md5: Some(digests.md5_hex()),
-        pdq: None,
-        quality: None,
-        verdict: Verdict::NoMatch,
-        matches: Vec::new(),
-        error: None,
-    };
     let outcome = match (decoded, &work.robust) {
         (Err(e), _) => {
             rec.error = Some(ErrorInfo {
@@ -577,5 +640,5 @@ fn scan_file(
         }
     };
     judged(&mut rec, outcome);
-    (rec, size, fast_used)
+    Some((rec, size, fast_used))
 }

@@ -2,8 +2,9 @@
 //!
 //! `--shard I/N` keeps the files whose *relative path* hashes to `I` modulo
 //! `N`. The hash is 64-bit FNV-1a over the bytes of the path relative to
-//! the scan root, with components joined by `/` (on Unix the raw bytes of
-//! the file name, so non-UTF-8 names shard too). FNV-1a is a fixed,
+//! the scan root, with components joined by `/`: the exact bytes of each
+//! name (on Unix the raw bytes, so names that are not UTF-8 shard by what
+//! they are, like every UTF-8 name always did). FNV-1a is a fixed,
 //! published function with no seed: the same relative path lands on the same
 //! shard on every machine, every platform and every sigil version, which is
 //! what lets N machines (say a Kubernetes Indexed Job) each take one shard of
@@ -94,23 +95,9 @@ pub fn shard_hash(relative: &Path) -> u64 {
             h = fnv1a(h, b"/");
         }
         first = false;
-        h = fnv1a(h, &os_bytes(part));
+        h = fnv1a(h, part.as_encoded_bytes());
     }
     h
-}
-
-#[cfg(unix)]
-fn os_bytes(s: &std::ffi::OsStr) -> std::borrow::Cow<'_, [u8]> {
-    use std::os::unix::ffi::OsStrExt;
-    std::borrow::Cow::Borrowed(s.as_bytes())
-}
-
-#[cfg(not(unix))]
-fn os_bytes(s: &std::ffi::OsStr) -> std::borrow::Cow<'_, [u8]> {
-    match s.to_string_lossy() {
-        std::borrow::Cow::Borrowed(b) => std::borrow::Cow::Borrowed(b.as_bytes()),
-        std::borrow::Cow::Owned(o) => std::borrow::Cow::Owned(o.into_bytes()),
-    }
 }
 
 #[cfg(test)]
@@ -145,6 +132,21 @@ mod tests {
             shard_hash(Path::new("./a//b")),
             shard_hash(Path::new("a/b"))
         );
+    }
+
+    /// Names that are not UTF-8 hash their raw bytes: two names differing
+    /// in one such byte are two inputs (they used to be hashed as one
+    /// replacement character on other platforms than Unix).
+    #[cfg(unix)]
+    #[test]
+    fn raw_bytes_are_hashed() {
+        use std::os::unix::ffi::OsStrExt;
+        let p = |b: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(b));
+        assert_eq!(
+            shard_hash(&p(b"d/x\xff.png")),
+            fnv1a(FNV_OFFSET, b"d/x\xff.png")
+        );
+        assert_ne!(shard_hash(&p(b"x\xff.png")), shard_hash(&p(b"x\xfe.png")));
     }
 
     #[test]

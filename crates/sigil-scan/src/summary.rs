@@ -1,11 +1,32 @@
-//! The end-of-scan summary: counts, errors by cause, throughput and
-//! per-stage timings (summed over worker threads), printed on stderr.
+//! The end-of-scan summary: every file by outcome (matched, no match, low
+//! quality, not an image by kind, errors by cause), every path not read by
+//! reason, the index generation that answered, throughput and per-stage
+//! timings (summed over worker threads), printed on stderr.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::record::{ErrorCause, ScanRecord, Verdict};
+use crate::journal::IndexChange;
+use crate::record::{ErrorCause, Media, Note, ScanRecord, SkipReason, SkippedPath, Verdict};
+
+/// Skipped paths listed in the summary (all of them go to `--skipped`).
+pub const SUMMARY_SKIPPED_PATHS: usize = 1000;
+
+/// Skipped paths shown in the summary on stderr.
+const SHOWN_SKIPPED: usize = 5;
+
+/// Which index answered the scan.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct IndexProvenance {
+    /// The index path as given.
+    pub path: String,
+    /// The generation that matched this run's records.
+    pub generation: u64,
+    /// When this run resumed records matched against another generation
+    /// (allowed by `--allow-index-change`): that change.
+    pub change: Option<IndexChange>,
+}
 
 /// Time spent in each pipeline stage, summed over all workers.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -43,8 +64,19 @@ pub struct Summary {
     pub no_match: u64,
     pub low_quality: u64,
     pub errors: BTreeMap<ErrorCause, u64>,
-    /// Walked but not scanned (globs, shard, symlinks not followed, special files).
-    pub skipped: u64,
+    /// Files whose content is not an image, by kind (`video`, `other`),
+    /// whatever their verdict: they are also counted under `matched` or
+    /// `no_match`.
+    pub not_an_image: BTreeMap<Media, u64>,
+    /// Of `not_an_image`, those an exact digest matched.
+    pub not_an_image_matched: u64,
+    /// Paths reached but not read, by reason.
+    pub skipped: BTreeMap<SkipReason, u64>,
+    /// The first [`SUMMARY_SKIPPED_PATHS`] listed skipped paths (other
+    /// shards' files are counted only).
+    pub skipped_paths: Vec<SkippedPath>,
+    /// The index and generation that answered (set by the caller).
+    pub index: Option<IndexProvenance>,
     /// Files already recorded by an earlier run (resume), not re-scanned.
     pub resumed: u64,
     /// Matches among the resumed records.
@@ -74,6 +106,34 @@ impl Summary {
         if let Some(e) = &rec.error {
             *self.errors.entry(e.cause).or_default() += 1;
         }
+        if rec.note == Some(Note::NotAnImage) {
+            let media = rec.media.unwrap_or(Media::Other);
+            *self.not_an_image.entry(media).or_default() += 1;
+            self.not_an_image_matched += u64::from(rec.verdict == Verdict::Match);
+        }
+    }
+
+    /// Counts a path not read (and lists it, up to the cap).
+    pub fn skip(&mut self, entry: SkippedPath) {
+        *self.skipped.entry(entry.reason).or_default() += 1;
+        if entry.reason.listed() && self.skipped_paths.len() < SUMMARY_SKIPPED_PATHS {
+            self.skipped_paths.push(entry);
+        }
+    }
+
+    pub fn skipped_count(&self) -> u64 {
+        self.skipped.values().sum()
+    }
+
+    /// Listed skipped paths left out of `skipped_paths`.
+    pub fn skipped_paths_omitted(&self) -> u64 {
+        let listed: u64 = self
+            .skipped
+            .iter()
+            .filter(|(r, _)| r.listed())
+            .map(|(_, n)| n)
+            .sum();
+        listed - self.skipped_paths.len() as u64
     }
 
     pub fn error_count(&self) -> u64 {
@@ -125,6 +185,17 @@ impl Summary {
             },
             self.threads
         );
+        if let Some(ix) = &self.index {
+            let _ = writeln!(s, "  index {} generation {}", ix.path, ix.generation);
+            if let Some(c) = &ix.change {
+                let from = c.from.map_or("unrecorded".to_string(), |g| g.to_string());
+                let _ = writeln!(
+                    s,
+                    "  index changed on resume (--allow-index-change): the first {} records were matched against generation {from}, the rest against {}",
+                    c.records_before, c.to
+                );
+            }
+        }
         let _ = writeln!(
             s,
             "  matched {}, no match {}, low quality {}, errors {}, skipped {}",
@@ -132,8 +203,37 @@ impl Summary {
             self.no_match,
             self.low_quality,
             self.error_count(),
-            self.skipped
+            self.skipped_count()
         );
+        if !self.not_an_image.is_empty() {
+            let parts: Vec<String> = self
+                .not_an_image
+                .iter()
+                .map(|(m, n)| format!("{} {n}", m.as_str()))
+                .collect();
+            let _ = writeln!(
+                s,
+                "  not an image (exact digests only): {} ({} matched)",
+                parts.join(", "),
+                self.not_an_image_matched
+            );
+        }
+        if !self.skipped.is_empty() {
+            let parts: Vec<String> = self
+                .skipped
+                .iter()
+                .map(|(r, n)| format!("{} {n}", r.as_str()))
+                .collect();
+            let _ = writeln!(s, "  skipped by reason: {}", parts.join(", "));
+            for e in self.skipped_paths.iter().take(SHOWN_SKIPPED) {
+                let _ = writeln!(s, "    {}: {} ({})", e.path, e.reason.as_str(), e.detail);
+            }
+            let more = self.skipped_paths_omitted()
+                + self.skipped_paths.len().saturating_sub(SHOWN_SKIPPED) as u64;
+            if more > 0 {
+                let _ = writeln!(s, "    ... and {more} more (--skipped FILE lists them all)");
+            }
+        }
         if self.resumed > 0 {
             let _ = writeln!(
                 s,
@@ -178,7 +278,22 @@ impl Summary {
         let secs = |d: Duration| d.as_secs_f64();
         let errors: BTreeMap<&str, u64> =
             self.errors.iter().map(|(c, n)| (c.as_str(), *n)).collect();
+        let not_an_image: BTreeMap<&str, u64> = self
+            .not_an_image
+            .iter()
+            .map(|(m, n)| (m.as_str(), *n))
+            .collect();
+        let skipped: BTreeMap<&str, u64> =
+            self.skipped.iter().map(|(r, n)| (r.as_str(), *n)).collect();
+        let index = self.index.as_ref().map(|ix| {
+            serde_json::json!({
+                "path": ix.path,
+                "generation": ix.generation,
+                "changed_on_resume": ix.change,
+            })
+        });
         serde_json::json!({
+            "index": index,
             "files": self.files,
             "bytes": self.bytes,
             "matched": self.matched,
@@ -186,7 +301,12 @@ impl Summary {
             "low_quality": self.low_quality,
             "errors": self.error_count(),
             "errors_by_cause": errors,
-            "skipped": self.skipped,
+            "not_an_image": not_an_image,
+            "not_an_image_matched": self.not_an_image_matched,
+            "skipped": self.skipped_count(),
+            "skipped_by_reason": skipped,
+            "skipped_paths": self.skipped_paths,
+            "skipped_paths_omitted": self.skipped_paths_omitted(),
             "resumed": self.resumed,
             "resumed_matched": self.resumed_matched,
             "fast_decodes": self.fast_decodes,

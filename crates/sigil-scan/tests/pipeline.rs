@@ -15,8 +15,8 @@ use sigil_match::{MatchPolicy, MatchRequest, MemoryLookup};
 use sigil_scan::output::OutputTarget;
 use sigil_scan::walk::WalkOptions;
 use sigil_scan::{
-    run_scan, ErrorCause, Lookup, OutputFormat, RecordWriter, ScanConfig, ScanRecord, Shard,
-    Verdict,
+    run_scan, ErrorCause, Lookup, Media, Note, OutputFormat, RecordWriter, ScanConfig, ScanRecord,
+    Shard, Sinks, SkipReason, SkippedPath, SkippedWriter, Verdict,
 };
 
 fn testdata() -> PathBuf {
@@ -95,7 +95,8 @@ impl Write for Sink {
     }
 }
 impl Sink {
-    fn records(&self) -> Vec<ScanRecord> {
+    /// The JSON lines written, parsed.
+    fn lines<T: serde::de::DeserializeOwned>(&self) -> Vec<T> {
         let buf = self.0.lock().unwrap();
         buf.split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
@@ -107,7 +108,7 @@ impl Sink {
 fn scan(
     cfg: &ScanConfig,
     lookup: &dyn Lookup,
-    done: &HashSet<String>,
+    done: &HashSet<Vec<u8>>,
     cancel_after: Option<u64>,
 ) -> (Vec<ScanRecord>, sigil_scan::Summary) {
     scan_with(cfg, lookup, done, cancel_after, &|| {})
@@ -117,17 +118,31 @@ fn scan(
 fn scan_with(
     cfg: &ScanConfig,
     lookup: &dyn Lookup,
-    done: &HashSet<String>,
+    done: &HashSet<Vec<u8>>,
     cancel_after: Option<u64>,
     on_cancel: &dyn Fn(),
 ) -> (Vec<ScanRecord>, sigil_scan::Summary) {
+    let (recs, _, summary) = scan_listing(cfg, lookup, done, cancel_after, on_cancel);
+    (recs, summary)
+}
+
+/// [`scan_with`], also returning what went to the skipped list.
+fn scan_listing(
+    cfg: &ScanConfig,
+    lookup: &dyn Lookup,
+    done: &HashSet<Vec<u8>>,
+    cancel_after: Option<u64>,
+    on_cancel: &dyn Fn(),
+) -> (Vec<ScanRecord>, Vec<SkippedPath>, sigil_scan::Summary) {
     let sink = Sink::default();
+    let skip_sink = Sink::default();
     let mut w = RecordWriter::new(
         OutputFormat::Jsonl,
         OutputTarget::Writer(Box::new(sink.clone())),
         true,
     )
     .unwrap();
+    let mut skipped = SkippedWriter::new(Box::new(skip_sink.clone()));
     let cancel = AtomicBool::new(false);
     let mut progress = |p: &sigil_scan::Progress| {
         if let Some(n) = cancel_after {
@@ -136,17 +151,13 @@ fn scan_with(
             }
         }
     };
-    let summary = run_scan(
-        cfg,
-        lookup,
-        &mut w,
-        OutputFormat::Jsonl,
-        done,
-        &cancel,
-        &mut progress,
-    )
-    .unwrap();
-    (sink.records(), summary)
+    let sinks = Sinks {
+        records: &mut w,
+        skipped: Some(&mut skipped),
+        progress: &mut progress,
+    };
+    let summary = run_scan(cfg, lookup, done, &cancel, sinks).unwrap();
+    (sink.lines(), skip_sink.lines(), summary)
 }
 
 fn copy(src: &str, dst: &Path) {
@@ -202,7 +213,11 @@ fn build_tree(root: &Path) -> PdqHash {
     let jpg = fs::read(testdata().join("originals/bridge-mods/square-256x256.jpg")).unwrap();
     fs::write(root.join("truncated.jpg"), &jpg[..jpg.len() / 3]).unwrap();
     fs::write(root.join("bomb.png"), bomb_png()).unwrap();
-    fs::write(root.join("readme.txt"), b"not scanned by default").unwrap();
+    fs::write(
+        root.join("readme.txt"),
+        b"not an image, scanned all the same",
+    )
+    .unwrap();
     // PDQ of aaa-orig.jpg from the reference CSV.
     let csv = fs::read_to_string(testdata().join("originals.csv")).unwrap();
     let row = csv
@@ -242,8 +257,7 @@ fn every_file_gets_one_record_with_its_cause() {
     };
     let (recs, summary) = scan(&cfg, &lookup, &HashSet::new(), None);
     let m = by_name(&recs);
-    assert_eq!(recs.len(), 8, "{:#?}", m.keys());
-    assert!(!m.contains_key("readme.txt"));
+    assert_eq!(recs.len(), 9, "{:#?}", m.keys());
 
     let b = &m["bridge.jpg"];
     assert_eq!(b.verdict, Verdict::Match);
@@ -260,33 +274,41 @@ fn every_file_gets_one_record_with_its_cause() {
 
     let cause = |n: &str| m[n].error.as_ref().map(|e| e.cause);
     assert_eq!(cause("empty.jpg"), Some(ErrorCause::EmptyFile));
-    assert_eq!(
-        cause("notes-not-an-image.png"),
-        Some(ErrorCause::NotAnImage)
-    );
     assert_eq!(cause("bomb.png"), Some(ErrorCause::ImageTooLarge));
     assert!(matches!(
         cause("truncated.jpg"),
         Some(ErrorCause::CorruptImage) | Some(ErrorCause::UnsupportedImage)
     ));
-    for n in [
-        "empty.jpg",
-        "notes-not-an-image.png",
-        "bomb.png",
-        "truncated.jpg",
-    ] {
+    for n in ["empty.jpg", "bomb.png", "truncated.jpg"] {
         assert_eq!(m[n].verdict, Verdict::Error, "{n}");
     }
-    // Readable files carry their exact digests even when they do not decode.
+    // Text is not an image, whatever its name says: exact digests only,
+    // no error.
+    for n in ["notes-not-an-image.png", "readme.txt"] {
+        let r = &m[n];
+        assert_eq!(
+            (r.verdict, r.media, r.note, &r.error),
+            (
+                Verdict::NoMatch,
+                Some(Media::Other),
+                Some(Note::NotAnImage),
+                &None
+            ),
+            "{n}"
+        );
+        // Readable files carry their exact digests even when they do not decode.
+        assert_eq!(r.sha256.as_ref().unwrap().len(), 64);
+    }
     assert_eq!(
-        m["notes-not-an-image.png"].sha256.as_ref().unwrap().len(),
-        64
+        (m["bridge.jpg"].media, m["bridge.jpg"].format.as_deref()),
+        (Some(Media::Image), Some("jpeg"))
     );
 
-    assert_eq!(summary.files, 8);
+    assert_eq!(summary.files, 9);
     assert_eq!(summary.matched, 3);
-    assert_eq!(summary.error_count(), 4);
-    assert_eq!(summary.skipped, 1);
+    assert_eq!(summary.error_count(), 3);
+    assert_eq!(summary.not_an_image.get(&Media::Other), Some(&2));
+    assert_eq!(summary.skipped_count(), 0);
 }
 
 #[test]
@@ -313,7 +335,7 @@ fn shards_cover_the_tree_exactly_once() {
     }
     let unique: HashSet<_> = seen.iter().cloned().collect();
     assert_eq!(seen.len(), unique.len(), "a file was scanned by two shards");
-    assert_eq!(unique.len(), 8);
+    assert_eq!(unique.len(), 9);
 }
 
 #[test]
@@ -342,7 +364,7 @@ fn resume_skips_recorded_files_and_records_the_rest_once() {
         first.len()
     );
     let lookup = MemoryLookup::new();
-    let done: HashSet<String> = first.iter().map(|r| r.path.clone()).collect();
+    let done: HashSet<Vec<u8>> = first.iter().map(|r| r.identity().to_vec()).collect();
     let (second, s2) = scan(&cfg, &lookup, &done, None);
     assert_eq!(s2.resumed as usize, first.len());
     let mut all: Vec<String> = first.into_iter().chain(second).map(|r| r.path).collect();
@@ -501,9 +523,13 @@ fn exact_lists_of_every_kind_match_through_the_index() {
             ("c.jpg", "by-sha256", HashKind::Sha256),
         ] {
             let r = m[name];
+            assert_eq!(
+                (r.media, r.note),
+                (Some(Media::Other), Some(Note::NotAnImage))
+            );
             if kind == HashKind::Sha1 && !with_sha1 {
-                assert_eq!(r.verdict, Verdict::Error, "{name}: not an image, no list");
-                assert!(r.matches.is_empty());
+                assert_eq!(r.verdict, Verdict::NoMatch, "{name}: not an image, no list");
+                assert!(r.matches.is_empty() && r.error.is_none());
             } else {
                 assert_eq!(r.verdict, Verdict::Match, "{name} ({with_sha1})");
                 assert_eq!((r.matches[0].id.as_str(), r.matches[0].kind), (id, kind));
@@ -521,4 +547,178 @@ fn exact_lists_of_every_kind_match_through_the_index() {
         }
         assert_eq!(summary.matched, if with_sha1 { 3 } else { 2 });
     }
+}
+
+/// A minimal ISO base media header (an MP4 video's first box), then `n`
+/// bytes of `fill`.
+fn fake_mp4(fill: u8, n: usize) -> Vec<u8> {
+    let mut b = vec![0, 0, 0, 0x18];
+    b.extend_from_slice(b"ftypisom\0\0\x02\0isommp41");
+    b.resize(b.len() + n, fill);
+    b
+}
+
+/// Files are what their bytes say: an image without an extension or with
+/// a wrong one is hashed and matched; a video or an archive listed by an
+/// exact digest matches, and is recorded as not an image of its kind.
+#[test]
+fn files_are_recognised_by_content_whatever_their_names() {
+    use sigil_core::ExactDigests;
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    let bridge = build_tree(&d.path().join("unused"));
+    copy(
+        "originals/bridge-mods/aaa-orig.jpg",
+        &tree.join("uploads/0001"),
+    );
+    copy(
+        "originals/bridge-mods/aaa-orig.jpg",
+        &tree.join("uploads/0002.txt"),
+    );
+    let video = fake_mp4(7, 3000);
+    let archive = b"PK\x03\x04 an archive, listed by MD5".to_vec();
+    let unlisted = fake_mp4(9, 100);
+    fs::write(tree.join("uploads/0003"), &video).unwrap();
+    fs::write(tree.join("uploads/0004.jpg"), &archive).unwrap();
+    fs::write(tree.join("uploads/0005.mp4"), &unlisted).unwrap();
+    let lookup = mem_lookup(
+        &[(bridge, "bridge")],
+        &[(ExactDigests::of(&video).sha256, "vid")],
+    )
+    .with_entry(
+        HashKind::Md5,
+        &ExactDigests::of(&archive).md5,
+        "test",
+        "zip",
+        "fixture",
+    );
+    let mut cfg = ScanConfig {
+        roots: vec![tree.clone()],
+        ..Default::default()
+    };
+    for decode_limit in [None, Some(1000)] {
+        // Under a decode limit smaller than the video, it is streamed (and
+        // so are the images, which are then too large to decode).
+        if let Some(max) = decode_limit {
+            cfg.decode.limits.max_bytes = max;
+        }
+        let (recs, summary) = scan(&cfg, &lookup, &HashSet::new(), None);
+        let m = by_name(&recs);
+        assert_eq!(recs.len(), 5);
+        for n in ["0001", "0002.txt"] {
+            let r = &m[n];
+            assert_eq!((r.media, r.note), (Some(Media::Image), None));
+            if decode_limit.is_none() {
+                assert_eq!(r.verdict, Verdict::Match);
+                assert_eq!(r.matches[0].kind, HashKind::Pdq);
+            } else {
+                // Too large to decode: an error, its digests looked up.
+                assert_eq!(r.verdict, Verdict::Error);
+                assert_eq!(
+                    r.error.as_ref().map(|e| e.cause),
+                    Some(ErrorCause::FileTooLarge)
+                );
+                assert!(r.md5.is_some());
+            }
+        }
+        let v = &m["0003"];
+        assert_eq!(
+            (v.verdict, v.media, v.format.as_deref(), v.note, &v.error),
+            (
+                Verdict::Match,
+                Some(Media::Video),
+                Some("mp4"),
+                Some(Note::NotAnImage),
+                &None
+            ),
+            "{decode_limit:?}"
+        );
+        assert_eq!(
+            (v.matches[0].id.as_str(), v.matches[0].kind),
+            ("vid", HashKind::Sha256)
+        );
+        let z = &m["0004.jpg"];
+        assert_eq!(
+            (z.verdict, z.media, z.note),
+            (Verdict::Match, Some(Media::Other), Some(Note::NotAnImage))
+        );
+        assert_eq!(z.matches[0].kind, HashKind::Md5);
+        let u = &m["0005.mp4"];
+        assert_eq!(
+            (u.verdict, u.media, u.note),
+            (Verdict::NoMatch, Some(Media::Video), Some(Note::NotAnImage))
+        );
+        let images = if decode_limit.is_none() { 2 } else { 0 };
+        assert_eq!(summary.matched, 2 + images);
+        assert_eq!(summary.not_an_image.get(&Media::Video), Some(&2));
+        assert_eq!(summary.not_an_image.get(&Media::Other), Some(&1));
+        assert_eq!(summary.not_an_image_matched, 2);
+    }
+}
+
+/// Every path not read is listed with its reason, and counted.
+#[cfg(unix)]
+#[test]
+fn paths_not_read_are_listed_with_their_reason() {
+    let d = tempfile::tempdir().unwrap();
+    let tree = d.path().join("tree");
+    copy(
+        "originals/bridge-mods/square-128x128.jpg",
+        &tree.join("a.jpg"),
+    );
+    copy(
+        "originals/bridge-mods/square-128x128.jpg",
+        &tree.join("logs/x.jpg"),
+    );
+    fs::File::create(tree.join("huge.bin"))
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let fifo = std::ffi::CString::new(tree.join("pipe").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo with a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    std::os::unix::fs::symlink("a.jpg", tree.join("link.jpg")).unwrap();
+    let cfg = ScanConfig {
+        roots: vec![tree.clone()],
+        walk: WalkOptions {
+            exclude: vec!["logs".into()],
+            max_file_bytes: 1 << 30,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (recs, skipped, summary) =
+        scan_listing(&cfg, &MemoryLookup::new(), &HashSet::new(), None, &|| {});
+    assert_eq!(recs.len(), 1);
+    let got: Vec<(String, SkipReason)> = skipped
+        .iter()
+        .map(|s| {
+            let name = Path::new(&s.path)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            (name, s.reason)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("huge.bin".to_string(), SkipReason::TooLarge),
+            ("link.jpg".to_string(), SkipReason::SymlinkNotFollowed),
+            ("logs".to_string(), SkipReason::Excluded),
+            ("pipe".to_string(), SkipReason::SpecialFile),
+        ]
+    );
+    assert!(
+        skipped[0].detail.contains("1099511627776 bytes"),
+        "{:?}",
+        skipped[0]
+    );
+    assert_eq!(summary.skipped_count(), 4);
+    assert_eq!(summary.skipped_paths, skipped);
+    assert_eq!(summary.skipped_paths_omitted(), 0);
+    let json = summary.to_json();
+    assert_eq!(json["skipped_by_reason"]["special_file"], 1);
+    assert_eq!(json["skipped_paths"][3]["reason"], "special_file");
 }
