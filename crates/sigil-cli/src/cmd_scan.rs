@@ -29,8 +29,9 @@ use sigil_scan::{
 const EXIT_INTERRUPTED: u8 = 130;
 
 #[derive(clap::Args)]
-#[command(after_help = "Exit status: 0 nothing matched, 1 something matched, \
-    2 the scan could not run (bad index, arguments or output), 130 interrupted.")]
+#[command(after_help = "Exit status: 0 nothing matched, 1 something matched \
+    (0 with --matches-ok), 2 the scan could not run (bad index, arguments or output), \
+    130 interrupted.")]
 pub struct Args {
     /// Files or directories to scan (recursively). Every regular file is
     /// read and recognised by its content, whatever its name; a file named
@@ -137,12 +138,38 @@ pub struct Args {
     /// Also write the final summary as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     summary_json: Option<PathBuf>,
+    /// Exit 0 when the scan ran to its end, whether or not something
+    /// matched (the records and the summary say what did). For batch
+    /// schedulers such as a Kubernetes Job, where any non-zero status means
+    /// the run failed: 2 (could not run) and 130 (interrupted) still do.
+    #[arg(long)]
+    matches_ok: bool,
     /// No progress bar and no summary on stderr.
     #[arg(long, short)]
     quiet: bool,
     /// Test hook: sleep this many milliseconds per file.
     #[arg(long, hide = true)]
     test_delay_ms: Option<u64>,
+}
+
+/// The progress bar's look: before the walk has finished, files done and
+/// found so far; after, a bar with the total and an ETA. Rates are rounded
+/// to whole files per second.
+fn progress_style(total_known: bool) -> indicatif::ProgressStyle {
+    let template = if total_known {
+        "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} files {rate} {msg} ETA {eta}"
+    } else {
+        "{spinner} {elapsed_precise} {pos} files done, {len} found so far {rate} {msg}"
+    };
+    indicatif::ProgressStyle::with_template(template)
+        .expect("static progress template")
+        .with_key(
+            "rate",
+            |state: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                let _ = write!(w, "{:.0} files/s", state.per_sec());
+            },
+        )
+        .progress_chars("=> ")
 }
 
 /// `--robust[=LEVEL]` of scan and serve.
@@ -392,20 +419,25 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .context("cannot install the Ctrl-C handler")?;
     }
 
-    let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
+    // The bar goes to stderr on a terminal, and only when the records do
+    // not go to the same terminal: a redrawn bar and streamed records would
+    // share lines.
+    let records_on_terminal = args.output.is_none() && std::io::stdout().is_terminal();
+    let bar = (!args.quiet && std::io::stderr().is_terminal() && !records_on_terminal).then(|| {
         let b = indicatif::ProgressBar::new(0);
-        b.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{spinner} {elapsed_precise} [{bar:30}] {pos}/{len} files {per_sec} {msg} ETA {eta}",
-            )
-            .expect("static progress template")
-            .progress_chars("=> "),
-        );
+        b.set_style(progress_style(false));
         b.enable_steady_tick(Duration::from_millis(200));
         b
     });
+    let mut walk_finished = false;
     let mut on_progress = |p: &Progress| {
         if let Some(b) = &bar {
+            // While the walk runs the number of files is not known: count
+            // what was found so far, with no total and no ETA, until it is.
+            if p.walk_done && !walk_finished {
+                walk_finished = true;
+                b.set_style(progress_style(true));
+            }
             b.set_length(p.discovered);
             b.set_position(p.done);
             b.set_message(format!("{} matched, {} errors", p.matched, p.errors));
@@ -445,7 +477,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     }
     Ok(if summary.interrupted {
         ExitCode::from(EXIT_INTERRUPTED)
-    } else if summary.any_match() {
+    } else if summary.any_match() && !args.matches_ok {
         ExitCode::from(1)
     } else {
         ExitCode::SUCCESS

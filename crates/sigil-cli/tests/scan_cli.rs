@@ -116,6 +116,41 @@ fn exit_status_follows_matches_and_index_problems() {
     assert_eq!(m["matches"][0]["list"], "demo");
     assert_eq!(m["matches"][0]["kind"], "pdq");
 
+    // --matches-ok (batch schedulers): the same match, the same records,
+    // exit 0; a scan that cannot run still exits 2.
+    let out = sigil()
+        .args([
+            "scan",
+            "--quiet",
+            "--matches-ok",
+            "--threads",
+            "1",
+            "--index",
+        ])
+        .arg(&idx)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .matches("\"match\"")
+            .count(),
+        1
+    );
+    let out = sigil()
+        .args(["scan", "--matches-ok", "--index"])
+        .arg(d.path().join("nope"))
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+
     // Missing index: exit 2 at once with a message naming it.
     let out = sigil()
         .args(["scan", "--index"])
