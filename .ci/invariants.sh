@@ -52,6 +52,23 @@ if [ -n "$uses" ]; then
     broken "generated proto types used outside the service's edge (convert in sigil-server's grpc/convert.rs instead):" "$uses"
 fi
 
+# 4. One declared minimum Rust version: every crate inherits the workspace's
+#    rust-version (clippy's incompatible_msrv lint then checks std APIs
+#    against it), the README states the same, and the container builds with
+#    a toolchain at least that new.
+msrv=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+own=$(grep -l '^rust-version = ' crates/*/Cargo.toml || true)
+if [ -n "$own" ]; then
+    broken "crates declare their own rust-version instead of the workspace's ($msrv):" "$own"
+fi
+if ! grep -q "Rust toolchain ($msrv or newer)" README.md; then
+    broken "README.md does not state the workspace's minimum Rust version ($msrv)"
+fi
+docker_rust=$(sed -n 's/^FROM rust:\([0-9.]*\)-.*/\1/p' deploy/Dockerfile)
+if [ "$(printf '%s\n%s\n' "$msrv" "$docker_rust" | sort -V | head -n1)" != "$msrv" ]; then
+    broken "deploy/Dockerfile builds with Rust $docker_rust, older than the workspace's rust-version $msrv"
+fi
+
 if [ "$failed" -ne 0 ]; then
     printf '\nSee ARCHITECTURE.md, "Invariants", for why these hold.\n' >&2
     exit 1

@@ -57,7 +57,7 @@ fn dataset(n: usize, seed: u64) -> Vec<[u8; 32]> {
     let mut r = Rng(seed | 1);
     let mut v: Vec<[u8; 32]> = Vec::with_capacity(n);
     for i in 0..n {
-        if i > 0 && r.next() % 10 == 0 {
+        if i > 0 && r.next().is_multiple_of(10) {
             let src = v[(r.next() % i as u64) as usize];
             let k = (r.next() % 40 + 1) as u32;
             v.push(r.flip(&src, k));
