@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 use sigil_core::{HashKind, PdqHash};
-use sigil_index::import::{self, csv_field, Dropped};
+use sigil_index::import::{self, csv_field, spreadsheet_safe, Dropped};
 use sigil_index::{
     ImportOptions, ImportStats, IndexReader, IndexWriter, RemoveBy, SegmentBuilder, Tombstone,
 };
@@ -806,10 +806,12 @@ fn export(a: ExportArgs) -> anyhow::Result<ExitCode> {
             "{},{},{},{},{},{}",
             sigil_core::hash::encode_hex(key),
             kind,
-            csv_field(&e.id),
-            csv_field(e.list),
-            csv_field(e.category),
-            e.note.map(csv_field).unwrap_or_default()
+            csv_field(&spreadsheet_safe(&e.id)),
+            csv_field(&spreadsheet_safe(e.list)),
+            csv_field(&spreadsheet_safe(e.category)),
+            e.note
+                .map(|n| csv_field(&spreadsheet_safe(n)))
+                .unwrap_or_default()
         ) {
             io_err = Some(err);
         }

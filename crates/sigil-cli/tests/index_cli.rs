@@ -141,6 +141,110 @@ fn build_and_query_match_the_threatexchange_truth() {
 const H1: &str = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22";
 const H2: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// Exported cells that a spreadsheet would run as formulas (ids and notes
+/// come from third parties) are written as text, and `index build` reads
+/// the export back exactly.
+#[test]
+fn export_neutralises_formula_cells_and_reads_them_back() {
+    let d = scratch("formula");
+    let idx = d.join("idx");
+    let csv = d.join("list.csv");
+    std::fs::write(
+        &csv,
+        format!(
+            "hash,kind,id,list,category,note\n\
+             {H1},pdq,\"=HYPERLINK(\"\"http://x.invalid\"\")\",ncmec,A1,+1\n\
+             {H2},pdq,'=quoted,iwf,B2,-5\n\
+             900150983cd24fb0d6963f7d28e17f72,md5,@SUM(A1),iwf,B1,plain\n"
+        ),
+    )
+    .unwrap();
+    ok(run(&[
+        "index",
+        "build",
+        "--output",
+        idx.to_str().unwrap(),
+        csv.to_str().unwrap(),
+    ]));
+    let export = ok(run(&["index", "export", idx.to_str().unwrap()]));
+    let mut reader = csv::Reader::from_reader(export.as_bytes());
+    let mut ids = Vec::new();
+    for row in reader.records() {
+        let row = row.unwrap();
+        for cell in row.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "cell {cell:?} would run as a formula: {export}"
+            );
+        }
+        ids.push(row[2].to_string());
+    }
+    ids.sort();
+    // `'=quoted` in the input is read as sigil's own guard: the id is
+    // `=quoted`, exported guarded again.
+    assert_eq!(
+        ids,
+        ["'=HYPERLINK(\"http://x.invalid\")", "'=quoted", "'@SUM(A1)"]
+    );
+    // Rebuilt from its own export, the index holds the original ids.
+    let exp = d.join("export.csv");
+    std::fs::write(&exp, &export).unwrap();
+    let idx2 = d.join("idx2");
+    ok(run(&[
+        "index",
+        "build",
+        "--output",
+        idx2.to_str().unwrap(),
+        exp.to_str().unwrap(),
+    ]));
+    assert_eq!(
+        ok(run(&["index", "export", idx2.to_str().unwrap()])),
+        export
+    );
+}
+
+/// `sigil index export IDX | head -1`: the closed pipe ends the export
+/// quietly, as it ends grep, with the status of a process killed by SIGPIPE.
+#[cfg(unix)]
+#[test]
+fn export_into_a_closed_pipe_ends_quietly() {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::process::ExitStatusExt;
+    let d = scratch("pipe");
+    let idx = d.join("idx");
+    let hay = testdata().join("haystack.txt");
+    ok(run(&[
+        "index",
+        "build",
+        "--output",
+        idx.to_str().unwrap(),
+        "--list",
+        "te",
+        "--kind",
+        "pdq",
+        hay.to_str().unwrap(),
+    ]));
+    let mut child = sigil()
+        .args(["index", "export", idx.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    assert!(first.starts_with("hash,kind,id"), "{first}");
+    // The reader is dropped: the pipe is closed with ~130 KB still to come.
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{:?}", out.status);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[test]
 fn add_remove_compact_export_round_trip() {
     let d = scratch("rt");

@@ -293,6 +293,32 @@ pub fn csv_field(s: &str) -> String {
     }
 }
 
+/// What makes a spreadsheet run a cell as a formula (OWASP, "CSV
+/// Injection"): a leading `=`, `+`, `-`, `@`, tab or carriage return.
+const FORMULA_START: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A cell a spreadsheet will show as text, never run: one `'` is put before
+/// a cell that starts like a formula (after any `'`s it already starts with,
+/// so that [`from_spreadsheet_safe`] undoes exactly this). Exports written
+/// for people to open (`sigil index export`, `sigil scan --format csv`)
+/// pass every text cell through it.
+pub fn spreadsheet_safe(cell: &str) -> Cow<'_, str> {
+    if cell.trim_start_matches('\'').starts_with(FORMULA_START) {
+        Cow::Owned(format!("'{cell}"))
+    } else {
+        Cow::Borrowed(cell)
+    }
+}
+
+/// Undoes [`spreadsheet_safe`]: drops the one `'` it put before a cell that
+/// starts like a formula. Every other cell is returned as it is.
+pub fn from_spreadsheet_safe(cell: &str) -> &str {
+    match cell.strip_prefix('\'') {
+        Some(rest) if rest.trim_start_matches('\'').starts_with(FORMULA_START) => rest,
+        _ => cell,
+    }
+}
+
 /// The column names of a CSV header.
 const COLUMN_NAMES: [&str; 6] = ["hash", "kind", "id", "list", "category", "note"];
 
@@ -624,9 +650,10 @@ fn parse_line<'a>(
     let get = |i: Option<usize>| -> Option<Cow<'a, str>> {
         let i = i?;
         match &many {
+            // Cells of sigil's own exports may carry a spreadsheet guard.
             Some(f) => f
                 .get(i)
-                .map(|s| s.trim())
+                .map(|s| from_spreadsheet_safe(s.trim()))
                 .filter(|s| !s.is_empty())
                 .map(|s| Cow::Owned(s.to_string())),
             None if i == 0 => Some(Cow::Borrowed(trimmed.trim())).filter(|s| !s.is_empty()),
@@ -1748,6 +1775,33 @@ mod tests {
             [("m".to_string(), 1)].into()
         );
         assert!(inputs.iter().all(|s| s.id_prints.is_empty()));
+    }
+
+    #[test]
+    fn spreadsheet_guard_round_trips_and_neutralises_formulas() {
+        for cell in [
+            "=HYPERLINK(\"http://x\")",
+            "+1",
+            "-5",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "'=already",
+            "''+x",
+            "plain",
+            "'quoted",
+            "",
+        ] {
+            let safe = spreadsheet_safe(cell);
+            assert!(
+                !safe.starts_with(FORMULA_START),
+                "{cell:?} exported as {safe:?}"
+            );
+            assert_eq!(from_spreadsheet_safe(&safe), cell, "{cell:?} -> {safe:?}");
+        }
+        assert_eq!(spreadsheet_safe("plain"), "plain");
+        assert_eq!(spreadsheet_safe("=1+1"), "'=1+1");
+        assert_eq!(spreadsheet_safe("'quoted"), "'quoted");
     }
 
     #[test]

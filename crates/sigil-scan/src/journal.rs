@@ -21,7 +21,9 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 
-use crate::output::{OutputFormat, CSV_HEADER, CSV_PATH_BYTES, CSV_VERDICT};
+use crate::output::{
+    OutputFormat, CSV_HEADER, CSV_HEADER_BEFORE_FLAT_MATCHES, CSV_PATH, CSV_PATH_BYTES, CSV_VERDICT,
+};
 use crate::path::{from_base64, identity};
 use crate::record::Verdict;
 use sigil_core::robust::RobustLevel;
@@ -46,6 +48,11 @@ pub enum JournalError {
     },
     #[error("{path} does not start with the sigil CSV header; refusing to append to it")]
     NotScanCsv { path: PathBuf },
+    #[error(
+        "{path} was written by an earlier sigil with other CSV columns (no flat match \
+         columns); appending would mix two layouts in one file. Start afresh with --overwrite"
+    )]
+    OlderScanCsv { path: PathBuf },
     #[error("{path}: {message}")]
     Manifest { path: PathBuf, message: String },
 }
@@ -111,7 +118,9 @@ fn parse_line(format: OutputFormat, line: &[u8]) -> Option<(Vec<u8>, Verdict)> {
             ))
             .ok()?;
             let id = match rec.get(CSV_PATH_BYTES)? {
-                "" => rec.get(0)?.as_bytes().to_vec(),
+                "" => sigil_index::import::from_spreadsheet_safe(rec.get(CSV_PATH)?)
+                    .as_bytes()
+                    .to_vec(),
                 b64 => from_base64(b64).ok()?,
             };
             Some((id, verdict))
@@ -151,13 +160,23 @@ pub fn read_journal(path: &Path, format: OutputFormat) -> Result<Journal, Journa
             break;
         }
         if format == OutputFormat::Csv && lineno == 1 && first_bad.is_none() {
-            let header_ok = {
-                let mut r = csv::ReaderBuilder::new()
-                    .has_headers(false)
-                    .from_reader(body);
-                matches!(r.records().next(), Some(Ok(rec)) if rec.iter().eq(CSV_HEADER.iter().copied()))
+            let header = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .from_reader(body)
+                .records()
+                .next()
+                .and_then(Result::ok);
+            let header_is = |cols: &[&str]| {
+                header
+                    .as_ref()
+                    .is_some_and(|h| h.iter().eq(cols.iter().copied()))
             };
-            if header_ok {
+            if header_is(&CSV_HEADER_BEFORE_FLAT_MATCHES) {
+                return Err(JournalError::OlderScanCsv {
+                    path: path.to_path_buf(),
+                });
+            }
+            if header_is(&CSV_HEADER) {
                 j.has_csv_header = true;
                 offset += n;
                 j.valid_len = offset;
@@ -439,6 +458,11 @@ mod tests {
             read_journal(f.path(), OutputFormat::Csv),
             Err(JournalError::NotScanCsv { .. })
         ));
+        let older = CSV_HEADER_BEFORE_FLAT_MATCHES.join(",") + "\n";
+        std::fs::write(f.path(), older).unwrap();
+        let err = read_journal(f.path(), OutputFormat::Csv).unwrap_err();
+        assert!(matches!(err, JournalError::OlderScanCsv { .. }), "{err}");
+        assert!(err.to_string().contains("--overwrite"));
     }
 
     #[test]

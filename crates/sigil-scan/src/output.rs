@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::str::FromStr;
 
+use sigil_index::import::spreadsheet_safe;
+
 use crate::path::to_base64;
 use crate::record::{ScanRecord, SkippedPath};
 
@@ -19,7 +21,8 @@ pub enum OutputFormat {
     /// One JSON object per line (the default).
     #[default]
     Jsonl,
-    /// A header row, then one row per file; `matches` is a JSON array in one cell.
+    /// A header row, then one row per file: the best match in flat columns,
+    /// every match as a JSON array in the last cell.
     Csv,
 }
 
@@ -45,9 +48,35 @@ impl FromStr for OutputFormat {
     }
 }
 
-/// The CSV header row (column names of [`ScanRecord`]; the columns added
-/// after `error_message` come last so older readers' positions hold).
-pub const CSV_HEADER: [&str; 14] = [
+/// The CSV header row: the record's scalar fields, the best (nearest)
+/// match in flat columns for spreadsheets and `cut`, and last every match as
+/// a JSON array for tools that want them all.
+pub const CSV_HEADER: [&str; 19] = [
+    "path",
+    "size",
+    "sha256",
+    "md5",
+    "pdq",
+    "quality",
+    "verdict",
+    "match_count",
+    "best_list",
+    "best_id",
+    "best_category",
+    "best_distance",
+    "error_cause",
+    "error_message",
+    "media",
+    "format",
+    "note",
+    "path_bytes",
+    "matches",
+];
+
+/// The header of sigil's CSV records before the flat match columns: an
+/// output that starts with it is refused for resume by name, not as a
+/// foreign file.
+pub const CSV_HEADER_BEFORE_FLAT_MATCHES: [&str; 14] = [
     "path",
     "size",
     "sha256",
@@ -64,10 +93,12 @@ pub const CSV_HEADER: [&str; 14] = [
     "path_bytes",
 ];
 
+/// Column of `path` in [`CSV_HEADER`].
+pub const CSV_PATH: usize = 0;
 /// Column of `verdict` in [`CSV_HEADER`].
 pub const CSV_VERDICT: usize = 6;
 /// Column of `path_bytes` in [`CSV_HEADER`].
-pub const CSV_PATH_BYTES: usize = 13;
+pub const CSV_PATH_BYTES: usize = 17;
 
 /// Serialises one record, including its trailing newline.
 pub fn encode_record(format: OutputFormat, rec: &ScanRecord) -> io::Result<Vec<u8>> {
@@ -84,6 +115,8 @@ pub fn encode_record(format: OutputFormat, rec: &ScanRecord) -> io::Result<Vec<u
                 serde_json::to_string(&rec.matches).map_err(io::Error::other)?
             };
             let opt = |v: Option<String>| v.unwrap_or_default();
+            // Matches are nearest first: the first is the best.
+            let best = rec.matches.first();
             let row = [
                 rec.path.clone(),
                 opt(rec.size.map(|s| s.to_string())),
@@ -92,19 +125,26 @@ pub fn encode_record(format: OutputFormat, rec: &ScanRecord) -> io::Result<Vec<u
                 opt(rec.pdq.map(|p| p.to_hex())),
                 opt(rec.quality.map(|q| q.to_string())),
                 rec.verdict.as_str().to_string(),
-                matches,
+                rec.matches.len().to_string(),
+                opt(best.map(|m| m.list.clone())),
+                opt(best.map(|m| m.id.clone())),
+                opt(best.map(|m| m.category.clone())),
+                opt(best.map(|m| m.distance.to_string())),
                 opt(rec.error.as_ref().map(|e| e.cause.as_str().to_string())),
                 opt(rec.error.as_ref().map(|e| e.message.clone())),
                 opt(rec.media.map(|m| m.as_str().to_string())),
                 opt(rec.format.clone()),
                 opt(rec.note.map(|n| n.as_str().to_string())),
                 opt(rec.path_bytes.as_deref().map(to_base64)),
+                matches,
             ];
             // One physical line per record, so the file stays a line
             // journal that resume can cut at the last complete line. The
             // path is one line already (escaped, its bytes in path_bytes);
-            // this only touches messages.
-            let row = row.map(|cell| one_line(&cell));
+            // this only touches messages. Then no cell may run as a
+            // spreadsheet formula: file names, ids and messages come from
+            // outside (the journal undoes the guard on the path).
+            let row = row.map(|cell| spreadsheet_safe(&one_line(&cell)).into_owned());
             encode_csv_row(&row)
         }
     }
@@ -300,16 +340,64 @@ mod tests {
         assert_eq!(rows.len(), 1);
         assert_eq!(&rows[0][0], rec.path);
         assert_eq!(buf.iter().filter(|&&b| b == b'\n').count(), 2);
-        assert_eq!(&rows[0][6], "match");
-        assert_eq!(&rows[0][8], "corrupt_image");
-        assert_eq!(&rows[0][9], "line break");
-        let m: Vec<MatchRecord> = serde_json::from_str(&rows[0][7]).unwrap();
+        let col = |name: &str| CSV_HEADER.iter().position(|c| *c == name).unwrap();
+        assert_eq!(&rows[0][CSV_VERDICT], "match");
+        assert_eq!(&rows[0][col("error_cause")], "corrupt_image");
+        assert_eq!(&rows[0][col("error_message")], "line break");
+        let m: Vec<MatchRecord> = serde_json::from_str(&rows[0][CSV_HEADER.len() - 1]).unwrap();
         assert_eq!(m, rec.matches);
+        let best = &rec.matches[0];
         assert_eq!(
-            (&rows[0][10], &rows[0][11], &rows[0][12]),
+            [
+                col("match_count"),
+                col("best_list"),
+                col("best_id"),
+                col("best_category"),
+                col("best_distance")
+            ]
+            .map(|i| rows[0][i].to_string()),
+            [
+                rec.matches.len().to_string(),
+                best.list.clone(),
+                best.id.clone(),
+                best.category.clone(),
+                best.distance.to_string()
+            ]
+        );
+        assert_eq!(
+            (
+                &rows[0][col("media")],
+                &rows[0][col("format")],
+                &rows[0][col("note")]
+            ),
             ("image", "jpeg", "")
         );
         assert_eq!(&rows[0][CSV_PATH_BYTES], "");
+    }
+
+    /// File names and ids come from outside: no cell may start like a
+    /// spreadsheet formula, and resume still knows the file by its name.
+    #[test]
+    fn csv_cells_never_run_as_formulas() {
+        let mut rec = sample();
+        rec.path = "=HYPERLINK(\"http://x.invalid\").jpg".into();
+        rec.matches[0].id = "+cmd".into();
+        let row = encode_record(OutputFormat::Csv, &rec).unwrap();
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(&row[..]);
+        let row = r.records().next().unwrap().unwrap();
+        for cell in row.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell:?}"
+            );
+        }
+        assert_eq!(&row[CSV_PATH], "'=HYPERLINK(\"http://x.invalid\").jpg");
+        assert_eq!(
+            &row[CSV_HEADER.iter().position(|c| *c == "best_id").unwrap()],
+            "'+cmd"
+        );
     }
 
     /// A name that is not plain is one line in either format, with its
