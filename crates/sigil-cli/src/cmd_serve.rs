@@ -4,6 +4,7 @@
 //! without one: `sigil serve --index DIR --insecure-loopback`, which binds
 //! 127.0.0.1 only and requires no API key.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,11 +29,13 @@ pub struct Args {
     /// ./sigil-reports.db).
     #[arg(long)]
     db: Option<PathBuf>,
-    /// Prometheus /metrics address (overrides `metrics_listen`).
-    #[arg(long)]
-    metrics_listen: Option<SocketAddr>,
-    /// Serve without authentication, bound to 127.0.0.1 only (for local
-    /// use and trials; never for production).
+    /// Prometheus /metrics address, or `off` for none (overrides
+    /// `metrics_listen`).
+    #[arg(long, value_name = "ADDR|off", value_parser = parse_listen_or_off)]
+    metrics_listen: Option<ListenOrOff>,
+    /// Serve without authentication, on 127.0.0.1 only (for local use and
+    /// trials; never for production). A non-loopback --listen or
+    /// --metrics-listen with it is an error.
     #[arg(long)]
     insecure_loopback: bool,
     /// Robust image matching by default (sets `[matching] robust`).
@@ -50,13 +53,30 @@ pub struct Args {
         value_parser = crate::cmd_scan::parse_robust_level
     )]
     robust: Option<sigil_core::robust::RobustLevel>,
-    /// Log format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Json)]
+    /// Log format: `auto` is human-readable text when stderr is a terminal
+    /// and JSON lines otherwise (a log collector); colours only on a
+    /// terminal.
+    #[arg(long, value_enum, default_value_t = LogFormat::Auto)]
     log_format: LogFormat,
+}
+
+/// A listen address, or none (`off`), as the config's `"off"`.
+#[derive(Clone, Copy)]
+struct ListenOrOff(Option<SocketAddr>);
+
+fn parse_listen_or_off(s: &str) -> Result<ListenOrOff, String> {
+    if s.trim().eq_ignore_ascii_case("off") {
+        return Ok(ListenOrOff(None));
+    }
+    s.trim()
+        .parse()
+        .map(|a| ListenOrOff(Some(a)))
+        .map_err(|e| format!("{s:?} is not a socket address (e.g. 127.0.0.1:9464) or \"off\": {e}"))
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
+    Auto,
     Json,
     Text,
 }
@@ -64,12 +84,15 @@ enum LogFormat {
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let terminal = std::io::stderr().is_terminal();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(terminal)
         .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => builder.json().flatten_event(true).init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Auto if !terminal => builder.json().flatten_event(true).init(),
+        LogFormat::Auto | LogFormat::Text => builder.init(),
     }
 
     let mut config = ServerConfig::load(args.config.as_deref(), std::env::vars())
@@ -83,18 +106,38 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(d) = args.db {
         config.reports.path = d;
     }
-    if let Some(m) = args.metrics_listen {
-        config.metrics_listen = Some(m);
+    if let Some(ListenOrOff(m)) = args.metrics_listen {
+        config.metrics_listen = m;
     }
     if let Some(level) = args.robust {
         config.matching.robust = level;
     }
     config.insecure_loopback = args.insecure_loopback;
-    if config.insecure_loopback && !config.api_keys.is_empty() {
-        anyhow::bail!(
-            "--insecure-loopback disables authentication, but the config has API keys; \
-             drop one or the other"
-        );
+    if config.insecure_loopback {
+        if !config.api_keys.is_empty() {
+            anyhow::bail!(
+                "--insecure-loopback disables authentication, but the config has API keys; \
+                 drop one or the other"
+            );
+        }
+        // Without authentication the service must not be reachable from
+        // another host: an address that says otherwise is a mistake to
+        // name, not one to fix silently.
+        let asked = [
+            ("--listen", args.listen),
+            ("--metrics-listen", args.metrics_listen.and_then(|m| m.0)),
+        ];
+        for (flag, addr) in asked {
+            if let Some(a) = addr.filter(|a| !a.ip().is_loopback()) {
+                anyhow::bail!(
+                    "{flag} {a} is not a loopback address, and --insecure-loopback serves \
+                     without authentication, so it only listens on 127.0.0.1; use \
+                     {flag} 127.0.0.1:{port}, or configure API keys and drop \
+                     --insecure-loopback",
+                    port = a.port()
+                );
+            }
+        }
     }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

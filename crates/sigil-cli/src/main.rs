@@ -41,6 +41,9 @@ enum Command {
 fn main() -> ExitCode {
     install_panic_hook();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        restore_default_sigpipe();
+    }
     let result = match cli.command {
         Command::Hash(a) => cmd_hash::run(a),
         Command::Scan(a) => cmd_scan::run(a),
@@ -51,9 +54,46 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("sigil: error: {e:#}");
+            eprintln!("sigil: error: {}", error_report(&e));
             ExitCode::from(2)
         }
+    }
+}
+
+/// The error and its causes on one line, each said once.
+///
+/// Library errors often both show their cause in their message and expose it
+/// as their `source` (thiserror's `#[error("... {source}")]`), so printing
+/// the chain would say it twice ("Address already in use (os error 98):
+/// Address already in use (os error 98)"). A cause whose text already ends
+/// what was printed is skipped.
+fn error_report(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if text.is_empty() || out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// Lets a closed pipe end the command as it ends `grep` or `head`'s other
+/// producers: killed by SIGPIPE, quietly, with the status a shell reports
+/// for that (141). Rust ignores SIGPIPE by default, so every write to a
+/// closed pipe would fail with "Broken pipe" (or `println!` would panic).
+/// Not for `serve`: a server must survive a peer that goes away, and there
+/// the error on the socket is the right outcome.
+fn restore_default_sigpipe() {
+    #[cfg(unix)]
+    // SAFETY: called once at start-up, before any other thread exists;
+    // SIG_DFL is a valid disposition for SIGPIPE and no handler runs.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -127,6 +167,30 @@ mod tests {
         assert!(!is_dependency_source(
             "/rustc/90b35a6239c3d8bdabc530a6a0816f7ff89a0aaf/library/core/src/slice/index.rs"
         ));
+    }
+
+    #[test]
+    fn an_error_report_says_each_cause_once() {
+        #[derive(Debug)]
+        struct Bind(std::io::Error);
+        impl std::fmt::Display for Bind {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "cannot listen on 127.0.0.1:1: {}", self.0)
+            }
+        }
+        impl std::error::Error for Bind {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let io = std::io::Error::new(std::io::ErrorKind::AddrInUse, "Address already in use");
+        let e = anyhow::Error::new(Bind(io)).context("starting the server");
+        assert_eq!(
+            error_report(&e),
+            "starting the server: cannot listen on 127.0.0.1:1: Address already in use"
+        );
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(error_report(&plain), "outer: inner");
     }
 
     #[test]

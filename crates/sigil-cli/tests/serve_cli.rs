@@ -473,3 +473,63 @@ fn start_up_failures_exit_non_zero_naming_the_cause() {
         );
     }
 }
+
+/// Runs `sigil ARGS`, which must exit by itself, and returns its status and
+/// stderr.
+fn run_to_exit(args: &[&str], root: &Path, tag: &str) -> (ExitStatus, String) {
+    let stderr = root.join(format!("{tag}.stderr"));
+    let child = sigil()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&stderr).unwrap())
+        .spawn()
+        .unwrap();
+    let st = ChildGuard(Some(child)).wait_exit(tag);
+    (st, fs::read_to_string(&stderr).unwrap())
+}
+
+/// `--insecure-loopback` serves without authentication: an address that
+/// would reach other hosts is refused by name, not silently rebound; and an
+/// error from a lower layer is said once, not repeated by each layer.
+#[test]
+fn insecure_loopback_refuses_public_addresses_and_errors_are_said_once() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let index = root.join("index");
+    build_index(&index, &fs::read(testdata(KNOWN)).unwrap());
+    let idx = index.to_str().unwrap();
+    let db = root.join("reports.db");
+    let db = db.to_str().unwrap();
+    let base = ["serve", "--index", idx, "--db", db, "--insecure-loopback"];
+
+    let public = format!("0.0.0.0:{}", free_port());
+    let args: Vec<&str> = base.iter().copied().chain(["--listen", &public]).collect();
+    let (st, stderr) = run_to_exit(&args, root, "public-listen");
+    assert_eq!(st.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--listen") && stderr.contains("not a loopback address"),
+        "{stderr}"
+    );
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--metrics-listen", &public])
+        .collect();
+    let (st, stderr) = run_to_exit(&args, root, "public-metrics");
+    assert_eq!(st.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--metrics-listen"), "{stderr}");
+
+    // A port that is taken: the OS error appears once.
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    let args: Vec<&str> = base
+        .iter()
+        .copied()
+        .chain(["--listen", &busy, "--metrics-listen", "off"])
+        .collect();
+    let (st, stderr) = run_to_exit(&args, root, "busy");
+    assert!(!st.success(), "{stderr}");
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.contains(&busy), "{stderr}");
+    assert_eq!(last.matches("os error").count(), 1, "{last}");
+}

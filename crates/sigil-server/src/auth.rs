@@ -166,11 +166,9 @@ impl KeyRing {
         let value = header
             .to_str()
             .map_err(|_| Status::unauthenticated("authorization header is not ASCII"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .ok_or_else(|| Status::unauthenticated("authorization header must be `Bearer <key>`"))?
-            .trim();
+        let token = bearer_token(value).ok_or_else(|| {
+            Status::unauthenticated("authorization header must be `Bearer <key>`")
+        })?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let key = self
             .keys
@@ -192,6 +190,15 @@ impl KeyRing {
 /// SHA-256 hex of a key, as it goes into the config.
 pub fn key_digest_hex(token: &str) -> String {
     sigil_core::hash::encode_hex(&Sha256::digest(token.as_bytes()))
+}
+
+/// The token of an `authorization: Bearer <token>` value. The scheme name is
+/// case-insensitive (RFC 9110, section 11.1): `Bearer`, `bearer` and `BEARER`
+/// are the same scheme.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
 }
 
 #[cfg(test)]
@@ -249,6 +256,32 @@ mod tests {
             .authorize(&md(Some("s3cret-reviewer")), Role::Reviewer)
             .unwrap();
         assert_eq!(c.name(), "rev");
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive() {
+        let r = ring();
+        for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+            let mut m = MetadataMap::new();
+            let value = format!("{scheme} s3cret-reviewer");
+            m.insert("authorization", value.parse().unwrap());
+            let c = r.authorize(&m, Role::Reviewer).unwrap();
+            assert_eq!(c.name(), "rev", "{scheme}");
+        }
+        for bad in [
+            "Basic s3cret-reviewer",
+            "Bearer",
+            "Bearer ",
+            "Bearers3cret-reviewer",
+        ] {
+            let mut m = MetadataMap::new();
+            m.insert("authorization", bad.parse().unwrap());
+            assert_eq!(
+                r.authorize(&m, Role::Reviewer).unwrap_err().code(),
+                tonic::Code::Unauthenticated,
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

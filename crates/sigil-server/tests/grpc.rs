@@ -1235,6 +1235,56 @@ async fn health_reflection_and_metrics_endpoints() {
     fx.stop().await;
 }
 
+/// Reflection answers under both protocol names: grpcurl speaks v1, while
+/// grpcio-reflection's client, Postman and older grpcurl speak v1alpha.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reflection_is_served_as_v1_and_v1alpha() {
+    let fx = start().await;
+    let channel = Channel::from_shared(format!("http://{}", fx.addr()))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    macro_rules! list_services {
+        ($pb:path) => {{
+            use $pb as pb;
+            let mut client =
+                pb::server_reflection_client::ServerReflectionClient::new(channel.clone());
+            let request = pb::ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(pb::server_reflection_request::MessageRequest::ListServices(
+                    String::new(),
+                )),
+            };
+            let mut replies = client
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await
+                .unwrap()
+                .into_inner();
+            let reply = replies.message().await.unwrap().unwrap();
+            match reply.message_response.unwrap() {
+                pb::server_reflection_response::MessageResponse::ListServicesResponse(l) => {
+                    l.service.into_iter().map(|s| s.name).collect::<Vec<_>>()
+                }
+                other => panic!("unexpected reflection reply {other:?}"),
+            }
+        }};
+    }
+    for names in [
+        list_services!(tonic_reflection::pb::v1),
+        list_services!(tonic_reflection::pb::v1alpha),
+    ] {
+        for want in [
+            "sigil.v1.Matcher",
+            "sigil.v1.Reports",
+            "grpc.health.v1.Health",
+        ] {
+            assert!(names.iter().any(|n| n == want), "{want} not in {names:?}");
+        }
+    }
+    fx.stop().await;
+}
+
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -86,15 +86,25 @@ impl Listeners {
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         health_reporter.set_serving::<MatcherServer>().await;
         health_reporter.set_serving::<ReportsServer>().await;
-        let reflection = tonic_reflection::server::Builder::configure()
-            .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
-            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        // Reflection under both names: grpc.reflection.v1 for current
+        // grpcurl, v1alpha for grpcio-reflection's client, Postman and older
+        // grpcurl, which would otherwise get a bare UNIMPLEMENTED.
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(proto::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection()
             .build_v1()
+            .map_err(|e| ServerError::Reflection(e.to_string()))?;
+        let reflection_v1alpha = reflection()
+            .build_v1alpha()
             .map_err(|e| ServerError::Reflection(e.to_string()))?;
         let (matcher, reports) = services(state);
         let router = grpc_server(&state.config)?
             .add_service(health_service.clone())
-            .add_service(reflection)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .add_service(matcher)
             .add_service(reports);
         let incoming = connections::limited(
@@ -122,7 +132,25 @@ impl Listeners {
             tokio::spawn(serve_metrics(l, state.metrics.clone(), refresh, shutdown));
         }
         if let Some(l) = self.health {
-            let health = Server::builder().add_service(health_service);
+            // The health port describes itself too, so that
+            // `grpcurl -plaintext ADDR grpc.health.v1.Health/Check` works
+            // without proto files; it reveals no sigil service.
+            let health_reflection = || {
+                tonic_reflection::server::Builder::configure()
+                    .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            };
+            let health = Server::builder()
+                .add_service(health_service)
+                .add_service(
+                    health_reflection()
+                        .build_v1()
+                        .map_err(|e| ServerError::Reflection(e.to_string()))?,
+                )
+                .add_service(
+                    health_reflection()
+                        .build_v1alpha()
+                        .map_err(|e| ServerError::Reflection(e.to_string()))?,
+                );
             let incoming = TcpListenerStream::new(l);
             tokio::spawn(health.serve_with_incoming_shutdown(incoming, wait_shutdown(shutdown)));
         }

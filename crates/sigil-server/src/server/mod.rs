@@ -137,14 +137,32 @@ pub async fn start(
     config.validate()?;
     if config.insecure_loopback {
         // No authentication: never reachable from another host.
+        // The CLI refuses a non-loopback address it was given; one from
+        // the config file is moved to loopback, and the log says so.
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        config.listen.set_ip(loopback);
-        for a in [&mut config.metrics_listen, &mut config.health_listen]
-            .into_iter()
-            .flatten()
-        {
-            a.set_ip(loopback);
+        for (key, a) in [
+            ("listen", Some(&mut config.listen)),
+            ("metrics_listen", config.metrics_listen.as_mut()),
+            ("health_listen", config.health_listen.as_mut()),
+        ] {
+            if let Some(a) = a.filter(|a| !a.ip().is_loopback()) {
+                tracing::warn!(
+                    key,
+                    configured = %a,
+                    "insecure loopback mode: serving on 127.0.0.1 instead of the configured address"
+                );
+                a.set_ip(loopback);
+            }
         }
+    } else if config.tls.is_none()
+        && !config.api_keys.is_empty()
+        && !config.listen.ip().is_loopback()
+    {
+        tracing::warn!(
+            listen = %config.listen,
+            "API keys are sent in plaintext: the gRPC listener is not on loopback and has no TLS; \
+             configure [tls] or put a TLS-terminating proxy in front"
+        );
     }
     let state = Arc::new(AppState::open(config).await?);
     let listeners = Listeners::bind(&state.config).await?;
@@ -166,8 +184,8 @@ pub async fn start(
     let config = &state.config;
     tracing::info!(
         %addr,
-        metrics = ?metrics_addr,
-        health = ?health_addr,
+        metrics = %display_or_off(metrics_addr),
+        health = %display_or_off(health_addr),
         tls = config.tls.is_some(),
         mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         api_keys = config.api_keys.len(),
@@ -192,4 +210,9 @@ pub async fn start(
         state,
         task,
     })
+}
+
+/// An optional listener address for the logs: the address, or `off`.
+fn display_or_off(addr: Option<std::net::SocketAddr>) -> String {
+    addr.map_or_else(|| "off".to_string(), |a| a.to_string())
 }
