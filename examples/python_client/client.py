@@ -5,6 +5,8 @@ hashes, and print the verdicts.
     pip install grpcio grpcio-tools
     python -m grpc_tools.protoc -I ../../proto --python_out=. --grpc_python_out=. \
         sigil/v1/common.proto sigil/v1/matcher.proto sigil/v1/reports.proto
+    (the generated sigil/ package must be importable: run from this folder, or
+    put the --python_out folder on PYTHONPATH)
     # server without auth, for a local trial:
     #   sigil serve --index INDEX_DIR --insecure-loopback
     python client.py --addr 127.0.0.1:50051 image photo.jpg
@@ -92,6 +94,9 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--addr", default="127.0.0.1:50051")
     p.add_argument("--tls", metavar="CA_PEM", help="use TLS, trusting this CA")
+    p.add_argument("--wait", type=float, metavar="SECONDS",
+                   help="wait up to SECONDS for the server to accept connections "
+                        "(a server started a moment ago is still mapping its index)")
     sub = p.add_subparsers(dest="cmd", required=True)
     pi = sub.add_parser("image")
     pi.add_argument("files", nargs="+")
@@ -101,7 +106,13 @@ def main():
     sub.add_parser("info")
     args = p.parse_args()
 
-    stub = matcher_pb2_grpc.MatcherStub(channel(args))
+    ch = channel(args)
+    if args.wait:
+        try:
+            grpc.channel_ready_future(ch).result(timeout=args.wait)
+        except grpc.FutureTimeoutError:
+            sys.exit(f"{args.addr}: no server accepted a connection within {args.wait} s")
+    stub = matcher_pb2_grpc.MatcherStub(ch)
     try:
         if args.cmd == "image":
             for f in args.files:
