@@ -10,12 +10,9 @@
 //! *and* a row with its exact digests and empty PDQ fields, because exact
 //! hash lists match any file, image or not. Either makes the exit status 1.
 
-use std::collections::BTreeMap;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{mpsc, Condvar, Mutex};
 
 use anyhow::Context;
 use sigil_core::decode::{DecodeError, DecodeOptions};
@@ -145,86 +142,47 @@ fn collect(path: &Path, jobs: &mut Vec<Job>) {
 /// Hashes `jobs` on `threads` workers, each with its own [`Signer`], and
 /// calls `sink` with each outcome in job order. Returns whether any job
 /// failed.
+///
+/// Jobs go to rayon a window at a time and come back in order, so the
+/// output is streamed in input order and memory holds one window of
+/// results (digests), whatever the size of the tree.
 fn hash_all(
     jobs: &[Job],
     options: SignOptions,
     threads: usize,
     mut sink: impl FnMut(&Outcome) -> io::Result<()>,
 ) -> anyhow::Result<bool> {
-    // How far workers may run ahead of the writer. Results are small
-    // (digests), but a slow file early on must not let the reorder buffer
-    // grow with the size of the tree.
-    let window = threads * 4;
-    let next = AtomicUsize::new(0);
-    let written = (Mutex::new(0usize), Condvar::new());
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let (tx, rx) = mpsc::channel::<(usize, Outcome)>();
+    use rayon::prelude::*;
+
+    // Wide enough that one slow file holds up the others only briefly.
+    let window = threads * 16;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .thread_name(|i| format!("sigil-hash-{i}"))
         .build()
         .context("starting worker threads")?;
-
     let mut any_failed = false;
-    let mut write_error = None;
-    std::thread::scope(|scope| {
-        let (next, written, stop) = (&next, &written, &stop);
-        scope.spawn(move || {
-            pool.scope(|s| {
-                for _ in 0..threads {
-                    let tx = tx.clone();
-                    s.spawn(move |_| {
-                        let mut signer = Signer::new(options);
-                        loop {
-                            let i = next.fetch_add(1, Ordering::Relaxed);
-                            if i >= jobs.len() || stop.load(Ordering::Relaxed) {
-                                break;
-                            }
-                            {
-                                let (lock, cv) = written;
-                                let mut w = lock.lock().unwrap_or_else(|e| e.into_inner());
-                                while i >= *w + window && !stop.load(Ordering::Relaxed) {
-                                    w = cv.wait(w).unwrap_or_else(|e| e.into_inner());
-                                }
-                            }
-                            let outcome = run_job(&jobs[i], &mut signer, &options);
-                            if tx.send((i, outcome)).is_err() {
-                                break;
-                            }
-                        }
-                    });
-                }
-            });
-            drop(tx);
+    for chunk in jobs.chunks(window) {
+        let outcomes: Vec<Outcome> = pool.install(|| {
+            chunk
+                .par_iter()
+                .map_init(
+                    || Signer::new(options),
+                    |signer, job| run_job(job, signer, &options),
+                )
+                .collect()
         });
-
-        let mut pending = BTreeMap::new();
-        let mut expected = 0usize;
-        for (i, outcome) in rx.iter() {
-            pending.insert(i, outcome);
-            while let Some(outcome) = pending.remove(&expected) {
-                if failed(&outcome) {
-                    any_failed = true;
-                }
-                if write_error.is_none() {
-                    if let Err(e) = sink(&outcome) {
-                        write_error = Some(e);
-                        stop.store(true, Ordering::Relaxed);
-                    }
-                }
-                expected += 1;
-                let (lock, cv) = written;
-                *lock.lock().unwrap_or_else(|e| e.into_inner()) = expected;
-                cv.notify_all();
+        for outcome in &outcomes {
+            any_failed |= failed(outcome);
+            match sink(outcome) {
+                Ok(()) => {}
+                // The reader went away (e.g. `| head`): not an error of ours.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return Ok(any_failed),
+                Err(e) => return Err(e).context("writing output"),
             }
         }
-    });
-    match write_error {
-        // The reader went away (e.g. `| head`): not an error of ours.
-        Some(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(any_failed),
-        Some(e) => Err(e).context("writing output"),
-        None => Ok(any_failed),
     }
+    Ok(any_failed)
 }
 
 fn failed(outcome: &Outcome) -> bool {
@@ -276,13 +234,23 @@ const DIH_COLUMNS: [&str; 8] = [
 ];
 
 fn write_csv_header(out: &mut impl Write, dihedral: bool) -> io::Result<()> {
-    out.write_all(b"file,width,height,pdq,quality,md5,sha1,sha256")?;
+    let mut row = vec![
+        "file", "width", "height", "pdq", "quality", "md5", "sha1", "sha256",
+    ];
     if dihedral {
-        for c in DIH_COLUMNS {
-            write!(out, ",{c}")?;
-        }
+        row.extend(DIH_COLUMNS);
     }
-    out.write_all(b"\n")
+    write_csv_record(out, &row)
+}
+
+/// One CSV record (RFC 4180 quoting where a cell needs it: paths may hold
+/// commas, quotes or line breaks).
+fn write_csv_record<S: AsRef<[u8]>>(out: &mut impl Write, row: &[S]) -> io::Result<()> {
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_writer(out);
+    w.write_record(row).map_err(io::Error::other)?;
+    w.flush()
 }
 
 fn emit(
@@ -308,48 +276,34 @@ fn emit(
     }
 }
 
-/// RFC 4180 quoting, only when needed (paths may contain commas).
-fn csv_field(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\"")).into()
-    } else {
-        s.into()
-    }
-}
-
 fn write_csv_row(
     out: &mut impl Write,
     name: &str,
     sig: &FileSignatures,
     dihedral: bool,
 ) -> io::Result<()> {
-    write!(out, "{}", csv_field(name))?;
+    let mut row = vec![name.to_string()];
     match &sig.image {
-        Ok(img) => write!(
-            out,
-            ",{},{},{},{}",
-            img.width, img.height, img.pdq, img.quality
-        )?,
-        Err(_) => write!(out, ",,,,")?,
+        Ok(img) => row.extend([
+            img.width.to_string(),
+            img.height.to_string(),
+            img.pdq.to_string(),
+            img.quality.to_string(),
+        ]),
+        Err(_) => row.extend(std::iter::repeat_n(String::new(), 4)),
     }
-    write!(
-        out,
-        ",{},{},{}",
+    row.extend([
         sig.exact.md5_hex(),
         sig.exact.sha1_hex().unwrap_or_default(),
-        sig.exact.sha256_hex()
-    )?;
+        sig.exact.sha256_hex(),
+    ]);
     if dihedral {
         match sig.image.as_ref().ok().and_then(|i| i.dihedral.as_ref()) {
-            Some(hashes) => {
-                for h in hashes {
-                    write!(out, ",{h}")?;
-                }
-            }
-            None => write!(out, ",,,,,,,,")?,
+            Some(hashes) => row.extend(hashes.iter().map(|h| h.to_string())),
+            None => row.extend(std::iter::repeat_n(String::new(), DIH_COLUMNS.len())),
         }
     }
-    out.write_all(b"\n")
+    write_csv_record(out, &row)
 }
 
 fn write_json_row(
@@ -397,9 +351,14 @@ mod tests {
 
     #[test]
     fn csv_quoting() {
-        assert_eq!(csv_field("a/b.jpg"), "a/b.jpg");
-        assert_eq!(csv_field("a,b.jpg"), "\"a,b.jpg\"");
-        assert_eq!(csv_field("say \"hi\".png"), "\"say \"\"hi\"\".png\"");
+        let row = |cells: &[&str]| {
+            let mut out = Vec::new();
+            write_csv_record(&mut out, cells).unwrap();
+            String::from_utf8(out).unwrap()
+        };
+        assert_eq!(row(&["a/b.jpg", "1"]), "a/b.jpg,1\n");
+        assert_eq!(row(&["a,b.jpg"]), "\"a,b.jpg\"\n");
+        assert_eq!(row(&["say \"hi\".png"]), "\"say \"\"hi\"\".png\"\n");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::{bail, Context};
-use sigil_core::{HashKind, PdqHash};
+use sigil_core::HashKind;
 use sigil_index::import::{self, csv_field, spreadsheet_safe, Dropped};
 use sigil_index::{
     ImportOptions, ImportStats, IndexReader, IndexWriter, RemoveBy, SegmentBuilder, Tombstone,
@@ -405,81 +405,6 @@ fn settle(
     Ok(())
 }
 
-/// What enrolling one file came to.
-struct Enrolled {
-    path: PathBuf,
-    id: String,
-    result: Result<Vec<(PdqHash, Option<String>)>, String>,
-    low_quality: Option<u32>,
-}
-
-/// Reads, decodes and hashes one original: its own PDQ hash first (as
-/// `sigil scan` and `sigil serve` compute it), then, with `augment`, the
-/// hashes of its crops and small rotations, each with a note naming the
-/// variant.
-fn enroll_one(path: &Path, augment: bool, hasher: &mut sigil_core::pdq::PdqHasher) -> Enrolled {
-    use sigil_core::pdq::Profile;
-    use sigil_core::robust::{enrollment_hashes, AugmentOptions};
-    use sigil_core::{DecodeOptions, Pixels};
-
-    let id = path
-        .file_stem()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned();
-    let decode_opts = DecodeOptions::default();
-    let decoded = std::fs::metadata(path)
-        .map_err(|e| format!("cannot read: {e}"))
-        .and_then(|m| {
-            if m.len() > decode_opts.limits.max_bytes {
-                Err(format!(
-                    "{} bytes, over the decode limit of {} bytes",
-                    m.len(),
-                    decode_opts.limits.max_bytes
-                ))
-            } else {
-                std::fs::read(path).map_err(|e| format!("cannot read: {e}"))
-            }
-        })
-        .and_then(|bytes| {
-            sigil_core::decode::decode(&bytes, &decode_opts)
-                .map_err(|e| format!("cannot decode: {e}"))
-        });
-    let img = match decoded {
-        Ok(img) => img,
-        Err(e) => {
-            return Enrolled {
-                path: path.to_path_buf(),
-                id,
-                result: Err(e),
-                low_quality: None,
-            }
-        }
-    };
-    let (w, h) = (img.width, img.height);
-    let plain = match &img.pixels {
-        Pixels::Rgb8(px) => hasher.hash_rgb8(w, h, px, Profile::Full),
-        Pixels::Luma8(px) => hasher.hash_luma8(w, h, px, Profile::Full),
-    };
-    let mut hashes = vec![(plain.hash, None)];
-    if augment {
-        for e in enrollment_hashes(hasher, &img, &AugmentOptions::default())
-            .into_iter()
-            .skip(1)
-        {
-            if hashes.iter().all(|(h, _)| *h != e.hash) {
-                hashes.push((e.hash, Some(format!("augmented: {}", e.variant.name()))));
-            }
-        }
-    }
-    Enrolled {
-        path: path.to_path_buf(),
-        id,
-        result: Ok(hashes),
-        low_quality: (plain.quality < 50).then_some(plain.quality),
-    }
-}
-
 /// `--enroll-images DIR [--augment]`: hashes every file directly in DIR (in
 /// name order, on all cores) into `b`.
 fn enroll_images(dir: &Path, a: &ImportArgs, b: &mut SegmentBuilder) -> anyhow::Result<()> {
@@ -501,47 +426,55 @@ fn enroll_images(dir: &Path, a: &ImportArgs, b: &mut SegmentBuilder) -> anyhow::
         }
     }
     files.sort();
-    let enrolled: Vec<Enrolled> = files
+    let enrolled: Vec<_> = files
         .par_iter()
         .map_init(sigil_core::pdq::PdqHasher::new, |hasher, p| {
-            enroll_one(p, a.augment, hasher)
+            sigil_core::robust::enroll_file(p, a.augment, hasher)
         })
         .collect();
     let mut ids: BTreeMap<String, PathBuf> = BTreeMap::new();
     let (mut images, mut entries, mut skipped) = (0u64, 0u64, 0u64);
-    for e in enrolled {
-        let hashes = match e.result {
-            Ok(h) => h,
+    for (path, result) in files.iter().zip(enrolled) {
+        let e = match result {
+            Ok(e) => e,
             Err(cause) if a.skip_invalid => {
-                eprintln!("sigil: {}: {cause} (skipped)", e.path.display());
+                eprintln!("sigil: {}: {cause} (skipped)", path.display());
                 skipped += 1;
                 continue;
             }
             Err(cause) => bail!(
                 "{}: {cause} (--skip-invalid skips such files)",
-                e.path.display()
+                path.display()
             ),
         };
-        if let Some(prev) = ids.insert(e.id.clone(), e.path.clone()) {
+        // The entry id is the file name's stem.
+        let id = path
+            .file_stem()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        if let Some(prev) = ids.insert(id.clone(), path.clone()) {
             bail!(
-                "{} and {} both give entry id {:?} (the file name stem); rename one",
+                "{} and {} both give entry id {id:?} (the file name stem); rename one",
                 prev.display(),
-                e.path.display(),
-                e.id
+                path.display(),
             );
         }
-        if let Some(q) = e.low_quality {
+        if e.quality < sigil_match::DEFAULT_QUALITY_THRESHOLD {
             eprintln!(
-                "sigil: {}: warning: PDQ quality {q} is under 50 (flat or tiny image); \
+                "sigil: {}: warning: PDQ quality {} is under {} (flat or tiny image); \
                  its hash matches unreliably",
-                e.path.display()
+                path.display(),
+                e.quality,
+                sigil_match::DEFAULT_QUALITY_THRESHOLD
             );
         }
+        let hashes = e.hashes;
         for (hash, note) in &hashes {
             b.push_pdq(
                 &hash.0,
                 sigil_index::EntryMeta {
-                    id: &e.id,
+                    id: &id,
                     list: &a.list,
                     category: &a.category,
                     note: note.as_deref(),

@@ -152,16 +152,64 @@ pub fn enrollment_hashes_rgb(
     out
 }
 
-/// Helper for index builders: the (hash, id) entries to store for one
-/// enrolled original (its own hash and the augmented ones).
-pub fn augmented_entries(
+/// What enrolling one original file came to.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EnrolledFile {
+    /// Its own PDQ hash first (as `sigil scan` and `sigil serve` compute
+    /// it), then with augmentation the hashes of its crops and small
+    /// rotations, each with a note naming the variant (`augmented: ...`).
+    pub hashes: Vec<(PdqHash, Option<String>)>,
+    /// The quality of its own hash.
+    pub quality: u32,
+}
+
+/// Why an original could not be enrolled.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrollError {
+    #[error("cannot read: {0}")]
+    Read(std::io::Error),
+    #[error("{len} bytes, over the decode limit of {max} bytes")]
+    TooLarge { len: u64, max: u64 },
+    #[error("cannot decode: {0}")]
+    Decode(crate::decode::DecodeError),
+}
+
+/// Reads, decodes (with the default limits) and hashes one original for
+/// `sigil index build --enroll-images DIR [--augment]`. A file over the
+/// byte limit is refused from its size, before it is read.
+pub fn enroll_file(
+    path: &std::path::Path,
+    augment: bool,
     hasher: &mut PdqHasher,
-    img: &DecodedImage,
-    id: &str,
-    opts: &AugmentOptions,
-) -> Vec<(PdqHash, String)> {
-    enrollment_hashes(hasher, img, opts)
-        .into_iter()
-        .map(|e| (e.hash, id.to_string()))
-        .collect()
+) -> Result<EnrolledFile, EnrollError> {
+    use crate::{DecodeOptions, Pixels};
+
+    let opts = DecodeOptions::default();
+    let max = opts.limits.max_bytes;
+    let len = std::fs::metadata(path).map_err(EnrollError::Read)?.len();
+    if len > max {
+        return Err(EnrollError::TooLarge { len, max });
+    }
+    let bytes = std::fs::read(path).map_err(EnrollError::Read)?;
+    let img = crate::decode::decode(&bytes, &opts).map_err(EnrollError::Decode)?;
+    let (w, h) = (img.width, img.height);
+    let plain = match &img.pixels {
+        Pixels::Rgb8(px) => hasher.hash_rgb8(w, h, px, Profile::Full),
+        Pixels::Luma8(px) => hasher.hash_luma8(w, h, px, Profile::Full),
+    };
+    let mut hashes = vec![(plain.hash, None)];
+    if augment {
+        for e in enrollment_hashes(hasher, &img, &AugmentOptions::default())
+            .into_iter()
+            .skip(1)
+        {
+            if hashes.iter().all(|(h, _)| *h != e.hash) {
+                hashes.push((e.hash, Some(format!("augmented: {}", e.variant.name()))));
+            }
+        }
+    }
+    Ok(EnrolledFile {
+        hashes,
+        quality: plain.quality,
+    })
 }

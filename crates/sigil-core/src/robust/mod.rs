@@ -27,8 +27,8 @@ pub mod geometry;
 pub mod query;
 
 pub use enroll::{
-    augmented_entries, enrollment_hashes, enrollment_hashes_rgb, AugmentOptions, EnrollHash,
-    EnrollVariant, CROP_POSITIONS,
+    enroll_file, enrollment_hashes, enrollment_hashes_rgb, AugmentOptions, EnrollError, EnrollHash,
+    EnrollVariant, EnrolledFile, CROP_POSITIONS,
 };
 pub use geometry::work_copy;
 pub use query::{
