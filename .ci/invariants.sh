@@ -69,6 +69,13 @@ if [ "$(printf '%s\n%s\n' "$msrv" "$docker_rust" | sort -V | head -n1)" != "$msr
     broken "deploy/Dockerfile builds with Rust $docker_rust, older than the workspace's rust-version $msrv"
 fi
 
+# 5. One integration-test binary per crate: tests/it/main.rs, nothing in
+#    tests/*.rs (each file there would be one more binary linking the graph).
+loose=$(ls crates/*/tests/*.rs 2>/dev/null || true)
+if [ -n "$loose" ]; then
+    broken "integration tests outside tests/it/ (make them modules of tests/it/main.rs):" "$loose"
+fi
+
 if [ "$failed" -ne 0 ]; then
     printf '\nSee ARCHITECTURE.md, "Invariants", for why these hold.\n' >&2
     exit 1

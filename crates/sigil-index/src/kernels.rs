@@ -3,7 +3,7 @@
 //! scan, which LLVM then vectorises, and the MIH search with an explicit
 //! AVX2 bucket filter); which one runs is chosen at runtime by
 //! [`SearchKernel::detect`] and stored in the reader (no global state).
-//! Every variant returns identical results (tested in `tests/search.rs`,
+//! Every variant returns identical results (tested in `tests/it/search.rs`,
 //! and the SIMD bucket filter against the scalar one below).
 //!
 //! Soundness: the variants call `#[target_feature]` functions, which are

@@ -329,7 +329,7 @@ mod tests {
     /// The blur written as weights equals two box passes then decimation.
     #[test]
     fn sample_taps_equal_two_box_passes_then_decimation() {
-        // xorshift64*, as the data of `tests/pdq_kernels.rs`.
+        // xorshift64*, as the data of `tests/it/pdq_kernels.rs`.
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let mut below = |n: u64| {
             state ^= state >> 12;

@@ -4,7 +4,7 @@
 //! `0.299 R + 0.587 G + 0.114 B` in f64 and rounds the result to f32.
 //! For 8-bit inputs that value is identical to the correctly rounded f32 of
 //! the exact rational `(299 R + 587 G + 114 B) / 1000` (checked exhaustively
-//! over all 2^24 triples by `tests/pdq_luma.rs`), and IEEE division of two
+//! over all 2^24 triples by `tests/it/pdq_luma.rs`), and IEEE division of two
 //! exactly representable integers *is* that correctly rounded value. So every
 //! kernel computes an integer dot product and one f32 division: exact, and
 //! vectorizable without f64 lanes.
@@ -32,7 +32,7 @@ pub fn luma_rgb8_scalar(rgb: &[u8], out: &mut [f32]) {
 }
 
 /// Greyscale is used as-is: `v as f32` (equal to feeding `(v, v, v)` through
-/// the RGB formula, which `tests/pdq_luma.rs` also checks).
+/// the RGB formula, which `tests/it/pdq_luma.rs` also checks).
 pub fn luma_grey8_scalar(grey: &[u8], out: &mut [f32]) {
     for (v, o) in grey.iter().zip(out.iter_mut()) {
         *o = f32::from(*v);

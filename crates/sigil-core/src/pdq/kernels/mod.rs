@@ -8,7 +8,7 @@
 //! Which kernel runs is decided once, by [`Kernel::detect`] (from
 //! [`CpuFeatures`]) when a `PdqHasher` is created, and stored in it: no
 //! global state. Every kernel computes bit-identical results to the scalar
-//! code (tests in `tests/pdq_kernels.rs`), because each output value goes
+//! code (tests in `tests/it/pdq_kernels.rs`), because each output value goes
 //! through the same float operations in the same order; vectors only run
 //! several independent outputs side by side.
 

@@ -1,7 +1,7 @@
 //! AArch64 NEON kernels, a leaf of `kernels`. NEON is part of the AArch64
 //! baseline, so these are ordinary functions. Kept deliberately simple (this
 //! path cannot be run on the x86 development machines;
-//! `tests/pdq_kernels.rs` checks it against scalar wherever it does run):
+//! `tests/it/pdq_kernels.rs` checks it against scalar wherever it does run):
 //! the vertical box passes and the DCT are vectorized; the horizontal passes
 //! use the scalar code.
 

@@ -21,6 +21,8 @@ use sigil_server::proto::{self, Verdict};
 use sigil_server::store::{ReportStatus, ReportStore, SqliteReportStore};
 use tonic::Request;
 
+use crate::support::testdata;
+
 const MATCHER_KEY: &str = "serve-cli-matcher-token";
 const REVIEWER_KEY: &str = "serve-cli-reviewer-token";
 /// In the test index (PDQ in list "ncmec", MD5 in list "industry").
@@ -30,20 +32,9 @@ const KNOWN: &str = "originals/bridge-mods/square-256x256.jpg";
 const START_CAP: Duration = Duration::from_secs(180);
 const EXIT_CAP: Duration = Duration::from_secs(120);
 
-fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel)
-}
-
 /// `sigil` with no `SIGIL_*` variables inherited (they override the config).
 fn sigil() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("SIGIL_") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut cmd = crate::support::sigil();
     cmd.env("RUST_LOG", "debug");
     cmd
 }

@@ -148,7 +148,7 @@ fn drill_kill9_during_add_and_compact_leaves_a_valid_index() {
         let mut child = Command::new(&exe)
             .args([
                 "--exact",
-                "drill_child_writer_entry",
+                &test_path("drill_child_writer_entry"),
                 "--nocapture",
                 "--test-threads=1",
             ])
@@ -361,4 +361,13 @@ fn drill_reload_under_load_loses_no_request() {
     assert!(q > 0);
     assert_eq!(shared.current().generation(), 1 + RELOADS);
     assert!(finds_sentinel(&shared.current()));
+}
+
+/// The name by which the test harness knows `test` of this module, whether
+/// this file is its own test binary or a module of one (`drill_crash::...`).
+fn test_path(test: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{test}"),
+        None => test.to_string(),
+    }
 }

@@ -10,12 +10,10 @@ use std::time::Duration;
 use sigil_core::PdqHash;
 use sigil_index::{EntryMeta, IndexWriter, SegmentBuilder};
 
+use crate::support::sigil;
+
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
-}
-
-fn sigil() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sigil"))
 }
 
 fn reference_pdq(file: &str) -> PdqHash {

@@ -22,8 +22,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
 use sigil_core::robust::RobustLevel;
 use sigil_core::{FileSignatures, HashKind, PdqHash, SignOptions, Signer};
@@ -32,22 +31,7 @@ use sigil_server::proto::matcher_client::MatcherClient;
 use sigil_server::proto::{self, HashQuery, MatchHashesRequest, MatchImageRequest, MatchOptions};
 use sigil_server::{RunOptions, RunningServer, ServerConfig};
 
-fn testdata(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../testdata")
-        .join(rel)
-}
-
-/// `sigil` with no `SIGIL_*` variables inherited.
-fn sigil() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sigil"));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("SIGIL_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd
-}
+use crate::support::{sigil, testdata};
 
 // ------------------------------------------------------------- the table
 

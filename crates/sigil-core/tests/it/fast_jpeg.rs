@@ -9,7 +9,7 @@ use sigil_core::decode::fast_jpeg::decode_reduced;
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{DecodeLimits, DecodeOptions, Pixels};
 
-#[path = "../src/test_rng.rs"]
+#[path = "../../src/test_rng.rs"]
 mod test_rng;
 use test_rng::SplitMix64;
 

@@ -1,13 +1,11 @@
 //! `sigil hash` end to end: spawns the built binary on testdata images.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sigil_core::{ExactDigests, PdqHash};
 
-fn sigil() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sigil"))
-}
+use crate::support::sigil;
 
 fn originals() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/originals")

@@ -5,11 +5,9 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
-fn sigil() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_sigil"))
-}
+use crate::support::sigil;
 
 fn scratch(name: &str) -> PathBuf {
     let d = Path::new(env!("CARGO_TARGET_TMPDIR"))
