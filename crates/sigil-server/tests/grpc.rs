@@ -1626,3 +1626,105 @@ async fn a_damaged_candidate_is_refused_counted_and_the_old_one_serves() {
     assert_ne!(identity, old.2);
     fx.stop().await;
 }
+
+// --------------------------------------- client strings in logs and errors
+
+/// A request id with a newline cannot start a log line of its own, and a
+/// 20 MB request id, hash id or report id makes a bounded log line and a
+/// bounded error (`untrusted::text`: escaped, cut at 256 characters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_strings_are_escaped_and_bounded_in_logs_and_errors() {
+    let fx = start().await;
+    let mut m = fx.matcher().await;
+    let huge = "R".repeat(20 << 20);
+    let forged = "id-1\n{\"level\":\"ERROR\",\"fields\":{\"message\":\"forged\"}}";
+    for (request_id, content_ref) in [(forged.to_string(), "ref\r\nX"), (huge.clone(), "ok")] {
+        let mut req = image_req(read_testdata(KNOWN), "x");
+        req.request_id = request_id.clone();
+        req.content_ref = content_ref.into();
+        let res = m
+            .match_image(authed(req, MATCHER_KEY))
+            .await
+            .unwrap()
+            .into_inner();
+        // The id is echoed whole in the result (the caller's correlation).
+        assert_eq!(res.request_id, request_id);
+    }
+    let logs = String::from_utf8_lossy(&log_buffer().lock().unwrap()).to_string();
+    let matched: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("image matched"))
+        .collect();
+    assert!(
+        matched.iter().any(|l| l.contains(r#"id-1\\n{\"level"#)),
+        "the newline is shown escaped: {matched:?}"
+    );
+    // (The JSON format escapes a raw newline too; the text format writes a
+    // field as it is displayed, so the escaping above is what keeps it on
+    // one line there.)
+    assert!(
+        matched.iter().any(|l| l.contains(r#"ref\\r\\nX"#)),
+        "content_ref escaped: {matched:?}"
+    );
+    let long = matched
+        .iter()
+        .find(|l| l.contains("RRRR"))
+        .expect("the 20 MB request id's log line");
+    assert!(long.len() < 4096, "log line of {} bytes", long.len());
+    assert!(long.contains("more bytes of 20971520"), "{long}");
+
+    // Errors naming a client string: a hash id, a report id, a page token.
+    let req = proto::MatchHashesRequest {
+        hashes: vec![proto::HashQuery {
+            id: huge.clone(),
+            kind: PKind::Pdq as i32,
+            hex: "not hex".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let e = m.match_hashes(authed(req, MATCHER_KEY)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().len() < 1024,
+        "error of {} bytes",
+        e.message().len()
+    );
+    assert!(e.message().contains("hashes[0]"), "{}", e.message());
+    let mut r = fx.reports().await;
+    let e = r
+        .get_report(authed(
+            proto::GetReportRequest {
+                id: format!("rpt\n{huge}"),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(
+        e.message().len() < 1024 && e.message().contains("rpt\\n"),
+        "{}",
+        &e.message()[..100]
+    );
+    let e = r
+        .list_reports(authed(
+            proto::ListReportsRequest {
+                page_token: huge.clone(),
+                ..Default::default()
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().len() < 1024,
+        "error of {} bytes",
+        e.message().len()
+    );
+    let logs = String::from_utf8_lossy(&log_buffer().lock().unwrap()).to_string();
+    let longest = logs.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 8192, "a log line of {longest} bytes");
+    fx.stop().await;
+}
