@@ -5,6 +5,8 @@
 //! ```text
 //! cargo run --release -p sigil-core --example decode_worst_cases -- OUT_DIR [SIDE]
 //! /usr/bin/time -v target/release/sigil hash OUT_DIR/png-rgba16.png
+//! # or, to decode past the default max_decode_bytes and print the bound:
+//! /usr/bin/time -v target/release/examples/decode_worst_cases --decode FILE
 //! ```
 //!
 //! The content is a smooth gradient of few colours, so the files stay
@@ -16,8 +18,48 @@ use std::path::PathBuf;
 
 use image::{ImageFormat, Rgb, Rgba, RgbaImage};
 
+/// Decodes `path` with no memory budget (every other limit at its
+/// default) and prints the bound `decode_memory` computes for it.
+fn decode_unbudgeted(path: &str) {
+    use sigil_core::decode::{decode, decode_memory, probe, DecodeLimits, DecodeOptions};
+    let bytes = std::fs::read(path).expect("read FILE");
+    let opts = DecodeOptions {
+        limits: DecodeLimits {
+            max_bytes: u64::MAX,
+            max_decode_bytes: u64::MAX,
+            ..DecodeLimits::default()
+        },
+        ..DecodeOptions::default()
+    };
+    let (format, w, h) = probe(&bytes, &opts).expect("probe");
+    let reader = image::ImageReader::with_format(
+        std::io::Cursor::new(&bytes[..]),
+        image::ImageFormat::from_path(path).expect("known extension"),
+    );
+    let color = {
+        use image::ImageDecoder;
+        let mut r = reader;
+        r.no_limits();
+        r.into_decoder().expect("decoder").color_type()
+    };
+    let bound = decode_memory(&bytes, format, w, h, color, false);
+    let img = decode(&bytes, &opts).expect("decode");
+    println!(
+        "{path}: {format} {w}x{h} {color:?}, bound {bound} bytes ({:.0} MiB), decoded to {} bytes",
+        bound as f64 / (1 << 20) as f64,
+        img.pixels.as_bytes().len()
+    );
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
+    if let Some(path) = std::env::args()
+        .nth(2)
+        .filter(|_| std::env::args().nth(1).as_deref() == Some("--decode"))
+    {
+        decode_unbudgeted(&path);
+        return;
+    }
     let out = PathBuf::from(
         args.next()
             .expect("usage: decode_worst_cases OUT_DIR [SIDE]"),

@@ -208,7 +208,7 @@ impl Default for Limits {
             stream_window: 4,
             max_pixels: 100_000_000,
             max_dimension: 30_000,
-            max_decode_bytes: 400_000_000,
+            max_decode_bytes: 512 << 20,
             max_connections: 1024,
             keepalive_interval_s: 60,
             http2_stream_window_bytes: 4 << 20,
