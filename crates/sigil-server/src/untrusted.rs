@@ -23,8 +23,7 @@ pub fn text(s: &str) -> Text<'_> {
 
 impl fmt::Display for Text<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut shown = 0;
-        for (at, c) in self.0.char_indices() {
+        for (shown, (at, c)) in self.0.char_indices().enumerate() {
             if shown == MAX_CHARS {
                 return write!(
                     f,
@@ -39,7 +38,6 @@ impl fmt::Display for Text<'_> {
             } else {
                 f.write_fmt(format_args!("{c}"))?;
             }
-            shown += 1;
         }
         Ok(())
     }
