@@ -17,6 +17,7 @@ const LIMITS: DecodeLimits = DecodeLimits {
     max_bytes: 1 << 20,
     max_pixels: 1 << 22,
     max_dimension: 4096,
+    max_decode_bytes: 1 << 25,
 };
 
 fuzz_target!(|data: &[u8]| {

@@ -230,9 +230,10 @@ pub fn run(cmd: Command) -> anyhow::Result<ExitCode> {
             r.verify()?;
             let s = r.stats();
             println!(
-                "ok: {} generation {}, {} segment(s), {} tombstone file(s), all checksums valid",
+                "ok: {} generation {} (identity {}), {} segment(s), {} tombstone file(s), all checksums valid",
                 a.index.display(),
                 s.generation,
+                r.identity(),
                 s.segments,
                 s.tombstone_files
             );
@@ -691,11 +692,13 @@ fn stats(a: StatsArgs) -> anyhow::Result<ExitCode> {
         let mut v = serde_json::to_value(&s)?;
         if let Some(o) = v.as_object_mut() {
             o.insert("live".into(), serde_json::to_value(&live)?);
+            o.insert("identity".into(), r.identity().to_string().into());
         }
         println!("{v}");
     } else {
         println!("index:        {}", a.index.display());
         println!("generation:   {}", s.generation);
+        println!("identity:     {}", r.identity());
         println!(
             "segments:     {} ({} with MIH tables)",
             s.segments, s.mih_segments
@@ -772,6 +775,8 @@ struct QueryLine<'a> {
     #[serde(skip_serializing_if = "is_zero")]
     omitted: usize,
     index_generation: u64,
+    /// The generation's identity (manifest checksum, 16 hex digits).
+    index_identity: sigil_index::IndexIdentity,
 }
 
 fn is_zero(n: &usize) -> bool {
@@ -897,6 +902,7 @@ fn query(a: QueryArgs) -> anyhow::Result<ExitCode> {
                     matches: &o.matches,
                     omitted: o.omitted,
                     index_generation: o.generation,
+                    index_identity: o.identity,
                 },
             )?;
             out.write_all(b"\n")?;

@@ -71,6 +71,22 @@ fn known_lists(known: &[String]) -> String {
 }
 
 impl IndexError {
+    /// A short, fixed name of the kind of error, for metric labels.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            IndexError::Io { .. } => "io",
+            IndexError::Corrupt { .. } => "corrupt",
+            IndexError::UnsupportedVersion { .. } => "unsupported_version",
+            IndexError::NotAnIndex { .. } => "not_an_index",
+            IndexError::AlreadyExists { .. } => "already_exists",
+            IndexError::Locked { .. } => "locked",
+            IndexError::BadInput { .. } => "bad_input",
+            IndexError::Limit(_) => "limit",
+            IndexError::UnknownList { .. } => "unknown_list",
+            IndexError::InvalidOption(_) => "invalid_option",
+        }
+    }
+
     pub(crate) fn io(path: impl Into<PathBuf>, op: &'static str, source: io::Error) -> Self {
         IndexError::Io {
             path: path.into(),

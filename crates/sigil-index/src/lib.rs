@@ -20,7 +20,9 @@
 //!   detection can make, so safe code cannot select one the CPU lacks.
 //! - PDQ search is exact: multi-index hashing (11 substrings of 23-24 bits,
 //!   see [`mih`]) or a popcount flat scan, whichever is cheaper per query.
-//! - [`SharedIndex`] swaps generations atomically for servers.
+//! - [`SharedIndex`] swaps generations atomically for servers, each one
+//!   known by its [`IndexIdentity`] (the manifest's checksum) and fully
+//!   verified before it serves.
 //!
 //! The byte format is documented in `docs/index-format.md`.
 
@@ -46,8 +48,9 @@ pub use builder::{EntryId, EntryMeta, SegmentBuilder};
 pub use error::{IndexError, Result};
 pub use import::{ImportOptions, ImportStats, RemoveBy};
 pub use kernels::SearchKernel;
+pub use manifest::IndexIdentity;
 pub use reader::{IndexReader, IndexStats, Match, SearchOptions, SearchPlan};
 pub use residency::Residency;
-pub use shared::SharedIndex;
+pub use shared::{OnDisk, Reload, SharedIndex};
 pub use tombstone::Tombstone;
 pub use writer::{IndexWriter, Removed};

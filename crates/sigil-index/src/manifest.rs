@@ -28,6 +28,27 @@ pub struct FileRef {
     pub header_xxh3: String,
 }
 
+/// What names one generation of an index on disk: the checksum of its
+/// MANIFEST's contents. The manifest lists every segment and tombstone
+/// file with its length and header checksum (which covers every section's
+/// checksum), so two directories with equal identities hold the same
+/// files; and two fresh builds, which are both generation 1, differ in
+/// identity as soon as their entries differ. Shown as 16 hex digits.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct IndexIdentity(pub u64);
+
+impl std::fmt::Display for IndexIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:016x}", self.0)
+    }
+}
+
+impl serde::Serialize for IndexIdentity {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 /// The contents of MANIFEST.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Manifest {
@@ -52,6 +73,11 @@ impl Manifest {
 
     /// Reads and checks `dir/MANIFEST`.
     pub fn load(dir: &Path) -> Result<Manifest> {
+        Self::load_with_identity(dir).map(|(m, _)| m)
+    }
+
+    /// Reads and checks `dir/MANIFEST`, with the identity of what it read.
+    pub fn load_with_identity(dir: &Path) -> Result<(Manifest, IndexIdentity)> {
         let path = dir.join(MANIFEST);
         let text = match std::fs::read(&path) {
             Ok(t) => t,
@@ -70,7 +96,8 @@ impl Manifest {
             .next()
             .and_then(|l| l.strip_prefix("xxh3="))
             .ok_or_else(|| corrupt("missing checksum line"))?;
-        if sum != format!("{:016x}", xxh3_64(body.as_bytes())) {
+        let identity = IndexIdentity(xxh3_64(body.as_bytes()));
+        if sum != identity.to_string() {
             return Err(corrupt("checksum mismatch"));
         }
         let m: Manifest = serde_json::from_str(body)
@@ -90,7 +117,7 @@ impl Manifest {
                 return Err(corrupt("file name with a path separator"));
             }
         }
-        Ok(m)
+        Ok((m, identity))
     }
 
     /// Replaces `dir/MANIFEST` atomically.

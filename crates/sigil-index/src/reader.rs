@@ -10,7 +10,7 @@ use sigil_core::{Dihedral, HashKind, PdqHash};
 
 use crate::error::{IndexError, Result};
 use crate::kernels::SearchKernel;
-use crate::manifest::{FileRef, Manifest};
+use crate::manifest::{FileRef, IndexIdentity, Manifest};
 use crate::mih;
 use crate::mih_batch;
 use crate::record::RawRecord;
@@ -129,12 +129,22 @@ impl RecordAt {
 /// One mapped generation. Cheap to share behind an `Arc`; searches take `&self`.
 pub struct IndexReader {
     dir: PathBuf,
+    /// The directory `dir` resolved to when this generation was opened.
+    resolved: PathBuf,
+    identity: IndexIdentity,
     generation: u64,
     segments: Vec<(Segment, u64)>,
     tombstones: TombstoneSet,
     tombstone_files: usize,
     kernel: SearchKernel,
     plan: SearchPlan,
+}
+
+/// The directory an index path resolves to now (symlinks followed), or
+/// the path itself where it cannot be resolved (the open that follows
+/// reports why).
+pub(crate) fn resolve_dir(path: &Path) -> PathBuf {
+    std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 fn check_ref(path: &Path, r: &FileRef, len: u64, header: u64) -> Result<()> {
@@ -153,12 +163,16 @@ impl IndexReader {
     /// time in the number of entries) and loads the tombstones.
     pub fn open(path: impl AsRef<Path>) -> Result<IndexReader> {
         let dir = path.as_ref();
+        // The manifest and the files it names are read from the directory
+        // the path resolves to once, here: a symlink swapped to another
+        // build meanwhile cannot mix two builds' files.
+        let resolved = resolve_dir(dir);
         // A compaction may delete files between our reading the manifest and
         // opening them; re-read the manifest and try again.
         let mut last = None;
         for _ in 0..3 {
-            let manifest = Manifest::load(dir)?;
-            match Self::open_manifest(dir, &manifest) {
+            let (manifest, identity) = Manifest::load_with_identity(&resolved)?;
+            match Self::open_manifest(dir, &resolved, &manifest, identity) {
                 Err(IndexError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound =>
                 {
@@ -175,17 +189,22 @@ impl IndexReader {
         ))
     }
 
-    fn open_manifest(dir: &Path, manifest: &Manifest) -> Result<IndexReader> {
+    fn open_manifest(
+        dir: &Path,
+        resolved: &Path,
+        manifest: &Manifest,
+        identity: IndexIdentity,
+    ) -> Result<IndexReader> {
         let mut segments = Vec::with_capacity(manifest.segments.len());
         for r in &manifest.segments {
-            let p = dir.join(&r.file);
+            let p = resolved.join(&r.file);
             let seg = Segment::open(&p)?;
             check_ref(&p, r, seg.file_len(), seg.header_checksum())?;
             segments.push((seg, r.generation));
         }
         let mut tombstones = TombstoneSet::default();
         for r in &manifest.tombstones {
-            let p = dir.join(&r.file);
+            let p = resolved.join(&r.file);
             let (list, len, header) = tombstone::read_file(&p)?;
             check_ref(&p, r, len, header)?;
             for t in &list {
@@ -194,6 +213,8 @@ impl IndexReader {
         }
         Ok(IndexReader {
             dir: dir.to_path_buf(),
+            resolved: resolved.to_path_buf(),
+            identity,
             generation: manifest.generation,
             segments,
             tombstones,
@@ -236,12 +257,30 @@ impl IndexReader {
         &self.dir
     }
 
+    /// The identity of the manifest this reader opened: which generation
+    /// this is, where the number alone cannot tell two builds apart.
+    pub fn identity(&self) -> IndexIdentity {
+        self.identity
+    }
+
+    /// Where this generation lives: the directory the index path resolved
+    /// to when it was opened, and its manifest's identity.
+    pub fn on_disk(&self) -> crate::shared::OnDisk {
+        crate::shared::OnDisk {
+            dir: self.resolved.clone(),
+            identity: self.identity,
+        }
+    }
+
     /// The mapped segments with their generations.
     pub fn segments(&self) -> impl Iterator<Item = (&Segment, u64)> {
         self.segments.iter().map(|(s, g)| (s, *g))
     }
 
-    /// Checks every checksum and structural invariant of every file.
+    /// Checks every checksum and structural invariant of every file: the
+    /// segments here (reads every byte of them), the tombstone files fully
+    /// at [`IndexReader::open`] already. `sigil index verify` and every
+    /// generation a server puts in service pass through this.
     pub fn verify(&self) -> Result<()> {
         for (s, _) in &self.segments {
             s.verify()?;

@@ -6,13 +6,19 @@
 //! embedders).
 
 use sigil_core::{Dihedral, HashKind, PdqHash};
-use sigil_index::{IndexReader, Match, SearchOptions};
+use sigil_index::{IndexIdentity, IndexReader, Match, SearchOptions};
 
 /// Answers "which list entries match these signatures", from one
 /// consistent generation of the lists.
 pub trait Lookup: Sync {
     /// The generation answering (reported with every outcome).
     fn generation(&self) -> u64;
+
+    /// The identity of the generation answering (reported with every
+    /// outcome); lookups that are no index on disk have the zero identity.
+    fn identity(&self) -> IndexIdentity {
+        IndexIdentity::default()
+    }
 
     /// The names of the lists this generation holds, sorted.
     fn lists(&self) -> Vec<String>;
@@ -49,6 +55,10 @@ pub trait Lookup: Sync {
 impl Lookup for IndexReader {
     fn generation(&self) -> u64 {
         IndexReader::generation(self)
+    }
+
+    fn identity(&self) -> IndexIdentity {
+        IndexReader::identity(self)
     }
 
     fn lists(&self) -> Vec<String> {

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use sigil_core::{ExactDigests, FileSignatures, HashKind, PdqHash};
-use sigil_index::{Match, SearchOptions};
+use sigil_index::{IndexIdentity, Match, SearchOptions};
 
 use crate::{Lookup, MatchedEntry, Outcome, QueryHash, ResolvedOptions, Verdict};
 
@@ -56,6 +56,7 @@ pub struct Matcher<'a, L: Lookup + ?Sized> {
     lookup: &'a L,
     options: &'a ResolvedOptions,
     generation: u64,
+    identity: IndexIdentity,
 }
 
 impl<L: Lookup + ?Sized> Clone for Matcher<'_, L> {
@@ -74,6 +75,7 @@ impl<'a, L: Lookup + ?Sized> Matcher<'a, L> {
             lookup,
             options,
             generation: lookup.generation(),
+            identity: lookup.identity(),
         }
     }
 
@@ -102,6 +104,7 @@ impl<'a, L: Lookup + ?Sized> Matcher<'a, L> {
             omitted: 0,
             error: Some(error),
             generation: self.generation,
+            identity: self.identity,
         }
     }
 
@@ -330,6 +333,7 @@ impl<'a, L: Lookup + ?Sized> Matcher<'a, L> {
             omitted,
             error: if matched { None } else { error },
             generation: self.generation,
+            identity: self.identity,
         }
     }
 }

@@ -103,4 +103,7 @@ pub struct Outcome {
     pub error: Option<String>,
     /// The index generation that produced the matches.
     pub generation: u64,
+    /// Its identity (the manifest's checksum): two builds can share a
+    /// generation number, never an identity.
+    pub identity: sigil_index::IndexIdentity,
 }

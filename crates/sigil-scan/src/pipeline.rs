@@ -444,9 +444,9 @@ fn decode_cause(e: &DecodeError) -> ErrorCause {
         DecodeError::UnknownFormat | DecodeError::Unsupported { .. } => {
             ErrorCause::UnsupportedImage
         }
-        DecodeError::TooLarge { .. } | DecodeError::LimitExceeded { .. } => {
-            ErrorCause::ImageTooLarge
-        }
+        DecodeError::TooLarge { .. }
+        | DecodeError::TooMuchMemory { .. }
+        | DecodeError::LimitExceeded { .. } => ErrorCause::ImageTooLarge,
         DecodeError::DecoderPanic { .. } => ErrorCause::DecoderPanic,
         _ => ErrorCause::CorruptImage,
     }

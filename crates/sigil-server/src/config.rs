@@ -159,6 +159,12 @@ pub struct Limits {
     pub max_pixels: u64,
     /// Decoded width/height limit per image.
     pub max_dimension: u32,
+    /// Memory one decode may hold (bytes): the decoded pixels in the
+    /// decoder's native layout (8 bytes a pixel for 16-bit RGBA) plus the
+    /// decoder's own working memory, computed from the header and checked
+    /// before decoding (`sigil_core::decode::decode_memory`). The hashing
+    /// pool's decode memory is at most `hashing_workers` times this.
+    pub max_decode_bytes: u64,
     /// Most client connections open at once on the gRPC listener; at the
     /// cap the server stops accepting until one closes (idle connections
     /// would otherwise hold sockets and memory without bound).
@@ -202,6 +208,7 @@ impl Default for Limits {
             stream_window: 4,
             max_pixels: 100_000_000,
             max_dimension: 30_000,
+            max_decode_bytes: 512 << 20,
             max_connections: 1024,
             keepalive_interval_s: 60,
             http2_stream_window_bytes: 4 << 20,

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod server;
 pub mod store;
 mod timeutil;
+mod untrusted;
 
 /// Generated protobuf and tonic code for package `sigil.v1`: public for
 /// clients (tests, the load generator); no other library crate uses it.

@@ -48,6 +48,11 @@ pub struct Metrics {
     pub index_huge_page_bytes: IntGauge,
     /// Index reloads by outcome ("ok", "unchanged", "error").
     pub reloads: IntCounterVec,
+    /// Candidate generations refused at reload, by cause
+    /// (`sigil_index::IndexError::reason`: "corrupt", "io", ...).
+    pub reload_failures: IntCounterVec,
+    /// Seconds the last reload took to open and fully verify its candidate.
+    pub reload_verify_seconds: prometheus::Gauge,
     /// Lists named in `[matching] list_radius` that the loaded generation
     /// does not hold (their caps do nothing until one does).
     pub list_radius_not_held: IntGauge,
@@ -147,6 +152,19 @@ impl Metrics {
                 "index_reloads_total",
                 "Index reload attempts by outcome",
                 &["outcome"],
+            ),
+            reload_failures: counters(
+                "index_reload_failures_total",
+                "Candidate index generations refused at reload (the previous one kept serving), \
+                 by cause",
+                &["reason"],
+            ),
+            reload_verify_seconds: register(
+                &r,
+                prometheus::Gauge::new(
+                    "index_reload_verify_seconds",
+                    "Seconds the last index reload took to open and fully verify its candidate",
+                ),
             ),
             connections_open: gauge(
                 "connections_open",

@@ -1473,3 +1473,308 @@ async fn list_radius_for_a_list_not_held_is_warned_and_counted() {
         .contains("sigil_list_radius_lists_not_held 0"));
     fx.stop().await;
 }
+
+// ------------------------------------------- reload by identity, verified
+
+/// Serves the index through a symlink `current` (next to the fixture's
+/// index, which it points at), as a deployment that swaps builds does.
+fn serve_through_symlink(c: &mut ServerConfig) {
+    let index = c.index.clone().unwrap();
+    let link = index.with_file_name("current");
+    std::os::unix::fs::symlink(&index, &link).unwrap();
+    c.index = Some(link);
+}
+
+/// Builds a fresh index (generation 1, like every fresh build) at
+/// `dir/name` holding the known image's PDQ in list `list`.
+fn fresh_build(fx: &Fixture, name: &str, list: &str) -> PathBuf {
+    let dir = fx.dir.path().join(name);
+    let mut b = SegmentBuilder::new();
+    b.push_pdq(
+        &fx.known_pdq.0,
+        EntryMeta {
+            id: "rebuilt-1",
+            list,
+            category: "A1",
+            note: None,
+        },
+    )
+    .unwrap();
+    assert_eq!(
+        IndexWriter::create(&dir).unwrap().add_segment(b).unwrap(),
+        1
+    );
+    dir
+}
+
+/// Points the fixture's `current` symlink at `target` atomically.
+fn swap_symlink(fx: &Fixture, target: &Path) {
+    let tmp = fx.dir.path().join("current.tmp");
+    std::os::unix::fs::symlink(target, &tmp).unwrap();
+    std::fs::rename(&tmp, fx.dir.path().join("current")).unwrap();
+}
+
+/// Flips one byte of `index`'s only segment: inside the PDQ key section
+/// (only full verification, `sigil index verify`, sees it) or, with
+/// `header`, in the header (open refuses it).
+fn damage_segment(index: &Path, header: bool) {
+    use sigil_index::format::{section, Container, MAGIC_SEGMENT};
+    let m = sigil_index::manifest::Manifest::load(index).unwrap();
+    let p = index.join(&m.segments[0].file);
+    let mut bytes = std::fs::read(&p).unwrap();
+    let at = if header {
+        30
+    } else {
+        let c = Container::parse(&p, &bytes, MAGIC_SEGMENT).unwrap();
+        c.find(section::KEYS, 0).unwrap().offset as usize + 3
+    };
+    bytes[at] ^= 0x10;
+    std::fs::write(&p, &bytes).unwrap();
+}
+
+/// The (list, id) of the matches of the known PDQ, with the identity the
+/// answer names.
+async fn known_pdq_answer(fx: &Fixture) -> (Vec<(String, String)>, u64, String) {
+    let mut m = fx.matcher().await;
+    let req = proto::MatchHashesRequest {
+        hashes: vec![proto::HashQuery {
+            id: "q".into(),
+            kind: PKind::Pdq as i32,
+            hex: fx.known_pdq.to_hex(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let res = m
+        .match_hashes(authed(req, MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    let found = res.results[0]
+        .matches
+        .iter()
+        .map(|m| (m.list.clone(), m.id.clone()))
+        .collect();
+    (found, res.index_generation, res.index_identity)
+}
+
+/// A fresh build is generation 1 like the one in service: swapping the
+/// symlink to it is noticed by polling (by identity), and its lists are
+/// served, with the new identity in answers and report stubs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_symlink_swapped_to_a_fresh_build_is_served() {
+    let fx = start_with(|c| {
+        serve_through_symlink(c);
+        c.reload.poll_interval_ms = 20;
+    })
+    .await;
+    let server = fx.server.as_ref().unwrap();
+    let (found, generation, old_identity) = known_pdq_answer(&fx).await;
+    assert_eq!(found, [("ncmec".to_string(), "bridge-1".to_string())]);
+    assert_eq!(generation, 1);
+    assert_eq!(old_identity, server.identity().to_string());
+    assert_eq!(old_identity.len(), 16);
+
+    let rebuilt = fresh_build(&fx, "rebuilt", "rebuilt-list");
+    swap_symlink(&fx, &rebuilt);
+    // Polling picks it up; bounded wait (a safety net, not a timing claim).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.identity().to_string() == old_identity {
+        assert!(std::time::Instant::now() < deadline, "swap never loaded");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (found, generation, identity) = known_pdq_answer(&fx).await;
+    assert_eq!(
+        found,
+        [("rebuilt-list".to_string(), "rebuilt-1".to_string())]
+    );
+    assert_eq!(generation, 1);
+    assert_ne!(identity, old_identity);
+
+    // The stub of a match names the identity that matched.
+    let mut m = fx.matcher().await;
+    let res = m
+        .match_image(authed(image_req(read_testdata(KNOWN), "id-1"), MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.index_identity, identity);
+    let stub = fx
+        .reports()
+        .await
+        .get_report(authed(
+            proto::GetReportRequest {
+                id: res.report_id.clone(),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stub.index_identity, identity);
+    let info = m
+        .index_info(authed(proto::IndexInfoRequest {}, MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(info.identity, identity);
+    assert_eq!(info.lists[0].name, "rebuilt-list");
+    fx.stop().await;
+}
+
+/// A candidate whose data section (or header) is damaged is refused after
+/// full verification, counted by cause, and not tried again by polling
+/// while the symlink still points at it; the old generation answers
+/// throughout. A good build after it is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_candidate_is_refused_counted_and_the_old_one_serves() {
+    let fx = start_with(|c| {
+        serve_through_symlink(c);
+        c.reload.poll_interval_ms = 20;
+    })
+    .await;
+    let server = fx.server.as_ref().unwrap();
+    let old = known_pdq_answer(&fx).await;
+    let failures =
+        |n: usize| format!("sigil_index_reload_failures_total{{reason=\"corrupt\"}} {n}\n");
+    let wait_for = |what: String| async move {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !server.metrics_text().contains(&what) {
+            assert!(std::time::Instant::now() < deadline, "never saw {what}");
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    };
+    let mut refused = 0;
+    for header in [false, true] {
+        let bad = fresh_build(&fx, &format!("bad-{header}"), "bad-list");
+        damage_segment(&bad, header);
+        swap_symlink(&fx, &bad);
+        refused += 1;
+        wait_for(failures(refused)).await;
+        assert_eq!(known_pdq_answer(&fx).await, old);
+        // Many poll intervals later the same candidate was not verified again.
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert!(server.metrics_text().contains(&failures(refused)));
+        // An explicit reload tries it again, and refuses it again.
+        server.reload_now().await;
+        refused += 1;
+        assert!(server.metrics_text().contains(&failures(refused)));
+        assert_eq!(known_pdq_answer(&fx).await, old);
+    }
+    let logs = String::from_utf8_lossy(&log_buffer().lock().unwrap()).to_string();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("index reload refused")
+                && l.contains("checksum mismatch in section")),
+        "the refusal of the data-damaged candidate is logged with its cause"
+    );
+    let good = fresh_build(&fx, "good", "good-list");
+    swap_symlink(&fx, &good);
+    server.reload_now().await;
+    let (found, _, identity) = known_pdq_answer(&fx).await;
+    assert_eq!(found, [("good-list".to_string(), "rebuilt-1".to_string())]);
+    assert_ne!(identity, old.2);
+    fx.stop().await;
+}
+
+// --------------------------------------- client strings in logs and errors
+
+/// A request id with a newline cannot start a log line of its own, and a
+/// 20 MB request id, hash id or report id makes a bounded log line and a
+/// bounded error (`untrusted::text`: escaped, cut at 256 characters).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_strings_are_escaped_and_bounded_in_logs_and_errors() {
+    let fx = start().await;
+    let mut m = fx.matcher().await;
+    let huge = "R".repeat(20 << 20);
+    let forged = "id-1\n{\"level\":\"ERROR\",\"fields\":{\"message\":\"forged\"}}";
+    for (request_id, content_ref) in [(forged.to_string(), "ref\r\nX"), (huge.clone(), "ok")] {
+        let mut req = image_req(read_testdata(KNOWN), "x");
+        req.request_id = request_id.clone();
+        req.content_ref = content_ref.into();
+        let res = m
+            .match_image(authed(req, MATCHER_KEY))
+            .await
+            .unwrap()
+            .into_inner();
+        // The id is echoed whole in the result (the caller's correlation).
+        assert_eq!(res.request_id, request_id);
+    }
+    let logs = String::from_utf8_lossy(&log_buffer().lock().unwrap()).to_string();
+    let matched: Vec<&str> = logs
+        .lines()
+        .filter(|l| l.contains("image matched"))
+        .collect();
+    assert!(
+        matched.iter().any(|l| l.contains(r#"id-1\\n{\"level"#)),
+        "the newline is shown escaped: {matched:?}"
+    );
+    // (The JSON format escapes a raw newline too; the text format writes a
+    // field as it is displayed, so the escaping above is what keeps it on
+    // one line there.)
+    assert!(
+        matched.iter().any(|l| l.contains(r#"ref\\r\\nX"#)),
+        "content_ref escaped: {matched:?}"
+    );
+    let long = matched
+        .iter()
+        .find(|l| l.contains("RRRR"))
+        .expect("the 20 MB request id's log line");
+    assert!(long.len() < 4096, "log line of {} bytes", long.len());
+    assert!(long.contains("more bytes of 20971520"), "{long}");
+
+    // Errors naming a client string: a hash id, a report id, a page token.
+    let req = proto::MatchHashesRequest {
+        hashes: vec![proto::HashQuery {
+            id: huge.clone(),
+            kind: PKind::Pdq as i32,
+            hex: "not hex".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let e = m.match_hashes(authed(req, MATCHER_KEY)).await.unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().len() < 1024,
+        "error of {} bytes",
+        e.message().len()
+    );
+    assert!(e.message().contains("hashes[0]"), "{}", e.message());
+    let mut r = fx.reports().await;
+    let e = r
+        .get_report(authed(
+            proto::GetReportRequest {
+                id: format!("rpt\n{huge}"),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    assert!(
+        e.message().len() < 1024 && e.message().contains("rpt\\n"),
+        "{}",
+        &e.message()[..100]
+    );
+    let e = r
+        .list_reports(authed(
+            proto::ListReportsRequest {
+                page_token: huge.clone(),
+                ..Default::default()
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument);
+    assert!(
+        e.message().len() < 1024,
+        "error of {} bytes",
+        e.message().len()
+    );
+    let logs = String::from_utf8_lossy(&log_buffer().lock().unwrap()).to_string();
+    let longest = logs.lines().map(str::len).max().unwrap_or(0);
+    assert!(longest < 8192, "a log line of {longest} bytes");
+    fx.stop().await;
+}

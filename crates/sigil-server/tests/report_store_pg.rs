@@ -108,6 +108,7 @@ fn stub(ms: i64, list: &str, n_matches: usize) -> NewReport {
             })
             .collect(),
         actor: "pipeline".into(),
+        index_identity: format!("{ms:016x}"),
     }
 }
 
@@ -136,6 +137,10 @@ fn round_trip(store: &dyn ReportStore) {
     assert_eq!(r.submitter_ref, new.submitter_ref);
     assert_eq!(r.content_ref, new.content_ref);
     assert_eq!(r.file_name, new.file_name);
+    assert_eq!(
+        r.index_identity.as_deref(),
+        Some(new.index_identity.as_str())
+    );
     assert_eq!(r.source, "image");
     assert_eq!(
         (r.md5.as_str(), r.sha1.as_str()),

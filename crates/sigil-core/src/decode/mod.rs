@@ -54,6 +54,16 @@ pub struct DecodeLimits {
     pub max_pixels: u64,
     /// Largest width or height accepted.
     pub max_dimension: u32,
+    /// Most memory one decode may hold, in bytes: the decoder's output in
+    /// its native layout (up to 8 bytes a pixel for 16-bit RGBA) plus what
+    /// the format's decoder keeps besides it ([`decode_memory`]), computed
+    /// from the header and checked before the pixel buffer is allocated.
+    /// The default, 512 MiB, admits every 8-bit PNG, BMP and sequential
+    /// JPEG, and every simple-format WebP, of the default `max_pixels`
+    /// (100 MP); a 16-bit PNG or TIFF, a progressive JPEG, a GIF or an
+    /// extended WebP of that size is refused (`TooMuchMemory`), and
+    /// admitted up to 65, 33, 57, 86 and 65 MP.
+    pub max_decode_bytes: u64,
 }
 
 impl Default for DecodeLimits {
@@ -62,6 +72,7 @@ impl Default for DecodeLimits {
             max_bytes: 64 * 1024 * 1024,
             max_pixels: 100_000_000,
             max_dimension: 30_000,
+            max_decode_bytes: 512 << 20,
         }
     }
 }
@@ -217,6 +228,19 @@ pub enum DecodeError {
     Truncated { format: Format, detail: String },
     #[error("corrupt {format} data: {detail}")]
     Corrupt { format: Format, detail: String },
+    #[error(
+        "{format} image of {width}x{height} ({layout}) needs {needed} bytes of memory to \
+         decode, over the limit of {max} bytes per decode"
+    )]
+    TooMuchMemory {
+        format: Format,
+        width: u32,
+        height: u32,
+        /// The decoder's native pixel layout, e.g. `Rgba16`.
+        layout: String,
+        needed: u64,
+        max: u64,
+    },
     #[error("{format} decoder exceeded its memory limit: {detail}")]
     LimitExceeded { format: Format, detail: String },
     #[error("{format} decoder panicked: {message}")]
@@ -294,14 +318,9 @@ fn image_limits(limits: &DecodeLimits) -> image::Limits {
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_dimension);
     l.max_image_height = Some(limits.max_dimension);
-    // Room for the largest accepted image at the widest layout we accept
-    // (16-bit RGBA, 8 bytes per pixel) plus decoder working memory.
-    l.max_alloc = Some(
-        limits
-            .max_pixels
-            .saturating_mul(8)
-            .saturating_add(64 * 1024 * 1024),
-    );
+    // The decoders that count their allocations are held to the same
+    // budget as the whole decode ([`decode_memory`] is checked first).
+    l.max_alloc = Some(limits.max_decode_bytes);
     l
 }
 
@@ -387,6 +406,24 @@ fn decode_format(
             detail: format!("decoder reports {total} bytes for {width}x{height} {color:?}"),
         });
     }
+    let needed = decode_memory(
+        bytes,
+        format,
+        width,
+        height,
+        color,
+        orientation != Orientation::NoTransforms,
+    );
+    if needed > opts.limits.max_decode_bytes {
+        return Err(DecodeError::TooMuchMemory {
+            format,
+            width,
+            height,
+            layout: format!("{color:?}"),
+            needed,
+            max: opts.limits.max_decode_bytes,
+        });
+    }
     let total = usize::try_from(total).map_err(|_| DecodeError::TooLarge {
         width,
         height,
@@ -404,6 +441,91 @@ fn decode_format(
         pixels,
     };
     Ok(apply_orientation(image, orientation))
+}
+
+/// What decoding an image holds at its peak, in bytes, from its header
+/// alone: the decoder's output buffer in its native layout (`color`: up
+/// to 8 bytes a pixel for 16-bit RGBA), what the format's decoder keeps
+/// besides it (measured per format, BENCHMARKS.md "Decode memory"), and
+/// with `reoriented` the rotated copy. The conversion to 8-bit RGB or
+/// grey works in place in the output buffer, and shrinking it gives
+/// memory back without a copy. [`decode`] refuses an image whose figure is
+/// over [`DecodeLimits::max_decode_bytes`] before allocating anything.
+pub fn decode_memory(
+    bytes: &[u8],
+    format: Format,
+    width: u32,
+    height: u32,
+    color: ColorType,
+    reoriented: bool,
+) -> u64 {
+    let pixels = u64::from(width) * u64::from(height);
+    let native = pixels * u64::from(color.bytes_per_pixel());
+    let working = match format {
+        // Row buffers: a few rows of the native layout.
+        Format::Png | Format::Bmp => 4 * u64::from(width) * u64::from(color.bytes_per_pixel()),
+        // A progressive JPEG keeps every coefficient (an i16 per sample
+        // and component) until the last scan; a sequential one a row of
+        // MCUs (16 rows at most) per component.
+        Format::Jpeg => match jpeg_frame(bytes) {
+            Some((true, components)) => pixels * 2 * u64::from(components),
+            Some((false, components)) => 16 * u64::from(width) * 4 * u64::from(components),
+            None => pixels * 2 * 4,
+        },
+        // Lossy ("VP8 "): the Y, U and V planes (1.5 bytes a pixel, 1.4
+        // measured); lossless ("VP8L"): 1 byte a pixel allowed, about 0
+        // measured; extended files ("VP8X", maybe animated) 4 bytes a pixel.
+        Format::WebP => match bytes.get(12..16) {
+            Some(b"VP8 ") => pixels * 2,
+            Some(b"VP8L") => pixels,
+            _ => pixels * 4,
+        },
+        // The frame's colour indices (1 byte a pixel, 0.93 measured).
+        Format::Gif => pixels * 2,
+        // The TIFF decoder reads the whole image into a buffer of its own
+        // and copies it into the output.
+        Format::Tiff => native,
+    };
+    let copy = if reoriented { pixels * 3 } else { 0 };
+    DECODER_FIXED_BYTES + native + working + copy
+}
+
+/// What any decode holds whatever the image's size (decoder state,
+/// Huffman and zlib tables, the runtime's share): 3 MiB measured for a
+/// 64x64 PNG, the whole process included.
+const DECODER_FIXED_BYTES: u64 = 16 << 20;
+
+/// Whether a JPEG's frame is progressive, and its component count, from
+/// the markers before the first scan; `None` if no frame header is found.
+fn jpeg_frame(bytes: &[u8]) -> Option<(bool, u8)> {
+    let mut at = 2;
+    loop {
+        if *bytes.get(at)? != 0xFF {
+            return None;
+        }
+        let marker = *bytes.get(at + 1)?;
+        match marker {
+            // Fill bytes before a marker.
+            0xFF => at += 1,
+            // Markers without a length.
+            0x01 | 0xD0..=0xD7 => at += 2,
+            // Start of scan: no frame header before it.
+            0xDA => return None,
+            _ => {
+                let len = usize::from(u16::from_be_bytes([
+                    *bytes.get(at + 2)?,
+                    *bytes.get(at + 3)?,
+                ]));
+                let is_frame =
+                    matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+                if is_frame {
+                    let progressive = matches!(marker, 0xC2 | 0xC6 | 0xCA | 0xCE);
+                    return Some((progressive, *bytes.get(at + 9)?));
+                }
+                at += 2 + len;
+            }
+        }
+    }
 }
 
 /// Whether a JPEG stream has an end-of-image marker (FF D9) after its last

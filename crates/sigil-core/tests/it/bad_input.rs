@@ -53,11 +53,17 @@ fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
 /// A PNG that is only a (valid, CRC-correct) IHDR claiming `w`x`h` 8-bit
 /// RGB, a tiny IDAT and IEND.
 fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    png_header_claiming(w, h, 8, 2)
+}
+
+/// As [`png_header_only`], with the IHDR's bit depth and colour type
+/// (6: RGBA).
+fn png_header_claiming(w: u32, h: u32, depth: u8, color_type: u8) -> Vec<u8> {
     let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut ihdr = Vec::new();
     ihdr.extend_from_slice(&w.to_be_bytes());
     ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    ihdr.extend_from_slice(&[depth, color_type, 0, 0, 0]);
     png_chunk(&mut out, b"IHDR", &ihdr);
     // zlib stream of a few zero bytes: far too little data for the claim.
     png_chunk(
@@ -469,4 +475,50 @@ fn exif_orientation_only_applied_on_request() {
     let (p, o) = (plain.pixels.as_bytes(), oriented.pixels.as_bytes());
     let top_right = 3 * (48 - 1);
     assert_eq!(&o[top_right..top_right + 3], &p[..3]);
+}
+
+/// Decode memory is bounded from the header for every bit depth: a PNG
+/// claiming 10000x10000 16-bit RGBA (inside `max_pixels`, but 800 MB of
+/// native pixels) is refused by the default `max_decode_bytes` before any
+/// pixel buffer is allocated; with a budget of exactly what an 8-bit RGBA
+/// image needs, that image decodes and the 16-bit one of the same size is
+/// refused.
+#[test]
+fn decode_memory_is_bounded_from_the_header_for_every_bit_depth() {
+    use sigil_core::decode::decode_memory;
+    match decode(&png_header_claiming(10_000, 10_000, 16, 6), &opts()) {
+        Err(DecodeError::TooMuchMemory {
+            format: Format::Png,
+            needed,
+            max,
+            ..
+        }) => {
+            assert!(needed > 800_000_000, "{needed}");
+            assert_eq!(max, DecodeLimits::default().max_decode_bytes);
+        }
+        other => panic!("expected TooMuchMemory, got {other:?}"),
+    }
+    let rgba8 = DynamicImage::ImageRgba8(ImageBuffer::from_fn(64, 48, |x, y| {
+        Rgba([(x * 4) as u8, (y * 5) as u8, 7, 200])
+    }));
+    let png8 = encode(&rgba8, ImageFormat::Png);
+    let png16 = encode(
+        &DynamicImage::ImageRgba16(rgba8.to_rgba16()),
+        ImageFormat::Png,
+    );
+    let budget = decode_memory(&png8, Format::Png, 64, 48, image::ColorType::Rgba8, false);
+    let o = DecodeOptions {
+        limits: DecodeLimits {
+            max_decode_bytes: budget,
+            ..DecodeLimits::default()
+        },
+        ..DecodeOptions::default()
+    };
+    assert!(decode(&png8, &o).is_ok());
+    let e = decode(&png16, &o).unwrap_err();
+    assert!(matches!(e, DecodeError::TooMuchMemory { .. }), "{e:?}");
+    assert!(
+        e.to_string().contains("Rgba16") && e.to_string().contains("64x48"),
+        "{e}"
+    );
 }

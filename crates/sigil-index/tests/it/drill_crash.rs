@@ -341,7 +341,7 @@ fn drill_reload_under_load_loses_no_request() {
                 } else {
                     w.add_segment(batch_builder(5000 + step, 200)).unwrap();
                 }
-                let g = shared.reload().unwrap();
+                let g = shared.reload().unwrap().generation();
                 assert_eq!(g, w.generation());
                 // Let the readers run on this generation for a moment.
                 thread::sleep(Duration::from_millis(5));

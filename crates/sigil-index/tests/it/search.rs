@@ -350,7 +350,7 @@ fn duplicates_exact_kinds_tombstones_compaction_and_reload() {
         list: None,
     }])
     .unwrap();
-    assert_eq!(shared.reload().unwrap(), 3);
+    assert_eq!(shared.reload().unwrap().generation(), 3);
     let r2 = shared.current();
     assert_eq!(
         ids(&r2.search_pdq(&PdqHash(h), &SearchOptions::default()))

@@ -19,6 +19,7 @@ use crate::proto;
 use crate::store::{
     AuditRecord, ReportFilter, ReportRecord, ReportStatus, ReportUpdate, StoreError, StoredMatch,
 };
+use crate::untrusted;
 
 // ------------------------------------------------------------------ enums
 
@@ -248,6 +249,7 @@ pub(crate) fn match_result(
         report_id,
         error: outcome.error.unwrap_or_default(),
         index_generation: outcome.generation,
+        index_identity: outcome.identity.to_string(),
     }
 }
 
@@ -265,7 +267,7 @@ pub(crate) fn parse_query(i: usize, q: &proto::HashQuery) -> Result<ParsedHash, 
         if q.id.is_empty() {
             format!("hashes[{i}]")
         } else {
-            format!("hashes[{i}] (id {:?})", q.id)
+            format!("hashes[{i}] (id {:?})", untrusted::text(&q.id))
         }
     };
     let kind = proto::HashKind::try_from(q.kind)
@@ -333,6 +335,7 @@ impl From<ReportRecord> for proto::Report {
             reviewer: r.reviewer.unwrap_or_default(),
             updated_at_unix_ms: r.updated_at_ms,
             source: r.source,
+            index_identity: r.index_identity.unwrap_or_default(),
         }
     }
 }
@@ -374,9 +377,19 @@ impl TryFrom<&mut proto::UpdateReportRequest> for ReportUpdate {
 impl From<StoreError> for Status {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::NotFound(_) => Status::not_found(e.to_string()),
-            StoreError::Rejected { .. } => Status::failed_precondition(e.to_string()),
-            StoreError::BadPageToken(_) => Status::invalid_argument(e.to_string()),
+            // The client chose the id and the token: shown escaped and bounded.
+            StoreError::NotFound(id) => {
+                Status::not_found(format!("report {:?} not found", untrusted::text(&id)))
+            }
+            StoreError::Rejected { id, reason } => Status::failed_precondition(format!(
+                "report {:?}: {}",
+                untrusted::text(&id),
+                untrusted::text(&reason)
+            )),
+            StoreError::BadPageToken(token) => Status::invalid_argument(format!(
+                "invalid page token {:?}",
+                untrusted::text(&token)
+            )),
             StoreError::Open { .. }
             | StoreError::Sql(_)
             | StoreError::Unavailable(_)

@@ -18,7 +18,9 @@ use futures_util::{Stream, StreamExt};
 use sigil_core::robust::RobustLevel;
 use sigil_core::{FileSignatures, HashKind};
 use sigil_index::IndexReader;
-use sigil_match::{HashItem, MatchRequest, Matcher, Outcome, ResolvedOptions, Verdict};
+use sigil_match::{
+    HashItem, MatchRequest, Matcher, OptionsError, Outcome, ResolvedOptions, Verdict,
+};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{match_result, parse_query, ParsedHash};
@@ -30,6 +32,7 @@ use crate::proto;
 use crate::server::AppState;
 use crate::store::{NewReport, StoredMatch};
 use crate::timeutil::now_ms;
+use crate::untrusted;
 
 /// `sigil.v1.Matcher`.
 #[derive(Clone)]
@@ -59,7 +62,18 @@ impl MatcherService {
             .config
             .matching
             .resolve(&request, reader)
-            .map_err(|e| Status::invalid_argument(format!("options: {e}")))
+            .map_err(|e| {
+                // The one client string an options error holds is a list
+                // name: shown escaped and bounded, like every client string.
+                let e = match e {
+                    OptionsError::UnknownList { name, known } => OptionsError::UnknownList {
+                        name: untrusted::text(&name).to_string(),
+                        known,
+                    },
+                    other => other,
+                };
+                Status::invalid_argument(format!("options: {e}"))
+            })
     }
 
     /// Hashes `image` on the pool and matches its signatures there, right
@@ -158,13 +172,14 @@ impl MatcherService {
         tracing::info!(
             method,
             caller = caller.name(),
-            request_id = %request_id,
-            content_ref = %content_ref,
+            request_id = %untrusted::text(&request_id),
+            content_ref = %untrusted::text(&content_ref),
             bytes = image_len,
             verdict = outcome.verdict.as_str(),
             matches = outcome.matches.len(),
             report_id = %report_id,
             generation = reader.generation(),
+            identity = %reader.identity(),
             "image matched"
         );
         Ok(match_result(request_id, outcome, hashes, report_id))
@@ -295,6 +310,7 @@ impl MatcherService {
             submitter_ref: submitter_ref.to_string(),
             matches: outcome.matches.iter().map(StoredMatch::from).collect(),
             actor: caller.name().to_string(),
+            index_identity: outcome.identity.to_string(),
             ..NewReport::default()
         }
     }
@@ -340,7 +356,7 @@ impl MatcherService {
     async fn list_counts(&self, reader: &Arc<IndexReader>) -> Result<Vec<proto::ListInfo>, Status> {
         let mut cache = self.state.list_cache.lock().await;
         let counts = match cache.as_ref() {
-            Some((g, counts)) if *g == reader.generation() => counts.clone(),
+            Some((id, counts)) if *id == reader.identity() => counts.clone(),
             _ => {
                 let r = reader.clone();
                 let mut counts: Vec<(String, u64)> =
@@ -351,7 +367,7 @@ impl MatcherService {
                         .into_iter()
                         .collect();
                 counts.sort();
-                *cache = Some((reader.generation(), counts.clone()));
+                *cache = Some((reader.identity(), counts.clone()));
                 counts
             }
         };
@@ -483,6 +499,7 @@ impl proto::matcher_server::Matcher for MatcherService {
             let reader = st.index.current();
             let opts = self.resolve(&reader, req.options.as_ref(), false)?;
             let generation = reader.generation();
+            let identity = reader.identity();
             let (outcomes, parsed) = self.lookup_hashes(reader, opts, parsed, deadline).await?;
             for o in &outcomes {
                 self.count_outcome("MatchHashes", o);
@@ -508,11 +525,13 @@ impl proto::matcher_server::Matcher for MatcherService {
                 hashes = results.len(),
                 matched = results.iter().filter(|r| !r.report_id.is_empty()).count(),
                 generation,
+                %identity,
                 "hashes matched"
             );
             Ok(Response::new(proto::MatchHashesResponse {
                 results,
                 index_generation: generation,
+                index_identity: identity.to_string(),
             }))
         })
         .await
@@ -540,6 +559,7 @@ impl proto::matcher_server::Matcher for MatcherService {
                 default_radius: st.config.matching.radius,
                 quality_threshold: st.config.matching.quality_threshold,
                 list_radius_not_held: st.config.matching.list_radius_not_held(&*reader),
+                identity: reader.identity().to_string(),
             }))
         })
         .await

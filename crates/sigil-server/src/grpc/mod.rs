@@ -39,7 +39,7 @@ async fn timed<T>(
     let code = match &result {
         Ok(_) => tonic::Code::Ok,
         Err(s) => {
-            tracing::info!(method, code = ?s.code(), message = s.message(), "call failed");
+            tracing::info!(method, code = ?s.code(), message = %crate::untrusted::text(s.message()), "call failed");
             s.code()
         }
     };

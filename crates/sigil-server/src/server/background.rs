@@ -1,23 +1,20 @@
 //! The background task: index reload on demand (SIGHUP or
 //! [`super::RunningServer::reload`]) and when the index on disk changes
 //! (polled), until shutdown.
+//!
+//! A change is any change of where the index path leads
+//! ([`sigil_index::OnDisk`]: the directory a symlink resolves to, the
+//! manifest's identity), never the generation number alone. A candidate
+//! that was refused is not tried again by polling until the path leads
+//! elsewhere (an explicit reload tries it again).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use sigil_index::OnDisk;
 use tokio::sync::{watch, Notify};
 
-use super::state::AppState;
-
-/// Fingerprint of what is on disk for the index: the directory the path
-/// resolves to (a swapped symlink changes it) and the MANIFEST's size and
-/// modification time (a manifest replaced by rename changes them).
-fn index_fingerprint(path: &Path) -> Option<(PathBuf, u64, SystemTime)> {
-    let dir = std::fs::canonicalize(path).ok()?;
-    let meta = std::fs::metadata(dir.join("MANIFEST")).ok()?;
-    Some((dir, meta.len(), meta.modified().ok()?))
-}
+use super::state::{AppState, Refused};
 
 /// Resolves when SIGHUP arrives (never when `enabled` is false or the
 /// platform has no SIGHUP).
@@ -58,7 +55,8 @@ pub(super) fn spawn_reload(
     let path = state.config.index.clone().unwrap_or_default();
     let mut hup = Hangups::new(reload_on_sighup);
     tokio::spawn(async move {
-        let mut seen = index_fingerprint(&path);
+        // Where the path led when a candidate was last refused.
+        let mut refused: Option<Refused> = None;
         let mut ticker = tokio::time::interval(if poll.is_zero() {
             Duration::from_secs(3600)
         } else {
@@ -71,18 +69,16 @@ pub(super) fn spawn_reload(
                 // Only `true` is ever sent: any change means shut down.
                 _ = shutdown.changed() => return,
                 _ = reload.notified() => {
-                    seen = index_fingerprint(&path);
-                    state.reload_index("request").await;
+                    refused = state.reload_index("request").await;
                 }
                 _ = hup.recv() => {
-                    seen = index_fingerprint(&path);
-                    state.reload_index("SIGHUP").await;
+                    refused = state.reload_index("SIGHUP").await;
                 }
                 _ = ticker.tick(), if !poll.is_zero() => {
-                    let now = index_fingerprint(&path);
-                    if now != seen {
-                        seen = now;
-                        state.reload_index("index changed on disk").await;
+                    let now = OnDisk::probe(&path).ok();
+                    let serving = state.index.current().on_disk();
+                    if now.as_ref() != Some(&serving) && refused.as_ref() != Some(&now) {
+                        refused = state.reload_index("index changed on disk").await;
                     }
                 }
             }

@@ -103,6 +103,11 @@ impl RunningServer {
         self.state.index.current().generation()
     }
 
+    /// The identity of the generation currently served.
+    pub fn identity(&self) -> sigil_index::IndexIdentity {
+        self.state.index.current().identity()
+    }
+
     /// The server's metrics (text exposition format), as a scrape of
     /// `/metrics` would return them.
     pub fn metrics_text(&self) -> String {
@@ -191,6 +196,7 @@ pub async fn start(
         api_keys = config.api_keys.len(),
         insecure_loopback = config.insecure_loopback,
         generation = state.index.current().generation(),
+        identity = %state.index.current().identity(),
         hashing_workers = config.hashing_workers(),
         lookup_queue = config.limits.lookup_queue,
         "sigil server listening"

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use sigil_core::decode::DecodeLimits;
-use sigil_index::SharedIndex;
+use sigil_index::{IndexIdentity, OnDisk, Reload, SharedIndex};
 
 use super::ServerError;
 use crate::config::ServerConfig;
@@ -21,8 +21,14 @@ use crate::timeutil::now_ms;
 /// smaller, costlier-per-hash batches.
 const LOOKUP_WORKERS: usize = 1;
 
-/// A generation and its lists' entry counts, by list name.
-pub(crate) type ListCounts = (u64, Vec<(String, u64)>);
+/// A generation (by identity: two builds may share a number) and its
+/// lists' entry counts, by list name.
+pub(crate) type ListCounts = (IndexIdentity, Vec<(String, u64)>);
+
+/// Where the index path led when a reload was refused (`None`: nowhere
+/// readable), so that polling does not verify the same bad candidate again
+/// and again.
+pub(crate) type Refused = Option<OnDisk>;
 
 /// State shared by both services and the background tasks.
 pub(crate) struct AppState {
@@ -69,6 +75,7 @@ impl AppState {
             max_bytes: config.limits.max_message_bytes as u64,
             max_pixels: config.limits.max_pixels,
             max_dimension: config.limits.max_dimension,
+            max_decode_bytes: config.limits.max_decode_bytes,
         };
         let pool = HashPool::new(
             config.hashing_workers(),
@@ -103,31 +110,71 @@ impl AppState {
         Ok(state)
     }
 
-    /// Reloads the index now, keeping the current generation if the new
-    /// one is refused; `why` is logged.
-    pub async fn reload_index(&self, why: &str) {
+    /// Reloads the index now if its path leads to another generation
+    /// than the one in service, keeping the current generation if the new
+    /// one is refused; `why` is logged. The candidate is opened and fully
+    /// verified on a blocking thread while the current generation keeps
+    /// answering. Returns where the path led if the candidate was refused.
+    pub async fn reload_index(&self, why: &str) -> Option<Refused> {
         let index = self.index.clone();
-        let before = index.current().generation();
+        let before = index.current();
+        let candidate = OnDisk::probe(index.path()).ok();
         let reloads = &self.metrics.reloads;
-        match tokio::task::spawn_blocking(move || index.reload()).await {
-            Ok(Ok(generation)) => {
-                let changed = generation != before;
-                let outcome = if changed { "ok" } else { "unchanged" };
-                reloads.with_label_values(&[outcome]).inc();
-                if changed {
-                    self.loaded_at_ms.store(now_ms(), Ordering::Relaxed);
-                }
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || index.reload()).await;
+        let seconds = started.elapsed().as_secs_f64();
+        let refuse = |reason: &str| {
+            reloads.with_label_values(&["error"]).inc();
+            self.metrics
+                .reload_failures
+                .with_label_values(&[reason])
+                .inc();
+            Some(candidate.clone())
+        };
+        match result {
+            Ok(Ok(Reload::Unchanged(_))) => {
+                reloads.with_label_values(&["unchanged"]).inc();
+                tracing::info!(
+                    why,
+                    generation = before.generation(),
+                    identity = %before.identity(),
+                    "index unchanged; still serving the same generation"
+                );
+                None
+            }
+            Ok(Ok(Reload::Loaded { previous, current })) => {
+                reloads.with_label_values(&["ok"]).inc();
+                self.metrics.reload_verify_seconds.set(seconds);
+                self.loaded_at_ms.store(now_ms(), Ordering::Relaxed);
                 self.update_index_gauges();
-                tracing::info!(why, generation, previous = before, "index reloaded");
+                tracing::info!(
+                    why,
+                    generation = current.generation(),
+                    identity = %current.identity(),
+                    dir = %current.on_disk().dir.display(),
+                    previous_generation = previous.generation(),
+                    previous_identity = %previous.identity(),
+                    verify_seconds = seconds,
+                    "index reloaded: new generation verified and in service"
+                );
                 self.check_list_radius();
+                None
             }
             Ok(Err(e)) => {
-                reloads.with_label_values(&["error"]).inc();
-                tracing::error!(why, error = %e, generation = before, "index reload refused; still serving the previous generation");
+                tracing::error!(
+                    why,
+                    error = %e,
+                    reason = e.reason(),
+                    candidate_identity = candidate.as_ref().map(|c| c.identity.to_string()),
+                    generation = before.generation(),
+                    identity = %before.identity(),
+                    "index reload refused; still serving the previous generation"
+                );
+                refuse(e.reason())
             }
             Err(e) => {
-                reloads.with_label_values(&["error"]).inc();
-                tracing::error!(why, error = %e, "index reload task failed");
+                tracing::error!(why, error = %e, "index reload task failed; still serving the previous generation");
+                refuse("task")
             }
         }
     }

@@ -150,6 +150,9 @@ pub struct NewReport {
     pub matches: Vec<StoredMatch>,
     /// Who caused the stub (API key name), for the audit trail.
     pub actor: String,
+    /// The identity of the index generation that matched (16 hex digits,
+    /// `sigil_index::IndexIdentity`).
+    pub index_identity: String,
 }
 
 /// One audit-trail entry.
@@ -187,6 +190,9 @@ pub struct ReportRecord {
     pub annotations: Vec<String>,
     pub reviewer: Option<String>,
     pub updated_at_ms: i64,
+    /// The identity of the index generation that matched; `None` for stubs
+    /// stored before sigil recorded it.
+    pub index_identity: Option<String>,
     /// Filled by `get` and `update`, empty in listings.
     pub audit: Vec<AuditRecord>,
 }

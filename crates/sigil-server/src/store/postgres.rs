@@ -27,7 +27,7 @@ use postgres::{Client, Config, Statement, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::ops;
-use super::sql::{Column, Dialect, Row, Tx, Type, Value};
+use super::sql::{self, Column, Dialect, Row, Tx, Type, Value};
 use super::{
     retention_ms, NewReport, ReportFilter, ReportPage, ReportRecord, ReportStore, ReportUpdate,
     StoreError, LEGAL_RETENTION_DAYS,
@@ -190,6 +190,10 @@ impl PgReportStore {
             ddl.push_str(&format!("SET search_path TO {schema};"));
         }
         ddl.push_str(&Dialect::Postgres.schema());
+        for (table, column) in sql::ADDED_COLUMNS {
+            ddl.push_str(&Dialect::Postgres.add_column(table, &column));
+            ddl.push_str(";\n");
+        }
         lease
             .client()
             .batch_execute(&ddl)

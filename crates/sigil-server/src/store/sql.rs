@@ -81,9 +81,19 @@ pub(crate) const REPORTS: Table = Table {
         opt("classification", Text),
         opt("reviewer", Text),
         col("updated_at_ms", BigInt),
+        INDEX_IDENTITY,
     ],
     primary_key: "id",
 };
+
+/// Which index generation matched (`sigil_index::IndexIdentity` in hex).
+/// Added after the first schema, so NULL in older stubs.
+const INDEX_IDENTITY: Column = opt("index_identity", Text);
+
+/// Columns added to an existing table after it was first created, in the
+/// order they were added: a database from before gains them on open
+/// ([`Dialect::add_column`]). Each is also in its table's `columns`, last.
+pub(crate) const ADDED_COLUMNS: [(&Table, Column); 1] = [(&REPORTS, INDEX_IDENTITY)];
 
 /// The child tables start with `report_id` (referencing `reports (id)`,
 /// deleted with it) and `seq` (the order within the stub); the rest is
@@ -224,6 +234,25 @@ impl Dialect {
     }
 }
 
+impl Dialect {
+    /// Adds `column` to `table` in a database created before it existed
+    /// (nullable columns only: existing rows hold NULL). PostgreSQL skips
+    /// a column that exists; SQLite cannot, so its caller checks first.
+    pub fn add_column(self, table: &Table, column: &Column) -> String {
+        debug_assert!(column.nullable, "an added column must be nullable");
+        let if_missing = match self {
+            Dialect::Postgres => "IF NOT EXISTS ",
+            Dialect::Sqlite => "",
+        };
+        format!(
+            "ALTER TABLE {} ADD COLUMN {if_missing}{} {}",
+            table.name,
+            column.name,
+            self.type_name(column.ty)
+        )
+    }
+}
+
 /// A value bound to or read from a column of the same [`Type`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Value {
@@ -311,6 +340,7 @@ pub(super) fn report_values(id: &str, r: &NewReport, retention_ms: i64) -> Vec<V
         Value::Text(None),
         Value::Text(None),
         Value::BigInt(r.detected_at_ms),
+        text(&r.index_identity),
     ]
 }
 
@@ -343,6 +373,7 @@ pub(super) fn report_from_row(mut row: Row) -> Result<ReportRecord, StoreError> 
         classification: row.opt_text()?,
         reviewer: row.opt_text()?,
         updated_at_ms: row.big_int()?,
+        index_identity: row.opt_text()?,
         matches: Vec::new(),
         annotations: Vec::new(),
         audit: Vec::new(),

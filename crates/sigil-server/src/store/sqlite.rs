@@ -11,7 +11,9 @@
 //! every stub that is not worth its risk while nothing deletes stubs). A
 //! future purge of expired stubs must delete a stub's children first on a
 //! version 1 database, or rebuild its tables. A version newer than 2 is
-//! refused.
+//! refused. 3 adds the `reports.index_identity` column
+//! (`sql::ADDED_COLUMNS`), which opening a version 1 or 2 database adds
+//! (a version 1 database stays version 1 for the reasons above).
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -20,14 +22,14 @@ use rusqlite::types::{ToSqlOutput, Value as Sqlite};
 use rusqlite::{params_from_iter, Connection, ToSql, Transaction};
 
 use super::ops;
-use super::sql::{Column, Dialect, Row, Tx, Type, Value};
+use super::sql::{self, Column, Dialect, Row, Tx, Type, Value};
 use super::{
     retention_ms, NewReport, ReportFilter, ReportPage, ReportRecord, ReportStore, ReportUpdate,
     StoreError, LEGAL_RETENTION_DAYS,
 };
 
 /// The schema this code creates.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// A database created by the DDL before [`SCHEMA_VERSION`] 2.
 const LEGACY_VERSION: i64 = 1;
 
@@ -108,13 +110,26 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         |r| r.get(0),
     )?;
     conn.execute_batch(&Dialect::Sqlite.schema())?;
-    if version == 0 {
-        let version = if existed {
-            LEGACY_VERSION
-        } else {
-            SCHEMA_VERSION
-        };
-        conn.pragma_update(None, "user_version", version)?;
+    for (table, column) in sql::ADDED_COLUMNS {
+        let present: bool = conn.query_row(
+            &format!(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('{}') WHERE name = ?1",
+                table.name
+            ),
+            [column.name],
+            |r| r.get(0),
+        )?;
+        if !present {
+            conn.execute_batch(&Dialect::Sqlite.add_column(table, &column))?;
+        }
+    }
+    let new_version = match version {
+        0 if existed => LEGACY_VERSION,
+        LEGACY_VERSION => LEGACY_VERSION,
+        _ => SCHEMA_VERSION,
+    };
+    if new_version != version {
+        conn.pragma_update(None, "user_version", new_version)?;
     }
     Ok(())
 }
@@ -288,6 +303,55 @@ mod tests {
         assert_eq!(store.list(&f).unwrap().reports.len(), 2);
     }
 
+    /// Whether a line of DDL declares a column added since (`ADDED_COLUMNS`).
+    fn added_column(line: &str) -> bool {
+        sql::ADDED_COLUMNS
+            .iter()
+            .any(|(_, c)| line.trim_start().starts_with(&format!("{} ", c.name)))
+    }
+
+    /// A version 2 database (before `index_identity`) with one stub.
+    fn version_2_ddl() -> String {
+        let ddl = Dialect::Sqlite.schema();
+        let ddl: Vec<&str> = ddl.lines().filter(|l| !added_column(l)).collect();
+        ddl.join("\n")
+            + "
+INSERT INTO reports VALUES ('rpt_v2', 'pending', 'x', 5, 6, 'org', '', '', '', '', 'image',
+    '', '', '', '', 80, NULL, NULL, NULL, 7);
+PRAGMA user_version = 2;"
+    }
+
+    /// A version 2 database gains `index_identity` (NULL in its stubs),
+    /// takes new stubs with one, and is marked version 3.
+    #[test]
+    fn version_2_database_gains_the_index_identity() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&version_2_ddl())
+            .unwrap();
+        let store = SqliteReportStore::open(&path).unwrap();
+        assert_eq!(store.get("rpt_v2").unwrap().index_identity, None);
+        let new = NewReport {
+            index_identity: "00112233aabbccdd".into(),
+            ..stub(9, "a")
+        };
+        let id = store.create_many(&[new]).unwrap().remove(0);
+        assert_eq!(
+            store.get(&id).unwrap().index_identity.as_deref(),
+            Some("00112233aabbccdd")
+        );
+        drop(store);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        // Opening again finds the column there and changes nothing.
+        drop(SqliteReportStore::open(&path).unwrap());
+    }
+
     /// The DDL of the SQLite store before the one schema description:
     /// the same tables without `ON DELETE CASCADE`, and no
     /// `reports_deadline` index.
@@ -295,7 +359,7 @@ mod tests {
         let ddl = Dialect::Sqlite.schema().replace(" ON DELETE CASCADE", "");
         let ddl: Vec<&str> = ddl
             .lines()
-            .filter(|l| !l.contains("reports_deadline"))
+            .filter(|l| !l.contains("reports_deadline") && !added_column(l))
             .collect();
         ddl.join("\n")
             + "
@@ -323,6 +387,7 @@ INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');"
             (ReportStatus::Confirmed, Some(true), Some(80))
         );
         assert_eq!(old.matches[0].kind, "md5");
+        assert_eq!(old.index_identity, None);
         let id = store.create_many(&[stub(9, "a")]).unwrap().remove(0);
         let u = ReportUpdate {
             add_annotations: vec!["n".into()],
