@@ -4,4 +4,5 @@
 
 mod corrupt;
 mod drill_crash;
+mod reload;
 mod search;
