@@ -153,6 +153,7 @@ fn scan_listing(
     };
     let sinks = Sinks {
         records: &mut w,
+        matches: None,
         skipped: Some(&mut skipped),
         progress: &mut progress,
     };

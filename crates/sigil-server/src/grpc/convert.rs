@@ -16,8 +16,9 @@ use tonic::Status;
 use crate::exec::lookup::LookupError;
 use crate::exec::pool::PoolError;
 use crate::proto;
-use crate::store::{
-    AuditRecord, ReportFilter, ReportRecord, ReportStatus, ReportUpdate, StoreError, StoredMatch,
+use sigil_reports::{
+    AuditRecord, Occurrence, ReportFilter, ReportRecord, ReportStatus, ReportUpdate, StoreError,
+    StoredMatch,
 };
 
 // ------------------------------------------------------------------ enums
@@ -307,6 +308,17 @@ impl From<AuditRecord> for proto::AuditEntry {
     }
 }
 
+impl From<Occurrence> for proto::Occurrence {
+    fn from(o: Occurrence) -> Self {
+        proto::Occurrence {
+            at_unix_ms: o.at_ms,
+            submitter_ref: o.submitter_ref,
+            content_ref: o.content_ref,
+            actor: o.actor,
+        }
+    }
+}
+
 impl From<ReportRecord> for proto::Report {
     fn from(r: ReportRecord) -> Self {
         proto::Report {
@@ -333,6 +345,9 @@ impl From<ReportRecord> for proto::Report {
             reviewer: r.reviewer.unwrap_or_default(),
             updated_at_unix_ms: r.updated_at_ms,
             source: r.source,
+            version: r.version,
+            occurrences: r.occurrences.into_iter().map(Into::into).collect(),
+            occurrence_count: r.occurrence_count,
         }
     }
 }
@@ -352,6 +367,7 @@ impl TryFrom<proto::ListReportsRequest> for ReportFilter {
                 q.page_size.min(1000) as usize
             },
             page_token: (!q.page_token.is_empty()).then_some(q.page_token),
+            ..ReportFilter::default()
         })
     }
 }
@@ -365,17 +381,22 @@ impl TryFrom<&mut proto::UpdateReportRequest> for ReportUpdate {
             viewed: q.viewed,
             classification: classification(q.classification)?,
             add_annotations: std::mem::take(&mut q.add_annotations),
+            expected_version: q.expected_version,
         })
     }
 }
 
 // ---------------------------------------------------------------- errors
 
-impl From<StoreError> for Status {
-    fn from(e: StoreError) -> Self {
+/// A report store error as the gRPC status a caller acts on (a function:
+/// neither type is this crate's).
+pub(crate) fn store_status(e: StoreError) -> Status {
+    {
         match e {
             StoreError::NotFound(_) => Status::not_found(e.to_string()),
             StoreError::Rejected { .. } => Status::failed_precondition(e.to_string()),
+            // gRPC's code for a failed optimistic-concurrency check.
+            StoreError::Conflict { .. } => Status::aborted(e.to_string()),
             StoreError::BadPageToken(_) => Status::invalid_argument(e.to_string()),
             StoreError::Open { .. }
             | StoreError::Sql(_)
@@ -459,6 +480,7 @@ mod tests {
             dihedral: Some(true),
             max_matches: Some(3),
             robust: Some(proto::RobustLevel::Standard as i32),
+            check_only: None,
         };
         assert_eq!(
             MatchRequest::try_from(&o).unwrap(),
