@@ -850,7 +850,54 @@ async fn stream_results_come_back_in_request_order() {
         ]
     );
     assert!(results[3].error.contains("image is empty"));
-    assert_ne!(results[0].report_id, results[5].report_id);
+    // The same image twice is one stub with two sightings (issue 22: one
+    // stub per sighting of a content and its entries, not per call).
+    assert_eq!(results[0].report_id, results[5].report_id);
+    let rep = fx
+        .reports()
+        .await
+        .get_report(authed(
+            proto::GetReportRequest {
+                id: results[0].report_id.clone(),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let refs: Vec<&str> = rep
+        .occurrences
+        .iter()
+        .map(|o| o.content_ref.as_str())
+        .collect();
+    assert_eq!(refs.len(), 2, "{refs:?}");
+    assert!(refs.contains(&"s3://bucket/s0") && refs.contains(&"s3://bucket/s5"));
+    // check_only: matched, no stub, no sighting.
+    let mut checked = image_req(known.clone(), "s7");
+    checked.options = Some(proto::MatchOptions {
+        check_only: Some(true),
+        ..Default::default()
+    });
+    let res = m
+        .match_image(authed(checked, MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::Match);
+    assert!(res.report_id.is_empty());
+    let again = fx
+        .reports()
+        .await
+        .get_report(authed(
+            proto::GetReportRequest {
+                id: results[0].report_id.clone(),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.occurrence_count, 2);
     fx.stop().await;
 }
 
