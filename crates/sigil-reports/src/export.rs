@@ -235,13 +235,12 @@ fn write_report(w: &mut Xml, r: &ReportRecord) -> io::Result<()> {
                 )
             })?;
         w.create_element("reporter").write_inner_content(|w| {
-            w.create_element("reportingPerson")
-                .write_inner_content(|w| {
-                    if !r.reporting_email.is_empty() {
-                        leaf(w, "email", &r.reporting_email)?;
-                    }
-                    Ok(())
-                })?;
+            // Its email is required; without one the reviewer adds the
+            // whole element (see leftForReviewer).
+            if !r.reporting_email.is_empty() {
+                w.create_element("reportingPerson")
+                    .write_inner_content(|w| leaf(w, "email", &r.reporting_email))?;
+            }
             if !r.reporting_org.is_empty() {
                 leaf(w, "companyTemplate", &r.reporting_org)?;
             }

@@ -28,7 +28,15 @@ pub enum OutputError {
 /// A field as one line of text: control characters (newlines included)
 /// escaped.
 pub fn one_line(s: &str) -> String {
-    s.chars().flat_map(char::escape_debug).collect::<String>()
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() || c == '\\' {
+            out.extend(c.escape_debug());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Whole days from `now_ms` to `deadline_ms`, negative when overdue
@@ -217,11 +225,18 @@ pub fn write_stub_text(
         rfc3339_ms(r.preservation_deadline_ms),
         days_left(r.preservation_deadline_ms, now_ms)
     )?;
+    let or_dash = |s: &str| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            one_line(s)
+        }
+    };
     writeln!(
         out,
         "  reporter:         {} <{}>",
-        one_line(&r.reporting_org),
-        one_line(&r.reporting_email)
+        or_dash(&r.reporting_org),
+        or_dash(&r.reporting_email)
     )?;
     writeln!(out, "  submitter ref:    {}", one_line(&r.submitter_ref))?;
     writeln!(out, "  content ref:      {}", one_line(&r.content_ref))?;
@@ -410,7 +425,10 @@ mod tests {
         write_text(&mut text, &[record()], 0).unwrap();
         let text = String::from_utf8(text).unwrap();
         assert_eq!(text.lines().count(), 1, "{text}");
-        assert!(text.contains("10d left") && text.contains("a,\\\"b\\\"\\nc"));
+        assert!(
+            text.contains("10d left") && text.contains("a,\"b\"\\nc"),
+            "{text}"
+        );
         let mut jsonl = Vec::new();
         write_jsonl(&mut jsonl, &[record(), record()]).unwrap();
         let lines: Vec<&str> = std::str::from_utf8(&jsonl).unwrap().lines().collect();
