@@ -425,7 +425,7 @@ fn one_stub_per_sighting(store: &dyn ReportStore) {
         ..stub(201_000, "iwf", 1)
     };
     let a = file(store, &[hashes_only("u1")]).remove(0);
-    assert_eq!(file(store, &[hashes_only("u2")]), [a.clone()]);
+    assert_eq!(file(store, &[hashes_only("u2")]), [a]);
 
     // Dismissed, the stub is closed: the next sighting opens a new stub.
     let dismiss = ReportUpdate {

@@ -193,7 +193,7 @@ pub fn run_scan(
 ) -> Result<Summary, ScanError> {
     let Sinks {
         records: writer,
-        mut matches,
+        matches,
         mut skipped,
         progress,
     } = sinks;
@@ -248,7 +248,7 @@ pub fn run_scan(
             drop(msg_tx);
             let r = write_loop(
                 writer,
-                matches.as_deref_mut(),
+                matches,
                 skipped.as_deref_mut(),
                 &msg_rx,
                 &mut summary,

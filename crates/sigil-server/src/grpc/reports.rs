@@ -24,13 +24,12 @@ impl ReportsService {
         &self,
         f: impl FnOnce(&dyn ReportStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
-        Ok(self
-            .state
+        self.state
             .store
             .run(f)
             .await
             .map_err(|e| Status::internal(format!("report store task failed: {e}")))?
-            .map_err(store_status)?)
+            .map_err(store_status)
     }
 }
 
