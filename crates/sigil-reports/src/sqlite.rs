@@ -395,6 +395,58 @@ INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');";
         assert!(err.to_string().contains("newer"), "{err}");
     }
 
+    /// A database of schema version 2 (what every server wrote before
+    /// occurrences and versions) becomes version 3: its stubs read back at
+    /// version 1 and are reviewed under the version check; a new sighting
+    /// of their content opens a new stub (they have no open key).
+    #[test]
+    fn version_2_database_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(LEGACY_DDL).unwrap();
+        conn.execute_batch(
+            "UPDATE reports SET status = 'pending', viewed = NULL, classification = NULL;
+             CREATE INDEX reports_deadline ON reports (preservation_deadline_ms);",
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        drop(conn);
+        let store = SqliteReportStore::open(&path).unwrap();
+        let old = store.get("rpt_old").unwrap();
+        assert_eq!((old.version, old.occurrence_count), (1, 0));
+        let stale = ReportUpdate {
+            viewed: Some(true),
+            expected_version: Some(0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.update("rpt_old", &stale, "rev", 8),
+            Err(StoreError::Conflict { .. })
+        ));
+        let fresh = ReportUpdate {
+            expected_version: Some(1),
+            ..stale
+        };
+        assert_eq!(
+            store.update("rpt_old", &fresh, "rev", 8).unwrap().version,
+            2
+        );
+        let again = NewReport {
+            md5: String::new(),
+            ..stub(9, "ncmec")
+        };
+        let filed = store.create_many(&[again.clone(), again]).unwrap();
+        assert_ne!(filed[0].id, "rpt_old");
+        assert_eq!(filed[1].filing, crate::Filing::AlreadyRecorded);
+        drop(store);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+    }
+
     /// A new database is created at the current version.
     #[test]
     fn new_database_has_the_current_version() {
