@@ -22,7 +22,7 @@ packages() {
 
 # 1. Nothing on the serving or scanning path depends on the evaluation
 #    harness: `cargo tree -p CRATE -i sigil-eval` prints nothing.
-for crate in sigil-server sigil-scan sigil-match sigil-index sigil-core; do
+for crate in sigil-server sigil-scan sigil-reports sigil-match sigil-index sigil-core; do
     list=$(packages "$crate") # a failing `cargo tree` stops the script here
     if printf '%s\n' "$list" | grep -q '^sigil-eval '; then
         broken "$crate depends on sigil-eval (the harness is not on the serving or scanning path)" \
@@ -74,6 +74,15 @@ fi
 loose=$(ls crates/*/tests/*.rs 2>/dev/null || true)
 if [ -n "$loose" ]; then
     broken "integration tests outside tests/it/ (make them modules of tests/it/main.rs):" "$loose"
+fi
+
+# 6. The report store is a library of its own: `sigil reports` and `sigil
+#    scan --reports` use it without the server, so it depends on neither the
+#    server, the scanner nor the gRPC stack.
+list=$(packages sigil-reports)
+edges=$(printf '%s\n' "$list" | grep -E '^(sigil-server|sigil-scan|tonic|prost) ' || true)
+if [ -n "$edges" ]; then
+    broken "sigil-reports depends on the server, the scanner or gRPC:" "$edges"
 fi
 
 if [ "$failed" -ne 0 ]; then

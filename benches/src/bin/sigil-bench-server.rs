@@ -6,6 +6,9 @@
 //! (`--rate R`): calls start at a fixed rate whatever the latency, which is
 //! how "p99 at 80% of peak" is measured. Prints one JSON line; exits 1 when
 //! any call failed, 2 on a usage or connection error.
+//!
+//! Every call sets `MatchOptions.check_only`: a load test matches without
+//! writing report stubs, so it never fills a real review queue.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,11 +21,23 @@ use sigil_server::proto::matcher_client::MatcherClient;
 use sigil_server::proto::{self, HashKind as PKind};
 use tonic::transport::Channel;
 
+/// The options of every call: match, write no report stub.
+fn check_only() -> proto::MatchOptions {
+    proto::MatchOptions {
+        check_only: Some(true),
+        ..Default::default()
+    }
+}
+
 /// The message of a call the open-loop generator skipped because `--concurrency`
 /// calls were already in flight (reported as `ClientInFlightCap`).
 const CLIENT_CAP: &str = "client in-flight cap";
 
 /// Load-test a running `sigil serve` (throughput and latency percentiles).
+///
+/// Every call is sent with `MatchOptions.check_only` set: matches are
+/// answered but no report stub is written, so a load test never fills the
+/// server's review queue (and the store's write time is not measured).
 #[derive(clap::Parser)]
 #[command(name = "sigil-bench-server")]
 struct Args {
@@ -130,6 +145,7 @@ impl Load {
                     .collect();
                 let req = proto::MatchHashesRequest {
                     hashes,
+                    options: Some(check_only()),
                     ..Default::default()
                 };
                 client.match_hashes(self.request(req)).await?;
@@ -141,6 +157,7 @@ impl Load {
                     // A copy per call, like a client reading each upload.
                     image: img.clone().into(),
                     request_id: seq.to_string(),
+                    options: Some(check_only()),
                     ..Default::default()
                 };
                 client.match_image(self.request(req)).await?;

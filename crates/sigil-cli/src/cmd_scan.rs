@@ -16,14 +16,18 @@ use sigil_core::robust::RobustLevel;
 use sigil_core::DecodeOptions;
 use sigil_index::IndexReader;
 use sigil_match::{MatchPolicy, MatchRequest, DEFAULT_QUALITY_THRESHOLD, DEFAULT_RADIUS};
+use sigil_reports::{Filing, NewReport, StoredMatch};
 use sigil_scan::journal::{open_for_resume, read_journal, ScanManifest, MANIFEST_VERSION};
 use sigil_scan::output::OutputTarget;
 use sigil_scan::path::{escape, path_bytes};
+use sigil_scan::record::ScanRecord;
 use sigil_scan::walk::WalkOptions;
 use sigil_scan::{
-    run_scan, IndexProvenance, OutputFormat, Progress, RecordWriter, ScanConfig, Shard, Sinks,
-    SkippedWriter,
+    run_scan, IndexProvenance, MatchSink, OutputFormat, Progress, RecordWriter, ScanConfig, Shard,
+    Sinks, SkippedWriter,
 };
+
+use crate::report_store::{OpenStore, StoreArgs};
 
 /// Exit status when the scan was interrupted (128 + SIGINT, as shells do).
 const EXIT_INTERRUPTED: u8 = 130;
@@ -144,6 +148,17 @@ pub struct Args {
     /// the run failed: 2 (could not run) and 130 (interrupted) still do.
     #[arg(long)]
     matches_ok: bool,
+    /// File a report stub for every match, in the report store named by
+    /// --db FILE (SQLite) or --config FILE (a server config's `[reports]`,
+    /// PostgreSQL included), with the scanned path as content reference. A
+    /// repeated match of the same content and entries adds a sighting to
+    /// the open stub instead; the same path twice (a rerun, a resume) is
+    /// recorded once. Each stub is committed before the file's record is
+    /// written.
+    #[arg(long)]
+    reports: bool,
+    #[command(flatten)]
+    store: StoreArgs,
     /// No progress bar and no summary on stderr.
     #[arg(long, short)]
     quiet: bool,
@@ -257,9 +272,93 @@ fn check_resumable(out: &Path, old: &ScanManifest, now: &ScanManifest) -> anyhow
     Ok(())
 }
 
+/// Files a report stub (or a sighting) for each matched record.
+struct ReportSink {
+    open: OpenStore,
+    /// The index generation the scan matches against (16 hex digits).
+    index_identity: String,
+    opened: u64,
+    sighted: u64,
+    already_recorded: u64,
+}
+
+impl ReportSink {
+    /// What a scan knows of a matched file, as a sighting to file: its
+    /// path (the exact bytes' escaped form when not plain UTF-8) is the
+    /// content reference.
+    fn sighting(&self, rec: &ScanRecord) -> NewReport {
+        let file_name = std::path::Path::new(&rec.path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        NewReport {
+            detected_at_ms: sigil_reports::time::now_ms(),
+            reporting_org: self.open.reporting_org.clone(),
+            reporting_email: self.open.reporting_email.clone(),
+            submitter_ref: String::new(),
+            content_ref: rec.path.clone(),
+            file_name,
+            source: "scan".into(),
+            md5: rec.md5.clone().unwrap_or_default(),
+            sha1: String::new(),
+            sha256: rec.sha256.clone().unwrap_or_default(),
+            pdq: rec.pdq.map(|p| p.to_hex()).unwrap_or_default(),
+            quality: rec.quality,
+            matches: rec
+                .matches
+                .iter()
+                .map(|m| StoredMatch {
+                    id: m.id.clone(),
+                    list: m.list.clone(),
+                    category: m.category.clone(),
+                    note: None,
+                    kind: m.kind.as_str().to_string(),
+                    distance: m.distance,
+                    variant: m.variant.map(|v| v.as_str().to_string()),
+                })
+                .collect(),
+            actor: "sigil scan".into(),
+            index_identity: self.index_identity.clone(),
+        }
+    }
+
+    fn summary(&self) -> String {
+        format!(
+            "report stubs in the {}: {} opened, {} sightings added to open stubs, {} already recorded\n",
+            self.open.name, self.opened, self.sighted, self.already_recorded
+        )
+    }
+}
+
+impl MatchSink for ReportSink {
+    fn matched(&mut self, rec: &ScanRecord) -> Result<(), String> {
+        let filed = self
+            .open
+            .store
+            .create_many(&[self.sighting(rec)])
+            .map_err(|e| format!("cannot file its report stub in the {}: {e}", self.open.name))?;
+        for f in filed {
+            match f.filing {
+                Filing::Opened => self.opened += 1,
+                Filing::Sighted => self.sighted += 1,
+                Filing::AlreadyRecorded => self.already_recorded += 1,
+            }
+        }
+        Ok(())
+    }
+}
+
 pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if args.resume && args.output.is_none() {
         bail!("--resume needs --output FILE (the output file is the resume journal)");
+    }
+    if args.reports && !args.store.given() {
+        bail!(
+            "--reports needs a report store: --db FILE (SQLite) or --config FILE (a server config)"
+        );
+    }
+    if !args.reports && args.store.given() {
+        bail!("--db and --config name the report store of --reports; add --reports to file stubs");
     }
     for p in &args.paths {
         std::fs::metadata(p).with_context(|| format!("cannot scan {}", p.display()))?;
@@ -452,8 +551,20 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
             Some(SkippedWriter::new(Box::new(file)))
         }
     };
+    let mut reports = if args.reports {
+        Some(ReportSink {
+            open: args.store.open(true)?,
+            index_identity: reader.identity().to_string(),
+            opened: 0,
+            sighted: 0,
+            already_recorded: 0,
+        })
+    } else {
+        None
+    };
     let sinks = Sinks {
         records: &mut writer,
+        matches: reports.as_mut().map(|r| r as &mut dyn MatchSink),
         skipped: skipped.as_mut(),
         progress: &mut on_progress,
     };
@@ -469,6 +580,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     });
     if !args.quiet {
         eprint!("{}", summary.render());
+        if let Some(r) = &reports {
+            eprint!("{}", r.summary());
+        }
     }
     if let Some(path) = &args.summary_json {
         let body = serde_json::to_vec_pretty(&summary.to_json())?;

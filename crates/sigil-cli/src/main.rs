@@ -9,8 +9,10 @@ use clap::{Parser, Subcommand};
 mod cmd_eval;
 mod cmd_hash;
 mod cmd_index;
+mod cmd_reports;
 mod cmd_scan;
 mod cmd_serve;
+mod report_store;
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +36,8 @@ enum Command {
     Index(cmd_index::Command),
     /// Run the gRPC matching service.
     Serve(cmd_serve::Args),
+    /// Review report stubs: list, show, update, export, preservation, prune.
+    Reports(cmd_reports::Args),
     /// Measure matching robustness on an image corpus.
     Eval(cmd_eval::Args),
 }
@@ -49,6 +53,7 @@ fn main() -> ExitCode {
         Command::Scan(a) => cmd_scan::run(a),
         Command::Index(c) => cmd_index::run(c),
         Command::Serve(a) => cmd_serve::run(a),
+        Command::Reports(a) => cmd_reports::run(a),
         Command::Eval(a) => cmd_eval::run(a),
     };
     match result {

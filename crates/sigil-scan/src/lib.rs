@@ -24,7 +24,7 @@ pub mod walk;
 
 pub use output::{OutputFormat, RecordWriter, SkippedWriter};
 pub use path::PathName;
-pub use pipeline::{run_scan, Progress, ScanConfig, ScanError, Sinks};
+pub use pipeline::{run_scan, MatchSink, Progress, ScanConfig, ScanError, Sinks};
 pub use record::{
     ErrorCause, ErrorInfo, MatchRecord, Media, Note, ScanRecord, SkipReason, SkippedPath, Verdict,
 };

@@ -41,7 +41,9 @@ use sigil_match::{ImageQuery, Lookup, Matcher, Outcome, ResolvedOptions};
 use crate::output::{RecordWriter, SkippedWriter};
 use crate::path::{path_bytes, PathName};
 use crate::read::{read_file, FileContents, ReadError, ReadLimits};
-use crate::record::{ErrorCause, ErrorInfo, MatchRecord, Media, Note, ScanRecord, SkippedPath};
+use crate::record::{
+    ErrorCause, ErrorInfo, MatchRecord, Media, Note, ScanRecord, SkippedPath, Verdict,
+};
 use crate::summary::{StageTimes, Summary};
 use crate::walk::{walk_root, Filters, WalkError, WalkEvent, WalkOptions, WalkProblemKind};
 
@@ -99,6 +101,11 @@ pub enum ScanError {
     Output(#[source] std::io::Error),
     #[error("cannot write the list of skipped paths: {0}")]
     SkippedOutput(#[source] std::io::Error),
+    /// The [`MatchSink`] refused a matched record (e.g. the report store
+    /// is unreachable): the scan stops before that record is written, so
+    /// a resume matches the file again.
+    #[error("{path}: {message}")]
+    MatchSink { path: String, message: String },
     #[error("cannot start a scan thread: {0}")]
     Thread(#[source] std::io::Error),
     #[error("cannot start the scan's worker threads: {0}")]
@@ -148,10 +155,23 @@ enum Msg {
     WalkDone,
 }
 
+/// Receives every matched record before it is written to the output:
+/// `sigil scan --reports` files a report stub there. Called on the writer
+/// thread, in output order; an error stops the scan before the record is
+/// written, so the output (a resume journal) never marks a file done whose
+/// match was not taken.
+pub trait MatchSink {
+    /// Takes a record whose verdict is `match`; the error says why not.
+    fn matched(&mut self, rec: &ScanRecord) -> Result<(), String>;
+}
+
 /// Where a scan's results go.
 pub struct Sinks<'a> {
     /// One record per file read (and per path that could not be walked).
     pub records: &'a mut RecordWriter,
+    /// Every matched record, before it reaches `records` (`None`: matches
+    /// are only recorded).
+    pub matches: Option<&'a mut dyn MatchSink>,
     /// Every path reached but not read, with its reason (`--skipped`);
     /// other shards' files are only counted.
     pub skipped: Option<&'a mut SkippedWriter>,
@@ -173,6 +193,7 @@ pub fn run_scan(
 ) -> Result<Summary, ScanError> {
     let Sinks {
         records: writer,
+        matches,
         mut skipped,
         progress,
     } = sinks;
@@ -227,6 +248,7 @@ pub fn run_scan(
             drop(msg_tx);
             let r = write_loop(
                 writer,
+                matches,
                 skipped.as_deref_mut(),
                 &msg_rx,
                 &mut summary,
@@ -252,8 +274,9 @@ pub fn run_scan(
     Ok(summary)
 }
 
-fn write_loop(
+fn write_loop<'s>(
     writer: &mut RecordWriter,
+    mut matches: Option<&mut (dyn MatchSink + 's)>,
     mut skipped: Option<&mut SkippedWriter>,
     rx: &Receiver<Msg>,
     summary: &mut Summary,
@@ -276,6 +299,14 @@ fn write_loop(
                 bytes,
                 fast,
             }) => {
+                if let Some(sink) = matches.as_deref_mut() {
+                    if rec.verdict == Verdict::Match {
+                        sink.matched(&rec).map_err(|message| ScanError::MatchSink {
+                            path: rec.path.clone(),
+                            message,
+                        })?;
+                    }
+                }
                 writer.write(&rec).map_err(ScanError::Output)?;
                 dirty = true;
                 summary.count(&rec);

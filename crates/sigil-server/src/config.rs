@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::auth::Role;
-use crate::store::LEGAL_RETENTION_DAYS;
 use sigil_match::MatchPolicy;
+pub use sigil_reports::{ReportsBackend, ReportsConfig};
 
 /// Why a configuration could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -88,39 +88,6 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             api_keys_file: None,
             insecure_loopback: false,
-        }
-    }
-}
-
-/// Which report store backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ReportsBackend {
-    Sqlite,
-    Postgres,
-}
-
-/// The report store.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ReportsConfig {
-    pub backend: ReportsBackend,
-    /// SQLite database file.
-    pub path: PathBuf,
-    /// PostgreSQL connection URL (backend = "postgres").
-    pub postgres_url: Option<String>,
-    /// Preservation period from detection, days (at least 365, the legal
-    /// minimum): each stub's preservation deadline.
-    pub retention_days: u32,
-}
-
-impl Default for ReportsConfig {
-    fn default() -> Self {
-        ReportsConfig {
-            backend: ReportsBackend::Sqlite,
-            path: PathBuf::from("sigil-reports.db"),
-            postgres_url: None,
-            retention_days: LEGAL_RETENTION_DAYS,
         }
     }
 }
@@ -316,6 +283,29 @@ impl ServerConfig {
         path: Option<&Path>,
         env: impl IntoIterator<Item = (String, String)>,
     ) -> Result<ServerConfig, ConfigError> {
+        let mut config = Self::parse(path, env)?;
+        if let Some(keys_path) = &config.api_keys_file {
+            let text = std::fs::read_to_string(keys_path).map_err(|source| ConfigError::Read {
+                path: keys_path.clone(),
+                source,
+            })?;
+            let file: ApiKeysFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+                path: keys_path.clone(),
+                message: e.to_string(),
+            })?;
+            config.api_keys.extend(file.api_keys);
+        }
+        Ok(config)
+    }
+
+    /// Reads `path` (if any) and applies `SIGIL_*` overrides from `env`,
+    /// without reading `api_keys_file` and without validating: for tools
+    /// that need one section, such as `sigil reports --config` (its
+    /// `[reports]`), which have no business reading the keys.
+    pub fn parse(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<ServerConfig, ConfigError> {
         let mut table = match path {
             Some(p) => {
                 let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
@@ -331,24 +321,13 @@ impl ServerConfig {
             None => toml::Table::new(),
         };
         apply_env(&mut table, env)?;
-        let mut config: ServerConfig =
+        let config: ServerConfig =
             toml::Value::Table(table)
                 .try_into()
                 .map_err(|e: toml::de::Error| ConfigError::Parse {
                     path: path.map(Path::to_owned).unwrap_or_default(),
                     message: e.to_string(),
                 })?;
-        if let Some(keys_path) = &config.api_keys_file {
-            let text = std::fs::read_to_string(keys_path).map_err(|source| ConfigError::Read {
-                path: keys_path.clone(),
-                source,
-            })?;
-            let file: ApiKeysFile = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-                path: keys_path.clone(),
-                message: e.to_string(),
-            })?;
-            config.api_keys.extend(file.api_keys);
-        }
         Ok(config)
     }
 
@@ -371,26 +350,7 @@ impl ServerConfig {
                 "limits.max_message_bytes must be at least 1024".into(),
             ));
         }
-        if self.reports.retention_days < LEGAL_RETENTION_DAYS {
-            return Err(ConfigError::Invalid(format!(
-                "reports.retention_days = {} is below the {LEGAL_RETENTION_DAYS}-day legal \
-                 preservation minimum",
-                self.reports.retention_days
-            )));
-        }
-        if self.reports.backend == ReportsBackend::Postgres
-            && self
-                .reports
-                .postgres_url
-                .as_deref()
-                .is_none_or(|u| u.trim().is_empty())
-        {
-            return Err(ConfigError::Invalid(
-                "reports.backend = \"postgres\" needs reports.postgres_url \
-                 (or SIGIL_REPORTS__POSTGRES_URL), e.g. postgres://sigil:PASSWORD@HOST:5432/sigil"
-                    .into(),
-            ));
-        }
+        self.reports.validate().map_err(ConfigError::Invalid)?;
         self.validate_limits()?;
         // Every policy error starts with the key at fault, so `matching.`
         // makes it the config key (`matching.radius is 300, over 256`).

@@ -2,7 +2,7 @@
 //!
 //! Content pipelines call [`proto::matcher_server::Matcher`] on every upload
 //! (or send hashes they computed themselves); a match creates a report stub,
-//! committed to the [`store::ReportStore`] before the caller hears of it,
+//! committed to the [`sigil_reports::ReportStore`] before the caller hears of it,
 //! that reviewers complete through [`proto::reports_server::Reports`].
 //! Image bytes stop at the hashing step: they are hashed in memory by a
 //! bounded worker pool and dropped, never stored or logged.
@@ -10,8 +10,7 @@
 //! Entry point: [`server::start`] with a [`config::ServerConfig`]. The
 //! parts, by job: `grpc` (the two services and every proto/domain
 //! conversion), `exec` (the bounded executors: hashing pool, lookup queue,
-//! store calls, connection cap), [`store`] (report stubs, SQLite and, with
-//! the `postgres` feature, PostgreSQL), [`server`] (start-up, listeners,
+//! store calls, connection cap), [`server`] (start-up, listeners,
 //! background tasks), [`config`], [`auth`], [`metrics`]. The matching
 //! rule is `sigil_match`'s: the `[matching]` section is its `MatchPolicy`,
 //! and every verdict comes from its `Matcher`.
@@ -22,8 +21,6 @@ mod exec;
 mod grpc;
 pub mod metrics;
 pub mod server;
-pub mod store;
-mod timeutil;
 mod untrusted;
 
 /// Generated protobuf and tonic code for package `sigil.v1`: public for

@@ -28,6 +28,9 @@ pub struct Metrics {
     pub matches: IntCounterVec,
     /// Report stubs created.
     pub reports_created: IntCounter,
+    /// Sightings filed, by what the store did with them (`opened` a stub,
+    /// `sighted` on an open one, `already_recorded`).
+    pub report_filings: IntCounterVec,
     /// Images refused because the hashing pool was full.
     pub pool_rejections: IntCounter,
     /// `MatchHashes` calls refused because the lookup queue was full.
@@ -115,6 +118,11 @@ impl Metrics {
                 &["list", "kind"],
             ),
             reports_created: counter("reports_created_total", "Report stubs created"),
+            report_filings: counters(
+                "report_filings_total",
+                "Matched sightings filed in the report store, by filing",
+                &["filing"],
+            ),
             pool_rejections: counter(
                 "hash_pool_rejections_total",
                 "Images refused with RESOURCE_EXHAUSTED because the hashing pool was full",

@@ -302,6 +302,7 @@ async fn match_creates_a_durable_report_and_reviewers_complete_it() {
                 viewed: Some(true),
                 classification: proto::Classification::A1 as i32,
                 add_annotations: vec!["matches the list entry".into()],
+                expected_version: Some(rep.version),
             },
             REVIEWER_KEY,
         ))
@@ -312,6 +313,28 @@ async fn match_creates_a_durable_report_and_reviewers_complete_it() {
     assert_eq!(upd.reviewer, "reviewer-1");
     assert_eq!(upd.audit.len(), 2);
     assert_eq!(upd.audit[1].actor, "reviewer-1");
+    assert_eq!(upd.version, rep.version + 1);
+    // A second reviewer who decided on the old version: ABORTED, naming the
+    // change that came first; nothing written.
+    let err = r
+        .update_report(authed(
+            proto::UpdateReportRequest {
+                id: res.report_id.clone(),
+                status: proto::ReportStatus::Dismissed as i32,
+                add_annotations: vec!["looks benign".into()],
+                expected_version: Some(rep.version),
+                ..Default::default()
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Aborted, "{err:?}");
+    assert!(
+        err.message().contains("reviewer-1") && err.message().contains("confirmed"),
+        "{}",
+        err.message()
+    );
 
     let export = r
         .export_report(authed(
@@ -324,6 +347,13 @@ async fn match_creates_a_durable_report_and_reviewers_complete_it() {
         .unwrap()
         .into_inner();
     let doc: serde_json::Value = serde_json::from_str(&export.json).unwrap();
+    assert!(
+        export
+            .xml
+            .contains("<industryClassification>A1</industryClassification>"),
+        "{}",
+        export.xml
+    );
     assert_eq!(doc["files"][0]["fileViewedByEsp"], true);
     assert_eq!(doc["files"][0]["industryClassification"], "A1");
     assert_eq!(doc["files"][0]["originalFileHash"][0]["value"], h.md5);
@@ -343,11 +373,10 @@ async fn match_creates_a_durable_report_and_reviewers_complete_it() {
     // The stub is on disk: a fresh store (as after a crash) finds it.
     let report_id = res.report_id.clone();
     let dir = fx.stop().await;
-    let store =
-        sigil_server::store::SqliteReportStore::open(&dir.path().join("reports.db")).unwrap();
-    use sigil_server::store::ReportStore;
+    let store = sigil_reports::SqliteReportStore::open(&dir.path().join("reports.db")).unwrap();
+    use sigil_reports::ReportStore;
     let rec = store.get(&report_id).unwrap();
-    assert_eq!(rec.status, sigil_server::store::ReportStatus::Confirmed);
+    assert_eq!(rec.status, sigil_reports::ReportStatus::Confirmed);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -821,7 +850,54 @@ async fn stream_results_come_back_in_request_order() {
         ]
     );
     assert!(results[3].error.contains("image is empty"));
-    assert_ne!(results[0].report_id, results[5].report_id);
+    // The same image twice is one stub with two sightings (issue 22: one
+    // stub per sighting of a content and its entries, not per call).
+    assert_eq!(results[0].report_id, results[5].report_id);
+    let rep = fx
+        .reports()
+        .await
+        .get_report(authed(
+            proto::GetReportRequest {
+                id: results[0].report_id.clone(),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let refs: Vec<&str> = rep
+        .occurrences
+        .iter()
+        .map(|o| o.content_ref.as_str())
+        .collect();
+    assert_eq!(refs.len(), 2, "{refs:?}");
+    assert!(refs.contains(&"s3://bucket/s0") && refs.contains(&"s3://bucket/s5"));
+    // check_only: matched, no stub, no sighting.
+    let mut checked = image_req(known.clone(), "s7");
+    checked.options = Some(proto::MatchOptions {
+        check_only: Some(true),
+        ..Default::default()
+    });
+    let res = m
+        .match_image(authed(checked, MATCHER_KEY))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::Match);
+    assert!(res.report_id.is_empty());
+    let again = fx
+        .reports()
+        .await
+        .get_report(authed(
+            proto::GetReportRequest {
+                id: results[0].report_id.clone(),
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(again.occurrence_count, 2);
     fx.stop().await;
 }
 

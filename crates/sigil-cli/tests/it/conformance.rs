@@ -606,6 +606,7 @@ fn options(case: &Case) -> MatchOptions {
         lists: case.lists.iter().map(|l| l.to_string()).collect(),
         dihedral: case.dihedral.then_some(true),
         max_matches: case.max_matches,
+        check_only: None,
         robust: case.robust.map(|level| match level {
             RobustLevel::Off => proto::RobustLevel::Off as i32,
             RobustLevel::Standard => proto::RobustLevel::Standard as i32,

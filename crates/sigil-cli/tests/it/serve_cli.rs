@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use sigil_core::{HashKind, SignOptions, Signer};
 use sigil_index::{EntryMeta, IndexWriter, SegmentBuilder};
+use sigil_reports::{ReportStatus, ReportStore, SqliteReportStore};
 use sigil_server::auth::key_digest_hex;
 use sigil_server::proto::matcher_client::MatcherClient;
 use sigil_server::proto::reports_client::ReportsClient;
 use sigil_server::proto::{self, Verdict};
-use sigil_server::store::{ReportStatus, ReportStore, SqliteReportStore};
 use tonic::Request;
 
 use crate::support::testdata;

@@ -15,8 +15,8 @@ use sigil_match::{MatchPolicy, MatchRequest, MemoryLookup};
 use sigil_scan::output::OutputTarget;
 use sigil_scan::walk::WalkOptions;
 use sigil_scan::{
-    run_scan, ErrorCause, Lookup, Media, Note, OutputFormat, RecordWriter, ScanConfig, ScanRecord,
-    Shard, Sinks, SkipReason, SkippedPath, SkippedWriter, Verdict,
+    run_scan, ErrorCause, Lookup, MatchSink, Media, Note, OutputFormat, RecordWriter, ScanConfig,
+    ScanRecord, Shard, Sinks, SkipReason, SkippedPath, SkippedWriter, Verdict,
 };
 
 fn testdata() -> PathBuf {
@@ -153,6 +153,7 @@ fn scan_listing(
     };
     let sinks = Sinks {
         records: &mut w,
+        matches: None,
         skipped: Some(&mut skipped),
         progress: &mut progress,
     };
@@ -721,4 +722,86 @@ fn paths_not_read_are_listed_with_their_reason() {
     let json = summary.to_json();
     assert_eq!(json["skipped_by_reason"]["special_file"], 1);
     assert_eq!(json["skipped_paths"][3]["reason"], "special_file");
+}
+
+/// Takes matched records until `refuse_after`, then refuses them.
+struct CountingSink {
+    taken: Vec<String>,
+    refuse_after: usize,
+}
+
+impl MatchSink for CountingSink {
+    fn matched(&mut self, rec: &ScanRecord) -> Result<(), String> {
+        assert_eq!(rec.verdict, Verdict::Match, "only matches reach the sink");
+        if self.taken.len() >= self.refuse_after {
+            return Err("the report store is away".into());
+        }
+        self.taken.push(rec.path.clone());
+        Ok(())
+    }
+}
+
+/// Every matched record reaches the match sink before the output; a sink
+/// that refuses one stops the scan with an error naming the file, and that
+/// record is not written (a resume matches the file again).
+#[test]
+fn matches_reach_the_sink_before_the_output() {
+    let d = tempfile::tempdir().unwrap();
+    let bridge = build_tree(d.path());
+    let lookup = mem_lookup(&[(bridge, "bridge")], &[]);
+    let cfg = ScanConfig {
+        roots: vec![d.path().to_path_buf()],
+        threads: 1,
+        ..Default::default()
+    };
+    let run = |refuse_after: usize| {
+        let out = Sink::default();
+        let mut w = RecordWriter::new(
+            OutputFormat::Jsonl,
+            OutputTarget::Writer(Box::new(out.clone())),
+            true,
+        )
+        .unwrap();
+        let mut sink = CountingSink {
+            taken: Vec::new(),
+            refuse_after,
+        };
+        let cancel = AtomicBool::new(false);
+        let sinks = Sinks {
+            records: &mut w,
+            matches: Some(&mut sink),
+            skipped: None,
+            progress: &mut |_: &sigil_scan::Progress| {},
+        };
+        let result = run_scan(&cfg, &lookup, &HashSet::new(), &cancel, sinks);
+        let recs: Vec<ScanRecord> = out.lines();
+        (result, sink.taken, recs)
+    };
+    // Both bridge copies match; each reaches the sink once, and the output.
+    let (result, taken, recs) = run(usize::MAX);
+    let summary = result.unwrap();
+    let matched: Vec<String> = recs
+        .iter()
+        .filter(|r| r.verdict == Verdict::Match)
+        .map(|r| r.path.clone())
+        .collect();
+    assert_eq!(matched.len(), 2, "{recs:?}");
+    assert_eq!(taken, matched);
+    assert_eq!(summary.matched, 2);
+
+    // Refusing the second match: an error naming it, and no record of it.
+    let (result, taken, recs) = run(1);
+    let err = result.unwrap_err().to_string();
+    assert_eq!(taken.len(), 1);
+    assert!(err.contains("the report store is away"), "{err}");
+    let written: Vec<&ScanRecord> = recs
+        .iter()
+        .filter(|r| r.verdict == Verdict::Match)
+        .collect();
+    assert_eq!(written.len(), 1);
+    assert_eq!(written[0].path, taken[0]);
+    assert!(
+        !err.contains(&taken[0]),
+        "the error names the refused file: {err}"
+    );
 }

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::sync::Semaphore;
 use tokio::task::JoinError;
 
-use crate::store::{ReportStore, StoreError};
+use sigil_reports::{ReportStore, StoreError};
 
 /// The server's one way to call its [`ReportStore`].
 pub struct StoreCalls {
@@ -56,7 +56,10 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::store::{NewReport, ReportFilter, ReportPage, ReportRecord, ReportUpdate};
+    use sigil_reports::{
+        Filed, Filing, NewReport, ReportCounts, ReportFilter, ReportPage, ReportRecord,
+        ReportUpdate,
+    };
 
     /// Records how many calls run at once.
     #[derive(Default)]
@@ -82,15 +85,25 @@ mod tests {
     }
 
     impl ReportStore for SlowStore {
-        fn create_many(&self, reports: &[NewReport]) -> Result<Vec<String>, StoreError> {
+        fn create_many(&self, reports: &[NewReport]) -> Result<Vec<Filed>, StoreError> {
             self.probe.enter();
-            Ok(vec!["r".into(); reports.len()])
+            let filed = Filed {
+                id: "r".into(),
+                filing: Filing::Opened,
+            };
+            Ok(vec![filed; reports.len()])
         }
         fn get(&self, id: &str) -> Result<ReportRecord, StoreError> {
             self.probe.enter();
             Err(StoreError::NotFound(id.into()))
         }
         fn list(&self, _: &ReportFilter) -> Result<ReportPage, StoreError> {
+            unreachable!("not called")
+        }
+        fn counts(&self, _: &ReportFilter) -> Result<ReportCounts, StoreError> {
+            unreachable!("not called")
+        }
+        fn prune(&self, _: i64, _: bool) -> Result<Vec<ReportRecord>, StoreError> {
             unreachable!("not called")
         }
         fn update(

@@ -16,10 +16,11 @@ use tonic::Status;
 use crate::exec::lookup::LookupError;
 use crate::exec::pool::PoolError;
 use crate::proto;
-use crate::store::{
-    AuditRecord, ReportFilter, ReportRecord, ReportStatus, ReportUpdate, StoreError, StoredMatch,
-};
 use crate::untrusted;
+use sigil_reports::{
+    AuditRecord, Occurrence, ReportFilter, ReportRecord, ReportStatus, ReportUpdate, StoreError,
+    StoredMatch,
+};
 
 // ------------------------------------------------------------------ enums
 
@@ -309,6 +310,17 @@ impl From<AuditRecord> for proto::AuditEntry {
     }
 }
 
+impl From<Occurrence> for proto::Occurrence {
+    fn from(o: Occurrence) -> Self {
+        proto::Occurrence {
+            at_unix_ms: o.at_ms,
+            submitter_ref: o.submitter_ref,
+            content_ref: o.content_ref,
+            actor: o.actor,
+        }
+    }
+}
+
 impl From<ReportRecord> for proto::Report {
     fn from(r: ReportRecord) -> Self {
         proto::Report {
@@ -335,6 +347,9 @@ impl From<ReportRecord> for proto::Report {
             reviewer: r.reviewer.unwrap_or_default(),
             updated_at_unix_ms: r.updated_at_ms,
             source: r.source,
+            version: r.version,
+            occurrences: r.occurrences.into_iter().map(Into::into).collect(),
+            occurrence_count: r.occurrence_count,
             index_identity: r.index_identity.unwrap_or_default(),
         }
     }
@@ -355,6 +370,7 @@ impl TryFrom<proto::ListReportsRequest> for ReportFilter {
                 q.page_size.min(1000) as usize
             },
             page_token: (!q.page_token.is_empty()).then_some(q.page_token),
+            ..ReportFilter::default()
         })
     }
 }
@@ -368,14 +384,17 @@ impl TryFrom<&mut proto::UpdateReportRequest> for ReportUpdate {
             viewed: q.viewed,
             classification: classification(q.classification)?,
             add_annotations: std::mem::take(&mut q.add_annotations),
+            expected_version: q.expected_version,
         })
     }
 }
 
 // ---------------------------------------------------------------- errors
 
-impl From<StoreError> for Status {
-    fn from(e: StoreError) -> Self {
+/// A report store error as the gRPC status a caller acts on (a function:
+/// neither type is this crate's).
+pub(crate) fn store_status(e: StoreError) -> Status {
+    {
         match e {
             // The client chose the id and the token: shown escaped and bounded.
             StoreError::NotFound(id) => {
@@ -386,6 +405,8 @@ impl From<StoreError> for Status {
                 untrusted::text(&id),
                 untrusted::text(&reason)
             )),
+            // gRPC's code for a failed optimistic-concurrency check.
+            StoreError::Conflict { .. } => Status::aborted(e.to_string()),
             StoreError::BadPageToken(token) => Status::invalid_argument(format!(
                 "invalid page token {:?}",
                 untrusted::text(&token)
@@ -472,6 +493,7 @@ mod tests {
             dihedral: Some(true),
             max_matches: Some(3),
             robust: Some(proto::RobustLevel::Standard as i32),
+            check_only: None,
         };
         assert_eq!(
             MatchRequest::try_from(&o).unwrap(),

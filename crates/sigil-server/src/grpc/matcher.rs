@@ -30,9 +30,9 @@ use crate::exec::lookup::LookupError;
 use crate::exec::pool::{HashMode, PoolError, Signed};
 use crate::proto;
 use crate::server::AppState;
-use crate::store::{NewReport, StoredMatch};
-use crate::timeutil::now_ms;
 use crate::untrusted;
+use sigil_reports::time::now_ms;
+use sigil_reports::{Filing, NewReport, StoredMatch};
 
 /// `sigil.v1.Matcher`.
 #[derive(Clone)]
@@ -148,7 +148,8 @@ impl MatcherService {
             .await?;
         self.count_outcome(method, &outcome);
         let hashes = proto::ComputedHashes::from(&sigs);
-        let report_id = if outcome.verdict == Verdict::Match {
+        let check_only = options.as_ref().and_then(|o| o.check_only) == Some(true);
+        let report_id = if outcome.verdict == Verdict::Match && !check_only {
             let stub = NewReport {
                 content_ref: content_ref.clone(),
                 file_name,
@@ -268,6 +269,9 @@ impl MatcherService {
         outcomes: &[Outcome],
         parsed: &[ParsedHash],
     ) -> Result<Vec<String>, Status> {
+        if req.options.as_ref().and_then(|o| o.check_only) == Some(true) {
+            return Ok(vec![String::new(); outcomes.len()]);
+        }
         let now = now_ms();
         let mut stubs = Vec::new();
         for ((o, p), q) in outcomes.iter().zip(parsed).zip(&req.hashes) {
@@ -315,13 +319,13 @@ impl MatcherService {
         }
     }
 
-    /// Commits stubs before the caller hears of the match.
+    /// Commits stubs (or their sightings, on open stubs of the same
+    /// content and entries) before the caller hears of the match.
     async fn create_reports(&self, stubs: Vec<NewReport>) -> Result<Vec<String>, Status> {
         if stubs.is_empty() {
             return Ok(Vec::new());
         }
-        let n = stubs.len();
-        let ids = self
+        let filed = self
             .state
             .store
             .run(move |store| store.create_many(&stubs))
@@ -333,8 +337,17 @@ impl MatcherService {
                     "a match was found but its report stub could not be stored ({e}); retry"
                 ))
             })?;
-        self.state.metrics.reports_created.inc_by(n as u64);
-        Ok(ids)
+        let metrics = &self.state.metrics;
+        for f in &filed {
+            if f.filing == Filing::Opened {
+                metrics.reports_created.inc();
+            }
+            metrics
+                .report_filings
+                .with_label_values(&[f.filing.as_str()])
+                .inc();
+        }
+        Ok(filed.into_iter().map(|f| f.id).collect())
     }
 
     fn count_outcome(&self, method: &str, o: &Outcome) {

@@ -5,11 +5,12 @@ use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
 
+use super::convert::store_status;
 use super::{caller, timed};
 use crate::proto;
 use crate::server::AppState;
-use crate::store::{ReportFilter, ReportStore, ReportUpdate, StoreError};
-use crate::timeutil::now_ms;
+use sigil_reports::time::now_ms;
+use sigil_reports::{ReportFilter, ReportStore, ReportUpdate, StoreError};
 
 /// `sigil.v1.Reports`.
 #[derive(Clone)]
@@ -23,12 +24,12 @@ impl ReportsService {
         &self,
         f: impl FnOnce(&dyn ReportStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, Status> {
-        Ok(self
-            .state
+        self.state
             .store
             .run(f)
             .await
-            .map_err(|e| Status::internal(format!("report store task failed: {e}")))??)
+            .map_err(|e| Status::internal(format!("report store task failed: {e}")))?
+            .map_err(store_status)
     }
 }
 
@@ -81,11 +82,7 @@ impl proto::reports_server::Reports for ReportsService {
             let mut q = request.into_inner();
             require_id(&q.id)?;
             let update = ReportUpdate::try_from(&mut q)?;
-            if update.status.is_none()
-                && update.viewed.is_none()
-                && update.classification.is_none()
-                && update.add_annotations.is_empty()
-            {
+            if update.is_empty() {
                 return Err(Status::invalid_argument(
                     "update changes nothing: set status, viewed, classification or add_annotations",
                 ));
@@ -110,9 +107,11 @@ impl proto::reports_server::Reports for ReportsService {
             let id = request.into_inner().id;
             require_id(&id)?;
             let r = self.store(move |s| s.get(&id)).await?;
-            let json = serde_json::to_string_pretty(&crate::store::export::cybertipline_json(&r))
+            let json = serde_json::to_string_pretty(&sigil_reports::export::cybertipline_json(&r))
                 .map_err(|e| Status::internal(format!("export failed: {e}")))?;
-            Ok(Response::new(proto::ExportReportResponse { json }))
+            let xml = sigil_reports::export::cybertipline_xml(&r)
+                .map_err(|e| Status::internal(format!("export failed: {e}")))?;
+            Ok(Response::new(proto::ExportReportResponse { json, xml }))
         })
         .await
     }

@@ -16,8 +16,8 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
 use crate::config::{ConfigError, ServerConfig};
-use crate::store::StoreError;
 use listeners::Listeners;
+use sigil_reports::StoreError;
 pub(crate) use state::AppState;
 
 /// Why the server could not start or stopped with an error.

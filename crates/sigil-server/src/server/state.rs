@@ -14,7 +14,7 @@ use crate::exec::lookup::{BatchStats, LookupQueue};
 use crate::exec::pool::HashPool;
 use crate::exec::store_calls::StoreCalls;
 use crate::metrics::Metrics;
-use crate::timeutil::now_ms;
+use sigil_reports::time::now_ms;
 
 /// `MatchHashes` lookup threads. One: each index search already runs on
 /// every core (rayon), and more workers would split waiting requests into
@@ -67,7 +67,7 @@ impl AppState {
             let reports = config.reports.clone();
             // An unreachable database stops start-up here with the
             // (password-free) URL and the cause.
-            tokio::task::spawn_blocking(move || crate::store::open(&reports))
+            tokio::task::spawn_blocking(move || sigil_reports::open(&reports))
                 .await
                 .map_err(|e| ServerError::Task(format!("opening the report store: {e}")))??
         };

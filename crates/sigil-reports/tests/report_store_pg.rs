@@ -20,15 +20,16 @@ use std::thread;
 #[cfg(feature = "postgres")]
 use std::time::Duration;
 
-use sigil_server::store::{
-    NewReport, ReportFilter, ReportStatus, ReportStore, ReportUpdate, SqliteReportStore,
-    StoreError, StoredMatch, PRESERVATION_MS,
+use sigil_reports::{
+    Filing, ListOrder, NewReport, ReportFilter, ReportStatus, ReportStore, ReportUpdate,
+    SqliteReportStore, StoreError, StoredMatch, PRESERVATION_MS,
 };
 #[cfg(feature = "postgres")]
-use sigil_server::store::{PgOptions, PgReportStore};
+use sigil_reports::{PgOptions, PgReportStore};
 
 #[cfg(feature = "postgres")]
-#[path = "support/relay.rs"]
+// The relay is shared with sigil-server's drills (one copy of the helper).
+#[path = "../../sigil-server/tests/support/relay.rs"]
 mod relay;
 #[cfg(feature = "postgres")]
 use relay::Relay;
@@ -112,6 +113,16 @@ fn stub(ms: i64, list: &str, n_matches: usize) -> NewReport {
     }
 }
 
+/// Files `reports` and returns the stub ids, in order.
+fn file(store: &dyn ReportStore, reports: &[NewReport]) -> Vec<String> {
+    store
+        .create_many(reports)
+        .unwrap()
+        .into_iter()
+        .map(|f| f.id)
+        .collect()
+}
+
 // ------------------------------------------------------------- the suite
 
 /// Every behaviour a backend must share. `store` starts empty.
@@ -120,11 +131,15 @@ fn suite(store: &dyn ReportStore) {
     listing_filters_and_paging(store);
     review_rules_and_audit(store);
     concurrent_creates(store);
+    one_stub_per_sighting(store);
+    concurrent_sightings_make_one_stub(store);
+    versions_refuse_lost_updates(store);
+    counts_deadline_order_and_prune(store);
 }
 
 fn round_trip(store: &dyn ReportStore) {
     let new = stub(1_000, "ncmec", 3);
-    let ids = store.create_many(std::slice::from_ref(&new)).unwrap();
+    let ids = file(store, std::slice::from_ref(&new));
     assert_eq!(ids.len(), 1);
     let r = store.get(&ids[0]).unwrap();
     assert_eq!(r.id, ids[0]);
@@ -176,7 +191,7 @@ fn listing_filters_and_paging(store: &dyn ReportStore) {
     let batch: Vec<NewReport> = (0..7)
         .map(|i| stub(10_000 + i * 100, if i % 2 == 0 { "iwf" } else { "tc" }, 1))
         .collect();
-    let ids = store.create_many(&batch).unwrap();
+    let ids = file(store, &batch);
     assert_eq!(ids.len(), 7);
     assert_eq!(
         ids.iter().collect::<BTreeSet<_>>().len(),
@@ -250,10 +265,7 @@ fn listing_filters_and_paging(store: &dyn ReportStore) {
 }
 
 fn review_rules_and_audit(store: &dyn ReportStore) {
-    let id = store
-        .create_many(&[stub(50_000, "ncmec", 1)])
-        .unwrap()
-        .remove(0);
+    let id = file(store, &[stub(50_000, "ncmec", 1)]).remove(0);
 
     // Confirming or reporting needs a person to have viewed the content.
     for status in [ReportStatus::Confirmed, ReportStatus::Reported] {
@@ -341,9 +353,7 @@ fn concurrent_creates(store: &dyn ReportStore) {
             let ids = &ids;
             s.spawn(move || {
                 for i in 0..25 {
-                    let got = store
-                        .create_many(&[stub(100_000 + t * 1000 + i, "tc", 2)])
-                        .unwrap();
+                    let got = file(store, &[stub(100_000 + t * 1000 + i, "tc", 2)]);
                     ids.lock().unwrap().extend(got);
                 }
             });
@@ -355,6 +365,267 @@ fn concurrent_creates(store: &dyn ReportStore) {
     for id in &ids {
         assert_eq!(store.get(id).unwrap().matches.len(), 2);
     }
+}
+
+/// A repeated match of the same content and entries is an occurrence of the
+/// open stub; the same sighting twice is recorded once; other entries, or
+/// a closed stub, open a new one.
+fn one_stub_per_sighting(store: &dyn ReportStore) {
+    let first = stub(200_000, "ncmec", 2);
+    let opened = store.create_many(std::slice::from_ref(&first)).unwrap();
+    assert_eq!(opened[0].filing, Filing::Opened);
+    let id = opened[0].id.clone();
+    let again = NewReport {
+        detected_at_ms: 200_500,
+        submitter_ref: "user-other".into(),
+        content_ref: "s3://bucket/copy".into(),
+        actor: "scan".into(),
+        ..first.clone()
+    };
+    // In one batch: the new sighting, then the same sighting again.
+    let filed = store.create_many(&[again.clone(), again.clone()]).unwrap();
+    let filings: Vec<(&str, Filing)> = filed.iter().map(|f| (f.id.as_str(), f.filing)).collect();
+    assert_eq!(
+        filings,
+        [
+            (id.as_str(), Filing::Sighted),
+            (id.as_str(), Filing::AlreadyRecorded)
+        ]
+    );
+    let r = store.get(&id).unwrap();
+    let seen: Vec<(i64, &str, &str)> = r
+        .occurrences
+        .iter()
+        .map(|o| (o.at_ms, o.content_ref.as_str(), o.actor.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (200_000, "s3://bucket/200000", "pipeline"),
+            (200_500, "s3://bucket/copy", "scan")
+        ]
+    );
+    assert_eq!(r.occurrence_count, 2);
+    assert_eq!(r.version, 1, "a sighting is not a review");
+    // The listing carries the count.
+    let listed = store
+        .list(&ReportFilter {
+            detected_after_ms: Some(200_000),
+            detected_before_ms: Some(200_001),
+            page_size: 10,
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(listed.reports[0].occurrence_count, 2);
+
+    // Fewer entries: another stub.
+    let other = file(store, &[stub(200_000, "ncmec", 1)]).remove(0);
+    assert_ne!(other, id);
+    // Hashes only (no SHA-256): the content reference is the content.
+    let hashes_only = |submitter: &str| NewReport {
+        sha256: String::new(),
+        submitter_ref: submitter.into(),
+        content_ref: "upload-77".into(),
+        source: "hashes".into(),
+        ..stub(201_000, "iwf", 1)
+    };
+    let a = file(store, &[hashes_only("u1")]).remove(0);
+    assert_eq!(file(store, &[hashes_only("u2")]), [a]);
+
+    // Dismissed, the stub is closed: the next sighting opens a new stub.
+    let dismiss = ReportUpdate {
+        status: Some(ReportStatus::Dismissed),
+        add_annotations: vec!["false positive: a logo".into()],
+        ..Default::default()
+    };
+    store.update(&id, &dismiss, "rev", 202_000).unwrap();
+    let reopened = store.create_many(std::slice::from_ref(&again)).unwrap();
+    assert_eq!(reopened[0].filing, Filing::Opened);
+    assert_ne!(reopened[0].id, id);
+    assert_eq!(store.get(&id).unwrap().occurrence_count, 2);
+}
+
+/// Sightings of one content from four writers at once: one stub, every
+/// sighting on it once.
+fn concurrent_sightings_make_one_stub(store: &dyn ReportStore) {
+    let ids = Mutex::new(Vec::new());
+    thread::scope(|s| {
+        for t in 0..4 {
+            let ids = &ids;
+            s.spawn(move || {
+                for i in 0..10 {
+                    let sighting = NewReport {
+                        submitter_ref: format!("w{t}-{i}"),
+                        ..stub(300_000, "tc", 2)
+                    };
+                    ids.lock().unwrap().extend(file(store, &[sighting]));
+                }
+            });
+        }
+    });
+    let ids = ids.into_inner().unwrap();
+    let distinct: BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(distinct.len(), 1, "{distinct:?}");
+    assert_eq!(store.get(&ids[0]).unwrap().occurrence_count, 40);
+}
+
+/// Optimistic concurrency: an update made against an older version is
+/// refused, naming the change that won; two reviewers racing on one
+/// version: exactly one wins.
+fn versions_refuse_lost_updates(store: &dyn ReportStore) {
+    let id = file(store, &[stub(400_000, "ncmec", 1)]).remove(0);
+    assert_eq!(store.get(&id).unwrap().version, 1);
+    let viewed = |v: i64| ReportUpdate {
+        viewed: Some(true),
+        add_annotations: vec![format!("seen at v{v}")],
+        expected_version: Some(v),
+        ..Default::default()
+    };
+    let r = store.update(&id, &viewed(1), "alice", 400_100).unwrap();
+    assert_eq!(r.version, 2);
+    let dismiss = ReportUpdate {
+        status: Some(ReportStatus::Dismissed),
+        add_annotations: vec!["not it".into()],
+        expected_version: Some(1),
+        ..Default::default()
+    };
+    match store.update(&id, &dismiss, "bob", 400_200) {
+        Err(StoreError::Conflict { conflict, .. }) => {
+            assert_eq!(conflict.current_version, 2);
+            assert_eq!(conflict.latest.actor, "alice");
+            assert_eq!(conflict.latest.at_ms, 400_100);
+            assert!(conflict.latest.details_json.contains("viewed"));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let r = store.get(&id).unwrap();
+    assert_eq!(
+        (r.status, r.version, r.audit.len()),
+        (ReportStatus::Pending, 2, 2)
+    );
+
+    let results = Mutex::new(Vec::new());
+    thread::scope(|s| {
+        for who in ["carol", "dave"] {
+            let results = &results;
+            let id = &id;
+            let update = viewed(2);
+            s.spawn(move || {
+                let got = store.update(id, &update, who, 400_300);
+                results.lock().unwrap().push(got.map(|r| r.version));
+            });
+        }
+    });
+    let results = results.into_inner().unwrap();
+    let won: Vec<i64> = results
+        .iter()
+        .filter_map(|r| r.as_ref().ok().copied())
+        .collect();
+    assert_eq!(won, [3]);
+    assert!(results
+        .iter()
+        .any(|r| matches!(r, Err(StoreError::Conflict { .. }))));
+    assert_eq!(store.get(&id).unwrap().annotations.len(), 2);
+
+    // The bug of issue 22: a reported stub accepted viewed = false.
+    let reported = ReportUpdate {
+        status: Some(ReportStatus::Reported),
+        classification: Some("A2".into()),
+        ..Default::default()
+    };
+    store.update(&id, &reported, "erin", 400_400).unwrap();
+    let unview = ReportUpdate {
+        viewed: Some(false),
+        ..Default::default()
+    };
+    assert!(matches!(
+        store.update(&id, &unview, "erin", 400_500),
+        Err(StoreError::Rejected { .. })
+    ));
+    let r = store.get(&id).unwrap();
+    assert_eq!((r.status, r.viewed), (ReportStatus::Reported, Some(true)));
+}
+
+/// Counts by status under a filter, the review queue's deadline order
+/// with paging, and pruning of closed stubs past their deadline.
+fn counts_deadline_order_and_prune(store: &dyn ReportStore) {
+    let batch: Vec<NewReport> = (0..5).map(|i| stub(500_000 + i * 10, "queue", 1)).collect();
+    let ids = file(store, &batch);
+    let window = ReportFilter {
+        detected_after_ms: Some(500_000),
+        detected_before_ms: Some(500_100),
+        ..Default::default()
+    };
+    let dismiss = ReportUpdate {
+        status: Some(ReportStatus::Dismissed),
+        add_annotations: vec!["no".into()],
+        ..Default::default()
+    };
+    store.update(&ids[1], &dismiss, "rev", 500_500).unwrap();
+    // The status filter does not narrow the counts: they are by status.
+    let counts = store
+        .counts(&ReportFilter {
+            status: Some(ReportStatus::Reported),
+            ..window.clone()
+        })
+        .unwrap();
+    assert_eq!(
+        (counts.pending, counts.dismissed, counts.total()),
+        (4, 1, 5)
+    );
+    let category = store
+        .counts(&ReportFilter {
+            category: Some("A1".into()),
+            list: Some("queue".into()),
+            ..window.clone()
+        })
+        .unwrap();
+    assert_eq!(category.total(), 5);
+    let no_category = store
+        .counts(&ReportFilter {
+            category: Some("B2".into()),
+            ..window.clone()
+        })
+        .unwrap();
+    assert_eq!(no_category.total(), 0);
+
+    // Deadline first, two per page: oldest detection first, every stub once.
+    let mut filter = ReportFilter {
+        order: ListOrder::Deadline,
+        page_size: 2,
+        ..window.clone()
+    };
+    let mut seen = Vec::new();
+    loop {
+        let page = store.list(&filter).unwrap();
+        seen.extend(page.reports.iter().map(|r| r.id.clone()));
+        match page.next_page_token {
+            Some(t) => filter.page_token = Some(t),
+            None => break,
+        }
+        assert!(seen.len() <= 5, "paging does not terminate");
+    }
+    assert_eq!(seen, ids);
+    // A newest-first token is not a deadline token.
+    let bad = store.list(&ReportFilter {
+        page_token: Some(format!("500000.{}", ids[0])),
+        ..filter.clone()
+    });
+    assert!(matches!(bad, Err(StoreError::BadPageToken(_))));
+
+    // Only closed stubs past their deadline are pruned; dry run first.
+    let after_deadline = 500_020 + PRESERVATION_MS;
+    let due = store.prune(after_deadline, false).unwrap();
+    let due_ids: Vec<&str> = due.iter().map(|r| r.id.as_str()).collect();
+    assert!(due_ids.contains(&ids[1].as_str()), "{due_ids:?}");
+    assert!(due
+        .iter()
+        .all(|r| r.status.is_closed() && r.preservation_deadline_ms < after_deadline));
+    assert!(store.get(&ids[1]).is_ok(), "a dry run deletes nothing");
+    assert_eq!(store.prune(after_deadline, true).unwrap().len(), due.len());
+    assert!(matches!(store.get(&ids[1]), Err(StoreError::NotFound(_))));
+    assert!(store.get(&ids[0]).is_ok(), "open stubs are kept");
+    assert!(store.prune(after_deadline, false).unwrap().is_empty());
 }
 
 #[test]
@@ -371,7 +642,10 @@ fn postgres_backend_passes_the_suite() {
     let schema = fresh_schema("suite");
     let store = pg_store(&url, &schema);
     suite(&store);
-    // Reconnecting to an existing schema keeps the data (CREATE IF NOT EXISTS).
+    let before = store.counts(&ReportFilter::default()).unwrap();
+    assert!(before.total() > 100, "{before:?}");
+    // Reconnecting to an existing schema keeps the data (CREATE IF NOT
+    // EXISTS, ADD COLUMN IF NOT EXISTS).
     drop(store);
     let store = pg_store(&url, &schema);
     let all = store
@@ -380,7 +654,7 @@ fn postgres_backend_passes_the_suite() {
             ..Default::default()
         })
         .unwrap();
-    assert_eq!(all.reports.len(), 1 + 7 + 1 + 100);
+    assert_eq!(all.reports.len() as u64, before.total());
     drop(store);
     drop_schema(&url, &schema);
 }
@@ -419,7 +693,7 @@ fn drill_child_process_entry() {
         let ids = store
             .create_many(&[stub(1_000_000 + i, "ncmec", 2)])
             .unwrap();
-        writeln!(out, "ACK {}", ids[0]).unwrap();
+        writeln!(out, "ACK {}", ids[0].id).unwrap();
         out.flush().unwrap();
     }
 }
@@ -531,7 +805,7 @@ fn drill_postgres_lost_connection_is_unavailable_then_recovers() {
         },
     )
     .unwrap();
-    let before = store.create_many(&[stub(7_000, "ncmec", 1)]).unwrap();
+    let before = file(&store, &[stub(7_000, "ncmec", 1)]);
 
     // The database vanishes: every call fails fast with Unavailable.
     relay.cut();
@@ -552,7 +826,7 @@ fn drill_postgres_lost_connection_is_unavailable_then_recovers() {
     // It comes back: the very next call reconnects and succeeds, and the
     // stub acknowledged before the outage is intact.
     relay.restore();
-    let after = store.create_many(&[stub(7_200, "ncmec", 1)]).unwrap();
+    let after = file(&store, &[stub(7_200, "ncmec", 1)]);
     assert_eq!(store.get(&before[0]).unwrap().detected_at_ms, 7_000);
     assert_eq!(store.get(&after[0]).unwrap().detected_at_ms, 7_200);
     drop(store);
@@ -568,10 +842,7 @@ fn drill_postgres_stale_pooled_connection_is_replaced_transparently() {
     // (the other tests run in parallel against the same server).
     let sep = if url.contains('?') { '&' } else { '?' };
     let store = pg_store(&format!("{url}{sep}application_name={schema}"), &schema);
-    let id = store
-        .create_many(&[stub(9_000, "iwf", 1)])
-        .unwrap()
-        .remove(0);
+    let id = file(&store, &[stub(9_000, "iwf", 1)]).remove(0);
     // The server ends every session of this application (as a failover or
     // a restart would); the pooled connection is now dead.
     let mut admin = postgres::Client::connect(&url, postgres::NoTls).unwrap();

@@ -2,35 +2,34 @@
 //! mode with `synchronous=FULL` so every commit is on disk when it
 //! returns; one connection behind a mutex.
 //!
-//! Schema versions (`PRAGMA user_version`): 2 is the tables as
-//! `sql::TABLES` describes them. 1 is a database created before that
-//! description existed, by a DDL without the `reports_deadline` index and
-//! without `ON DELETE CASCADE` on the child tables' foreign keys: opening
-//! it creates the index, and the foreign keys stay as they are (SQLite
-//! cannot alter a constraint without rebuilding the tables, a copy of
-//! every stub that is not worth its risk while nothing deletes stubs). A
-//! future purge of expired stubs must delete a stub's children first on a
-//! version 1 database, or rebuild its tables. A version newer than 2 is
-//! refused. 3 adds the `reports.index_identity` column
-//! (`sql::ADDED_COLUMNS`), which opening a version 1 or 2 database adds
-//! (a version 1 database stays version 1 for the reasons above).
+//! Schema versions (`PRAGMA user_version`): 3 is the tables as
+//! `sql::TABLES` describes them. 2 lacks the occurrences table and the
+//! `version` and `open_key` columns (`sql::ADDED_COLUMNS`): opening it adds
+//! them, its stubs at version 1 and without an open key (a new sighting of
+//! their content opens a new stub). 1 is a database created before the
+//! table description existed, by a DDL without the `reports_deadline`
+//! index and without `ON DELETE CASCADE` on the child tables' foreign keys:
+//! opening it also creates the index, and the foreign keys stay as they
+//! are (SQLite cannot alter a constraint without rebuilding the tables, a
+//! copy of every stub not worth its risk), which is why pruning deletes a
+//! stub's children first. A version newer than 3 is refused.
 
 use std::path::Path;
 use std::sync::Mutex;
 
 use rusqlite::types::{ToSqlOutput, Value as Sqlite};
-use rusqlite::{params_from_iter, Connection, ToSql, Transaction};
+use rusqlite::{params_from_iter, Connection, ToSql, Transaction, TransactionBehavior};
 
-use super::ops;
-use super::sql::{self, Column, Dialect, Row, Tx, Type, Value};
-use super::{
-    retention_ms, NewReport, ReportFilter, ReportPage, ReportRecord, ReportStore, ReportUpdate,
-    StoreError, LEGAL_RETENTION_DAYS,
+use crate::ops;
+use crate::sql::{Column, Dialect, Row, Tx, Type, Value, ADDED_COLUMNS};
+use crate::{
+    retention_ms, Filed, NewReport, ReportCounts, ReportFilter, ReportPage, ReportRecord,
+    ReportStore, ReportUpdate, StoreError, LEGAL_RETENTION_DAYS,
 };
 
 /// The schema this code creates.
 const SCHEMA_VERSION: i64 = 3;
-/// A database created by the DDL before [`SCHEMA_VERSION`] 2.
+/// A database created by the DDL before the table description.
 const LEGACY_VERSION: i64 = 1;
 
 /// Report stubs in an embedded SQLite database.
@@ -86,7 +85,11 @@ impl SqliteReportStore {
         // A panic while holding the lock cannot leave a half-applied
         // transaction (rusqlite rolls back on drop), so poisoning is moot.
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        let tx = conn.transaction()?;
+        // IMMEDIATE: the write lock is taken at BEGIN, so another process
+        // on the same file (`sigil scan --reports` beside `sigil serve`)
+        // waits its turn (busy timeout) instead of failing at the first
+        // write of a read-then-write transaction.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let v = body(&mut SqliteTx(&tx))?;
         // synchronous=FULL in WAL mode: the commit is fsynced before this returns.
         tx.commit()?;
@@ -109,28 +112,26 @@ fn migrate(conn: &Connection) -> Result<(), StoreError> {
         [],
         |r| r.get(0),
     )?;
-    conn.execute_batch(&Dialect::Sqlite.schema())?;
-    for (table, column) in sql::ADDED_COLUMNS {
-        let present: bool = conn.query_row(
-            &format!(
-                "SELECT COUNT(*) > 0 FROM pragma_table_info('{}') WHERE name = ?1",
-                table.name
-            ),
-            [column.name],
-            |r| r.get(0),
-        )?;
-        if !present {
-            conn.execute_batch(&Dialect::Sqlite.add_column(table, &column))?;
+    conn.execute_batch(&Dialect::Sqlite.tables())?;
+    let mut have = Vec::new();
+    {
+        let mut st = conn.prepare("SELECT name FROM pragma_table_info('reports')")?;
+        for name in st.query_map([], |r| r.get::<_, String>(0))? {
+            have.push(name?);
         }
     }
-    let new_version = match version {
+    for column in ADDED_COLUMNS {
+        if !have.iter().any(|h| h == column) {
+            conn.execute_batch(&Dialect::Sqlite.add_column(column))?;
+        }
+    }
+    conn.execute_batch(&Dialect::Sqlite.indexes())?;
+    let version = match version {
         0 if existed => LEGACY_VERSION,
         LEGACY_VERSION => LEGACY_VERSION,
         _ => SCHEMA_VERSION,
     };
-    if new_version != version {
-        conn.pragma_update(None, "user_version", new_version)?;
-    }
+    conn.pragma_update(None, "user_version", version)?;
     Ok(())
 }
 
@@ -194,8 +195,16 @@ impl Tx for SqliteTx<'_> {
 }
 
 impl ReportStore for SqliteReportStore {
-    fn create_many(&self, reports: &[NewReport]) -> Result<Vec<String>, StoreError> {
+    fn create_many(&self, reports: &[NewReport]) -> Result<Vec<Filed>, StoreError> {
         self.with_tx(|tx| ops::create_many(tx, reports, self.retention_ms))
+    }
+
+    fn counts(&self, filter: &ReportFilter) -> Result<ReportCounts, StoreError> {
+        self.with_tx(|tx| ops::counts(tx, filter))
+    }
+
+    fn prune(&self, now_ms: i64, apply: bool) -> Result<Vec<ReportRecord>, StoreError> {
+        self.with_tx(|tx| ops::prune(tx, now_ms, apply))
     }
 
     fn get(&self, id: &str) -> Result<ReportRecord, StoreError> {
@@ -220,7 +229,7 @@ impl ReportStore for SqliteReportStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{ReportStatus, StoredMatch, PRESERVATION_MS};
+    use crate::{ReportStatus, StoredMatch, PRESERVATION_MS};
 
     fn stub(ms: i64, list: &str) -> NewReport {
         NewReport {
@@ -228,6 +237,7 @@ mod tests {
             reporting_org: "Example".into(),
             source: "image".into(),
             md5: "00".repeat(16),
+            sha256: format!("{ms:064x}"),
             actor: "pipe".into(),
             matches: vec![StoredMatch {
                 id: "e1".into(),
@@ -249,7 +259,10 @@ mod tests {
         let store = SqliteReportStore::open(&path).unwrap();
         let ids = store
             .create_many(&[stub(1000, "a"), stub(2000, "b"), stub(3000, "a")])
-            .unwrap();
+            .unwrap()
+            .into_iter()
+            .map(|f| f.id)
+            .collect::<Vec<_>>();
         let r = store.get(&ids[0]).unwrap();
         assert_eq!(r.preservation_deadline_ms, 1000 + PRESERVATION_MS);
         assert_eq!(r.matches[0].variant.as_deref(), Some("rot90"));
@@ -283,6 +296,7 @@ mod tests {
             viewed: Some(true),
             classification: Some("B1".into()),
             add_annotations: vec!["checked".into()],
+            expected_version: Some(1),
         };
         let r = store.update(&ids[1], &u, "rev", 5000).unwrap();
         assert_eq!(r.status, ReportStatus::Confirmed);
@@ -303,71 +317,32 @@ mod tests {
         assert_eq!(store.list(&f).unwrap().reports.len(), 2);
     }
 
-    /// Whether a line of DDL declares a column added since (`ADDED_COLUMNS`).
-    fn added_column(line: &str) -> bool {
-        sql::ADDED_COLUMNS
-            .iter()
-            .any(|(_, c)| line.trim_start().starts_with(&format!("{} ", c.name)))
-    }
-
-    /// A version 2 database (before `index_identity`) with one stub.
-    fn version_2_ddl() -> String {
-        let ddl = Dialect::Sqlite.schema();
-        let ddl: Vec<&str> = ddl.lines().filter(|l| !added_column(l)).collect();
-        ddl.join("\n")
-            + "
-INSERT INTO reports VALUES ('rpt_v2', 'pending', 'x', 5, 6, 'org', '', '', '', '', 'image',
-    '', '', '', '', 80, NULL, NULL, NULL, 7);
-PRAGMA user_version = 2;"
-    }
-
-    /// A version 2 database gains `index_identity` (NULL in its stubs),
-    /// takes new stubs with one, and is marked version 3.
-    #[test]
-    fn version_2_database_gains_the_index_identity() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v2.db");
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(&version_2_ddl())
-            .unwrap();
-        let store = SqliteReportStore::open(&path).unwrap();
-        assert_eq!(store.get("rpt_v2").unwrap().index_identity, None);
-        let new = NewReport {
-            index_identity: "00112233aabbccdd".into(),
-            ..stub(9, "a")
-        };
-        let id = store.create_many(&[new]).unwrap().remove(0);
-        assert_eq!(
-            store.get(&id).unwrap().index_identity.as_deref(),
-            Some("00112233aabbccdd")
-        );
-        drop(store);
-        let version: i64 = Connection::open(&path)
-            .unwrap()
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(version, SCHEMA_VERSION);
-        // Opening again finds the column there and changes nothing.
-        drop(SqliteReportStore::open(&path).unwrap());
-    }
-
-    /// The DDL of the SQLite store before the one schema description:
-    /// the same tables without `ON DELETE CASCADE`, and no
-    /// `reports_deadline` index.
-    fn legacy_ddl() -> String {
-        let ddl = Dialect::Sqlite.schema().replace(" ON DELETE CASCADE", "");
-        let ddl: Vec<&str> = ddl
-            .lines()
-            .filter(|l| !l.contains("reports_deadline") && !added_column(l))
-            .collect();
-        ddl.join("\n")
-            + "
-INSERT INTO reports VALUES ('rpt_old', 'confirmed', 'x', 5, 6, 'org', '', '', '', '', 'image',
+    /// The DDL of the SQLite store before the one schema description (as
+    /// it was written then): no `ON DELETE CASCADE`, no `reports_deadline`
+    /// index, no occurrences, versions or open keys.
+    const LEGACY_DDL: &str = "
+CREATE TABLE reports (id TEXT NOT NULL, status TEXT NOT NULL, incident_type TEXT NOT NULL,
+    detected_at_ms BIGINT NOT NULL, preservation_deadline_ms BIGINT NOT NULL,
+    reporting_org TEXT NOT NULL, reporting_email TEXT NOT NULL, submitter_ref TEXT NOT NULL,
+    content_ref TEXT NOT NULL, file_name TEXT NOT NULL, source TEXT NOT NULL, md5 TEXT NOT NULL,
+    sha1 TEXT NOT NULL, sha256 TEXT NOT NULL, pdq TEXT NOT NULL, quality INTEGER,
+    viewed INTEGER, classification TEXT, reviewer TEXT, updated_at_ms BIGINT NOT NULL,
+    PRIMARY KEY (id));
+CREATE TABLE report_matches (report_id TEXT NOT NULL REFERENCES reports (id),
+    seq INTEGER NOT NULL, entry_id TEXT NOT NULL, list TEXT NOT NULL, category TEXT NOT NULL,
+    note TEXT, kind TEXT NOT NULL, distance INTEGER NOT NULL, variant TEXT,
+    PRIMARY KEY (report_id, seq));
+CREATE TABLE report_annotations (report_id TEXT NOT NULL REFERENCES reports (id),
+    seq INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (report_id, seq));
+CREATE TABLE report_audit (report_id TEXT NOT NULL REFERENCES reports (id),
+    seq INTEGER NOT NULL, at_ms BIGINT NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    details TEXT NOT NULL, PRIMARY KEY (report_id, seq));
+CREATE INDEX reports_detected ON reports (detected_at_ms, id);
+CREATE INDEX report_matches_list ON report_matches (list, report_id);
+INSERT INTO reports VALUES ('rpt_old', 'reported', 'x', 5, 6, 'org', '', '', '', '', 'image',
     '', '', '', '', 80, 1, 'A2', 'rev', 7);
 INSERT INTO report_matches VALUES ('rpt_old', 0, 'e', 'ncmec', 'A1', NULL, 'md5', 0, NULL);
-INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');"
-    }
+INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');";
 
     /// A database made by the old DDL opens with its stubs, gains the
     /// deadline index, is marked version 1, and takes new stubs and
@@ -378,17 +353,21 @@ INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');"
         let path = dir.path().join("old.db");
         Connection::open(&path)
             .unwrap()
-            .execute_batch(&legacy_ddl())
+            .execute_batch(LEGACY_DDL)
             .unwrap();
         let store = SqliteReportStore::open(&path).unwrap();
         let old = store.get("rpt_old").unwrap();
         assert_eq!(
             (old.status, old.viewed, old.quality),
-            (ReportStatus::Confirmed, Some(true), Some(80))
+            (ReportStatus::Reported, Some(true), Some(80))
         );
         assert_eq!(old.matches[0].kind, "md5");
-        assert_eq!(old.index_identity, None);
-        let id = store.create_many(&[stub(9, "a")]).unwrap().remove(0);
+        assert_eq!(old.version, 1);
+        // A closed, expired legacy stub is pruned despite the missing
+        // cascade: its children go first.
+        assert_eq!(store.prune(7, true).unwrap().len(), 1);
+        assert!(matches!(store.get("rpt_old"), Err(StoreError::NotFound(_))));
+        let id = store.create_many(&[stub(9, "a")]).unwrap().remove(0).id;
         let u = ReportUpdate {
             add_annotations: vec!["n".into()],
             ..Default::default()
@@ -414,6 +393,58 @@ INSERT INTO report_audit VALUES ('rpt_old', 0, 5, 'pipe', 'created', '{}');"
         drop(conn);
         let err = SqliteReportStore::open(&path).err().expect("refused");
         assert!(err.to_string().contains("newer"), "{err}");
+    }
+
+    /// A database of schema version 2 (what every server wrote before
+    /// occurrences and versions) becomes version 3: its stubs read back at
+    /// version 1 and are reviewed under the version check; a new sighting
+    /// of their content opens a new stub (they have no open key).
+    #[test]
+    fn version_2_database_is_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(LEGACY_DDL).unwrap();
+        conn.execute_batch(
+            "UPDATE reports SET status = 'pending', viewed = NULL, classification = NULL;
+             CREATE INDEX reports_deadline ON reports (preservation_deadline_ms);",
+        )
+        .unwrap();
+        conn.pragma_update(None, "user_version", 2).unwrap();
+        drop(conn);
+        let store = SqliteReportStore::open(&path).unwrap();
+        let old = store.get("rpt_old").unwrap();
+        assert_eq!((old.version, old.occurrence_count), (1, 0));
+        let stale = ReportUpdate {
+            viewed: Some(true),
+            expected_version: Some(0),
+            ..Default::default()
+        };
+        assert!(matches!(
+            store.update("rpt_old", &stale, "rev", 8),
+            Err(StoreError::Conflict { .. })
+        ));
+        let fresh = ReportUpdate {
+            expected_version: Some(1),
+            ..stale
+        };
+        assert_eq!(
+            store.update("rpt_old", &fresh, "rev", 8).unwrap().version,
+            2
+        );
+        let again = NewReport {
+            md5: String::new(),
+            ..stub(9, "ncmec")
+        };
+        let filed = store.create_many(&[again.clone(), again]).unwrap();
+        assert_ne!(filed[0].id, "rpt_old");
+        assert_eq!(filed[1].filing, crate::Filing::AlreadyRecorded);
+        drop(store);
+        let version: i64 = Connection::open(&path)
+            .unwrap()
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
     }
 
     /// A new database is created at the current version.

@@ -26,11 +26,12 @@ use postgres::types::ToSql;
 use postgres::{Client, Config, Statement, Transaction};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-use super::ops;
-use super::sql::{self, Column, Dialect, Row, Tx, Type, Value};
-use super::{
-    retention_ms, NewReport, ReportFilter, ReportPage, ReportRecord, ReportStore, ReportUpdate,
-    StoreError, LEGAL_RETENTION_DAYS,
+use crate::ops;
+use crate::redact_url;
+use crate::sql::{Column, Dialect, Row, Tx, Type, Value, ADDED_COLUMNS};
+use crate::{
+    retention_ms, Filed, NewReport, ReportCounts, ReportFilter, ReportPage, ReportRecord,
+    ReportStore, ReportUpdate, StoreError, LEGAL_RETENTION_DAYS,
 };
 
 /// Connection settings beyond the URL.
@@ -107,22 +108,6 @@ impl Drop for Lease<'_> {
     }
 }
 
-/// Removes the password from a connection URL so it can appear in errors
-/// and logs.
-pub fn redact_url(url: &str) -> String {
-    if let Some((scheme, rest)) = url.split_once("://") {
-        if let Some((userinfo, host)) = rest.rsplit_once('@') {
-            let user = userinfo.split(':').next().unwrap_or("");
-            return format!("{scheme}://{user}@{host}");
-        }
-    }
-    // key=value form: drop any password=... pair.
-    url.split_whitespace()
-        .filter(|kv| !kv.to_ascii_lowercase().starts_with("password="))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 /// True when `e` means the connection (not the statement) failed: the
 /// server is unreachable, restarting, or the socket broke.
 fn is_connection_error(e: &postgres::Error) -> bool {
@@ -189,11 +174,14 @@ impl PgReportStore {
             ddl.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {schema};"));
             ddl.push_str(&format!("SET search_path TO {schema};"));
         }
-        ddl.push_str(&Dialect::Postgres.schema());
-        for (table, column) in sql::ADDED_COLUMNS {
-            ddl.push_str(&Dialect::Postgres.add_column(table, &column));
+        // Tables, then the columns a database from before them lacks, then
+        // the indexes (one of which is on such a column).
+        ddl.push_str(&Dialect::Postgres.tables());
+        for column in ADDED_COLUMNS {
+            ddl.push_str(&Dialect::Postgres.add_column(column));
             ddl.push_str(";\n");
         }
+        ddl.push_str(&Dialect::Postgres.indexes());
         lease
             .client()
             .batch_execute(&ddl)
@@ -457,10 +445,18 @@ impl ReportStore for PgReportStore {
         self.opts.max_connections
     }
 
-    fn create_many(&self, reports: &[NewReport]) -> Result<Vec<String>, StoreError> {
+    fn create_many(&self, reports: &[NewReport]) -> Result<Vec<Filed>, StoreError> {
         self.with_tx("storing report stubs", |tx| {
             ops::create_many(tx, reports, self.retention_ms)
         })
+    }
+
+    fn counts(&self, filter: &ReportFilter) -> Result<ReportCounts, StoreError> {
+        self.with_tx("counting reports", |tx| ops::counts(tx, filter))
+    }
+
+    fn prune(&self, now_ms: i64, apply: bool) -> Result<Vec<ReportRecord>, StoreError> {
+        self.with_tx("pruning reports", |tx| ops::prune(tx, now_ms, apply))
     }
 
     fn get(&self, id: &str) -> Result<ReportRecord, StoreError> {

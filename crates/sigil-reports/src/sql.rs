@@ -8,9 +8,9 @@
 //! adds only what differs: connecting, transactions, and how its driver
 //! binds and reads each [`Type`].
 
-use crate::store::{
-    AuditRecord, NewReport, ReportFilter, ReportRecord, ReportStatus, StoreError, StoredMatch,
-    INCIDENT_TYPE,
+use crate::{
+    AuditRecord, ListOrder, NewReport, Occurrence, ReportFilter, ReportRecord, ReportStatus,
+    StoreError, StoredMatch, INCIDENT_TYPE,
 };
 
 /// A column's type. SQLite has no boolean (0/1 in an INTEGER) and gives
@@ -29,13 +29,16 @@ pub(crate) struct Column {
     pub name: &'static str,
     pub ty: Type,
     pub nullable: bool,
+    /// The DDL default, for columns added to existing databases.
+    pub default: Option<&'static str>,
 }
 
-const fn col(name: &'static str, ty: Type) -> Column {
+pub(crate) const fn col(name: &'static str, ty: Type) -> Column {
     Column {
         name,
         ty,
         nullable: false,
+        default: None,
     }
 }
 
@@ -44,6 +47,7 @@ const fn opt(name: &'static str, ty: Type) -> Column {
         name,
         ty,
         nullable: true,
+        default: None,
     }
 }
 
@@ -81,19 +85,26 @@ pub(crate) const REPORTS: Table = Table {
         opt("classification", Text),
         opt("reviewer", Text),
         col("updated_at_ms", BigInt),
-        INDEX_IDENTITY,
+        // Schema version 3 (see [`ADDED_COLUMNS`]): one more with each
+        // reviewer's update; 1 for stubs from before.
+        Column {
+            default: Some("1"),
+            ..col("version", BigInt)
+        },
+        // The stub's `crate::dedup_key` while it is open (pending or
+        // confirmed), NULL once closed: unique, so one open stub per
+        // content and entries, even with concurrent writers.
+        opt("open_key", Text),
+        // Which index generation matched (`sigil_index::IndexIdentity` in
+        // hex); NULL in stubs from before sigil recorded it.
+        opt("index_identity", Text),
     ],
     primary_key: "id",
 };
 
-/// Which index generation matched (`sigil_index::IndexIdentity` in hex).
-/// Added after the first schema, so NULL in older stubs.
-const INDEX_IDENTITY: Column = opt("index_identity", Text);
-
-/// Columns added to an existing table after it was first created, in the
-/// order they were added: a database from before gains them on open
-/// ([`Dialect::add_column`]). Each is also in its table's `columns`, last.
-pub(crate) const ADDED_COLUMNS: [(&Table, Column); 1] = [(&REPORTS, INDEX_IDENTITY)];
+/// Columns added to [`REPORTS`] after the first schema: an existing
+/// database gains them (with their defaults) when opened.
+pub(crate) const ADDED_COLUMNS: [&str; 3] = ["version", "open_key", "index_identity"];
 
 /// The child tables start with `report_id` (referencing `reports (id)`,
 /// deleted with it) and `seq` (the order within the stub); the rest is
@@ -135,23 +146,56 @@ pub(crate) const AUDIT: Table = Table {
     primary_key: "report_id, seq",
 };
 
-pub(crate) const TABLES: [&Table; 4] = [&REPORTS, &MATCHES, &ANNOTATIONS, &AUDIT];
+/// Every sighting of a stub's content (schema version 3).
+pub(crate) const OCCURRENCES: Table = Table {
+    name: "report_occurrences",
+    columns: &[
+        CHILD_KEY[0],
+        CHILD_KEY[1],
+        col("at_ms", BigInt),
+        col("submitter_ref", Text),
+        col("content_ref", Text),
+        col("actor", Text),
+    ],
+    primary_key: "report_id, seq",
+};
 
-/// (name, table, columns): for listing by time, finding stubs past their
-/// preservation deadline, and the listing's filter by list.
-pub(crate) const INDEXES: [(&str, &str, &str); 3] = [
-    ("reports_detected", "reports", "detected_at_ms, id"),
-    ("reports_deadline", "reports", "preservation_deadline_ms"),
-    ("report_matches_list", "report_matches", "list, report_id"),
+pub(crate) const TABLES: [&Table; 5] = [&REPORTS, &MATCHES, &ANNOTATIONS, &AUDIT, &OCCURRENCES];
+
+/// (name, table, columns, unique): for listing by time and by deadline,
+/// finding stubs past their preservation deadline, the listing's filters
+/// by list and category, and the one open stub per content and entries.
+pub(crate) const INDEXES: [(&str, &str, &str, bool); 5] = [
+    ("reports_detected", "reports", "detected_at_ms, id", false),
+    (
+        "reports_deadline",
+        "reports",
+        "preservation_deadline_ms",
+        false,
+    ),
+    (
+        "report_matches_list",
+        "report_matches",
+        "list, report_id",
+        false,
+    ),
+    (
+        "report_matches_category",
+        "report_matches",
+        "category, report_id",
+        false,
+    ),
+    ("reports_open_key", "reports", "open_key", true),
 ];
 
 /// The columns a review changes (after `id`, the statement's first value).
-const REVIEW_COLUMNS: [&str; 5] = [
+const REVIEW_COLUMNS: [&str; 6] = [
     "status",
     "viewed",
     "classification",
     "reviewer",
     "updated_at_ms",
+    "version",
 ];
 
 impl Table {
@@ -203,17 +247,61 @@ impl Dialect {
         }
     }
 
-    /// The DDL of every table and index, each created if missing.
+    /// The DDL of every table and index, each created if missing (the
+    /// stores run it in parts: a database from before [`ADDED_COLUMNS`]
+    /// needs [`Dialect::tables`], then those columns, then
+    /// [`Dialect::indexes`]).
+    #[cfg(test)]
     pub fn schema(self) -> String {
+        self.tables() + &self.indexes()
+    }
+
+    /// `ALTER TABLE` adding `column` of [`REPORTS`].
+    pub fn add_column(self, column: &str) -> String {
+        let c = REPORTS
+            .columns
+            .iter()
+            .find(|c| c.name == column)
+            .expect("an added column is described");
+        let exists = match self {
+            Dialect::Postgres => "IF NOT EXISTS ",
+            Dialect::Sqlite => "",
+        };
+        format!(
+            "ALTER TABLE reports ADD COLUMN {exists}{}",
+            self.column_ddl(c)
+        )
+    }
+
+    fn column_ddl(self, c: &Column) -> String {
+        let null = if c.nullable { "" } else { " NOT NULL" };
+        let default = c
+            .default
+            .map(|d| format!(" DEFAULT {d}"))
+            .unwrap_or_default();
+        format!("{} {}{null}{default}", c.name, self.type_name(c.ty))
+    }
+
+    /// The indexes' DDL, each created if missing.
+    pub fn indexes(self) -> String {
+        let mut ddl = String::new();
+        for (name, table, columns, unique) in INDEXES {
+            let unique = if unique { "UNIQUE " } else { "" };
+            ddl.push_str(&format!(
+                "CREATE {unique}INDEX IF NOT EXISTS {name} ON {table} ({columns});\n"
+            ));
+        }
+        ddl
+    }
+
+    /// The tables' DDL, each created if missing.
+    pub fn tables(self) -> String {
         let mut ddl = String::new();
         for t in TABLES {
             let mut lines: Vec<String> = t
                 .columns
                 .iter()
-                .map(|c| {
-                    let null = if c.nullable { "" } else { " NOT NULL" };
-                    format!("    {} {}{null}", c.name, self.type_name(c.ty))
-                })
+                .map(|c| format!("    {}", self.column_ddl(c)))
                 .collect();
             if t.is_child() {
                 lines[0].push_str(" REFERENCES reports (id) ON DELETE CASCADE");
@@ -225,31 +313,7 @@ impl Dialect {
                 lines.join(",\n")
             ));
         }
-        for (name, table, columns) in INDEXES {
-            ddl.push_str(&format!(
-                "CREATE INDEX IF NOT EXISTS {name} ON {table} ({columns});\n"
-            ));
-        }
         ddl
-    }
-}
-
-impl Dialect {
-    /// Adds `column` to `table` in a database created before it existed
-    /// (nullable columns only: existing rows hold NULL). PostgreSQL skips
-    /// a column that exists; SQLite cannot, so its caller checks first.
-    pub fn add_column(self, table: &Table, column: &Column) -> String {
-        debug_assert!(column.nullable, "an added column must be nullable");
-        let if_missing = match self {
-            Dialect::Postgres => "IF NOT EXISTS ",
-            Dialect::Sqlite => "",
-        };
-        format!(
-            "ALTER TABLE {} ADD COLUMN {if_missing}{} {}",
-            table.name,
-            column.name,
-            self.type_name(column.ty)
-        )
     }
 }
 
@@ -262,7 +326,7 @@ pub(crate) enum Value {
     Bool(Option<bool>),
 }
 
-pub(super) fn text(s: &str) -> Value {
+pub(crate) fn text(s: &str) -> Value {
     Value::Text(Some(s.to_string()))
 }
 
@@ -318,7 +382,12 @@ impl Row {
 }
 
 /// The values of a new stub's [`REPORTS`] row.
-pub(super) fn report_values(id: &str, r: &NewReport, retention_ms: i64) -> Vec<Value> {
+pub(crate) fn report_values(
+    id: &str,
+    r: &NewReport,
+    retention_ms: i64,
+    open_key: &str,
+) -> Vec<Value> {
     vec![
         text(id),
         text(ReportStatus::Pending.as_str()),
@@ -340,13 +409,15 @@ pub(super) fn report_values(id: &str, r: &NewReport, retention_ms: i64) -> Vec<V
         Value::Text(None),
         Value::Text(None),
         Value::BigInt(r.detected_at_ms),
+        Value::BigInt(1),
+        text(open_key),
         text(&r.index_identity),
     ]
 }
 
 /// A stub from a [`REPORTS`] row, without its matches, annotations and
 /// audit trail (they live in tables of their own).
-pub(super) fn report_from_row(mut row: Row) -> Result<ReportRecord, StoreError> {
+pub(crate) fn report_from_row(mut row: Row) -> Result<ReportRecord, StoreError> {
     let id = row.text()?;
     let status = row.text()?;
     let status = ReportStatus::parse(&status).ok_or_else(|| {
@@ -373,14 +444,18 @@ pub(super) fn report_from_row(mut row: Row) -> Result<ReportRecord, StoreError> 
         classification: row.opt_text()?,
         reviewer: row.opt_text()?,
         updated_at_ms: row.big_int()?,
+        version: {
+            let v = row.big_int()?;
+            // open_key is the store's, not the record's.
+            row.opt_text()?;
+            v
+        },
         index_identity: row.opt_text()?,
-        matches: Vec::new(),
-        annotations: Vec::new(),
-        audit: Vec::new(),
+        ..ReportRecord::default()
     })
 }
 
-pub(super) fn match_values(id: &str, seq: usize, m: &StoredMatch) -> Vec<Value> {
+pub(crate) fn match_values(id: &str, seq: usize, m: &StoredMatch) -> Vec<Value> {
     vec![
         text(id),
         Value::Int(Some(seq as u32)),
@@ -394,7 +469,7 @@ pub(super) fn match_values(id: &str, seq: usize, m: &StoredMatch) -> Vec<Value> 
     ]
 }
 
-pub(super) fn match_from_row(mut row: Row) -> Result<StoredMatch, StoreError> {
+pub(crate) fn match_from_row(mut row: Row) -> Result<StoredMatch, StoreError> {
     Ok(StoredMatch {
         id: row.text()?,
         list: row.text()?,
@@ -406,7 +481,7 @@ pub(super) fn match_from_row(mut row: Row) -> Result<StoredMatch, StoreError> {
     })
 }
 
-pub(super) fn audit_values(id: &str, seq: usize, a: &AuditRecord) -> Vec<Value> {
+pub(crate) fn audit_values(id: &str, seq: usize, a: &AuditRecord) -> Vec<Value> {
     vec![
         text(id),
         Value::Int(Some(seq as u32)),
@@ -417,7 +492,27 @@ pub(super) fn audit_values(id: &str, seq: usize, a: &AuditRecord) -> Vec<Value> 
     ]
 }
 
-pub(super) fn audit_from_row(mut row: Row) -> Result<AuditRecord, StoreError> {
+pub(crate) fn occurrence_values(id: &str, seq: usize, o: &Occurrence) -> Vec<Value> {
+    vec![
+        text(id),
+        Value::Int(Some(seq as u32)),
+        Value::BigInt(o.at_ms),
+        text(&o.submitter_ref),
+        text(&o.content_ref),
+        text(&o.actor),
+    ]
+}
+
+pub(crate) fn occurrence_from_row(mut row: Row) -> Result<Occurrence, StoreError> {
+    Ok(Occurrence {
+        at_ms: row.big_int()?,
+        submitter_ref: row.text()?,
+        content_ref: row.text()?,
+        actor: row.text()?,
+    })
+}
+
+pub(crate) fn audit_from_row(mut row: Row) -> Result<AuditRecord, StoreError> {
     Ok(AuditRecord {
         at_ms: row.big_int()?,
         actor: row.text()?,
@@ -489,24 +584,20 @@ impl Dialect {
         )
     }
 
-    /// The listing query of `filter`, newest first, at most `limit` rows,
-    /// and its values; keyset paging on `(detected_at_ms, id)` with the page
-    /// token `"<ms>.<id>"`.
-    pub fn list(
+    /// The `WHERE` clause of `filter`'s filters (its status only with
+    /// `with_status`), appending its values to `args`.
+    fn filter_clause(
         self,
         filter: &ReportFilter,
-        limit: usize,
-    ) -> Result<(String, Vec<Value>), StoreError> {
-        let mut sql = format!(
-            "SELECT {} FROM reports r WHERE 1 = 1",
-            names(REPORTS.columns)
-        );
-        let mut args = Vec::new();
+        with_status: bool,
+        args: &mut Vec<Value>,
+    ) -> String {
+        let mut sql = String::from(" WHERE 1 = 1");
         let mut push = |sql: &mut String, clause: &str, v: Value| {
             args.push(v);
             sql.push_str(&clause.replace('?', &self.param(args.len())));
         };
-        if let Some(s) = filter.status {
+        if let Some(s) = filter.status.filter(|_| with_status) {
             push(&mut sql, " AND status = ?", text(s.as_str()));
         }
         if let Some(t) = filter.detected_after_ms {
@@ -515,26 +606,146 @@ impl Dialect {
         if let Some(t) = filter.detected_before_ms {
             push(&mut sql, " AND detected_at_ms < ?", Value::BigInt(t));
         }
-        if let Some(l) = &filter.list {
+        if let Some(t) = filter.deadline_after_ms {
             push(
                 &mut sql,
-                " AND EXISTS (SELECT 1 FROM report_matches m WHERE m.report_id = r.id AND m.list = ?)",
-                text(l),
+                " AND preservation_deadline_ms >= ?",
+                Value::BigInt(t),
             );
         }
+        if let Some(s) = &filter.submitter_ref {
+            push(&mut sql, " AND submitter_ref = ?", text(s));
+        }
+        for (column, value) in [("list", &filter.list), ("category", &filter.category)] {
+            if let Some(v) = value {
+                let clause = format!(
+                    " AND EXISTS (SELECT 1 FROM report_matches m WHERE m.report_id = r.id AND m.{column} = ?)"
+                );
+                push(&mut sql, &clause, text(v));
+            }
+        }
+        sql
+    }
+
+    /// The listing query of `filter`, in its order, at most `limit` rows,
+    /// and its values; keyset paging on `(detected_at_ms, id)` (newest
+    /// first, page token `"<ms>.<id>"`) or `(preservation_deadline_ms, id)`
+    /// (deadline first, page token `"d<ms>.<id>"`).
+    pub fn list(
+        self,
+        filter: &ReportFilter,
+        limit: usize,
+    ) -> Result<(String, Vec<Value>), StoreError> {
+        let mut args = Vec::new();
+        let mut sql = format!(
+            "SELECT {} FROM reports r{}",
+            names(REPORTS.columns),
+            self.filter_clause(filter, true, &mut args)
+        );
+        let (key, cmp, dir, prefix) = match filter.order {
+            ListOrder::Newest => ("detected_at_ms", "<", "DESC", ""),
+            ListOrder::Deadline => ("preservation_deadline_ms", ">", "ASC", "d"),
+        };
         if let Some(tok) = &filter.page_token {
             let (ms, id) = tok
-                .split_once('.')
+                .strip_prefix(prefix)
+                .and_then(|t| t.split_once('.'))
                 .and_then(|(ms, id)| Some((ms.parse::<i64>().ok()?, id)))
                 .ok_or_else(|| StoreError::BadPageToken(tok.clone()))?;
-            push(&mut sql, " AND (detected_at_ms < ?", Value::BigInt(ms));
-            push(&mut sql, " OR (detected_at_ms = ?", Value::BigInt(ms));
-            push(&mut sql, " AND id < ?))", text(id));
+            let mut push = |clause: String, v: Value| {
+                args.push(v);
+                sql.push_str(&clause.replace('?', &self.param(args.len())));
+            };
+            push(format!(" AND ({key} {cmp} ?"), Value::BigInt(ms));
+            push(format!(" OR ({key} = ?"), Value::BigInt(ms));
+            push(format!(" AND id {cmp} ?))"), text(id));
         }
-        sql.push_str(&format!(
-            " ORDER BY detected_at_ms DESC, id DESC LIMIT {limit}"
-        ));
+        sql.push_str(&format!(" ORDER BY {key} {dir}, id {dir} LIMIT {limit}"));
         Ok((sql, args))
+    }
+
+    /// The page token that continues a listing in `order` after `r`.
+    pub fn page_token(order: ListOrder, r: &ReportRecord) -> String {
+        match order {
+            ListOrder::Newest => format!("{}.{}", r.detected_at_ms, r.id),
+            ListOrder::Deadline => format!("d{}.{}", r.preservation_deadline_ms, r.id),
+        }
+    }
+
+    /// `(status, count)` rows of the stubs `filter` selects, whatever their status.
+    pub fn counts(self, filter: &ReportFilter) -> (String, Vec<Value>) {
+        let mut args = Vec::new();
+        let sql = format!(
+            "SELECT status, COUNT(*) FROM reports r{} GROUP BY status",
+            self.filter_clause(filter, false, &mut args)
+        );
+        (sql, args)
+    }
+
+    /// The open stub of key `$1`; locked until the transaction ends
+    /// (PostgreSQL), so concurrent sightings of it queue.
+    pub fn select_open(self) -> String {
+        let lock = match self {
+            Dialect::Postgres => " FOR UPDATE",
+            Dialect::Sqlite => "",
+        };
+        format!(
+            "SELECT id FROM reports WHERE open_key = {}{lock}",
+            self.param(1)
+        )
+    }
+
+    /// Inserts a whole [`REPORTS`] row unless an open stub has its
+    /// `open_key`, returning the id when it inserted. (PostgreSQL waits for
+    /// a concurrent insert of the same key to commit, then inserts nothing.)
+    pub fn insert_open(self) -> String {
+        format!(
+            "{} ON CONFLICT (open_key) DO NOTHING RETURNING id",
+            self.insert(&REPORTS)
+        )
+    }
+
+    /// How many occurrences stub `$1` has (`seq` of the next), and how many
+    /// of them are the sighting `$2` (submitter) / `$3` (content reference).
+    pub fn count_occurrences(self) -> String {
+        format!(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN submitter_ref = {p2} AND content_ref = {p3} \
+             THEN 1 ELSE 0 END), 0) FROM report_occurrences WHERE report_id = {p1}",
+            p1 = self.param(1),
+            p2 = self.param(2),
+            p3 = self.param(3)
+        )
+    }
+
+    /// Empties the `open_key` of stub `$1` (it was closed).
+    pub fn close(self) -> String {
+        format!(
+            "UPDATE reports SET open_key = NULL WHERE id = {}",
+            self.param(1)
+        )
+    }
+
+    /// Closed stubs whose preservation deadline is before `$1`, oldest
+    /// deadline first.
+    pub fn select_prunable(self) -> String {
+        let closed: Vec<String> = ReportStatus::ALL
+            .iter()
+            .filter(|s| s.is_closed())
+            .map(|s| format!("'{}'", s.as_str()))
+            .collect();
+        format!(
+            "SELECT {} FROM reports WHERE preservation_deadline_ms < {} AND status IN ({}) \
+             ORDER BY preservation_deadline_ms, id",
+            names(REPORTS.columns),
+            self.param(1),
+            closed.join(", ")
+        )
+    }
+
+    /// Deletes `t`'s rows of stub `$1` (a child table's by `report_id`).
+    pub fn delete(self, t: &Table) -> String {
+        let key = if t.is_child() { "report_id" } else { "id" };
+        format!("DELETE FROM {} WHERE {key} = {}", t.name, self.param(1))
     }
 }
 
@@ -574,7 +785,20 @@ mod tests {
             details_json: "{}".into(),
         };
         for (table, values) in [
-            (&REPORTS, report_values("id", &r, 1)),
+            (&REPORTS, report_values("id", &r, 1, "key")),
+            (
+                &OCCURRENCES,
+                occurrence_values(
+                    "id",
+                    0,
+                    &Occurrence {
+                        at_ms: 1,
+                        submitter_ref: "u".into(),
+                        content_ref: "c".into(),
+                        actor: "a".into(),
+                    },
+                ),
+            ),
             (&MATCHES, match_values("id", 0, &r.matches[0])),
             (&AUDIT, audit_values("id", 0, &audit)),
         ] {
@@ -593,7 +817,9 @@ mod tests {
         let sqlite = Dialect::Sqlite.schema();
         let pg = Dialect::Postgres.schema();
         assert_eq!(sqlite, pg.replace("viewed BOOLEAN", "viewed INTEGER"));
-        assert_eq!(sqlite.matches("ON DELETE CASCADE").count(), 3);
+        assert_eq!(sqlite.matches("ON DELETE CASCADE").count(), 4);
+        assert!(sqlite.contains("version BIGINT NOT NULL DEFAULT 1"));
+        assert!(sqlite.contains("CREATE UNIQUE INDEX IF NOT EXISTS reports_open_key"));
         assert!(sqlite.contains("reports_deadline ON reports (preservation_deadline_ms)"));
     }
 }
