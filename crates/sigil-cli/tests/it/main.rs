@@ -5,6 +5,7 @@
 mod conformance;
 mod hash_cli;
 mod index_cli;
+mod reports_cli;
 mod robust_cli;
 mod runbook;
 mod scan_cli;

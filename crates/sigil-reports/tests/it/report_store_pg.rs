@@ -29,7 +29,7 @@ use sigil_reports::{PgOptions, PgReportStore};
 
 #[cfg(feature = "postgres")]
 // The relay is shared with sigil-server's drills (one copy of the helper).
-#[path = "../../sigil-server/tests/support/relay.rs"]
+#[path = "../../../sigil-server/tests/support/relay.rs"]
 mod relay;
 #[cfg(feature = "postgres")]
 use relay::Relay;
@@ -705,7 +705,7 @@ fn run_child_and_kill(target: &str, kill_after: usize) -> Vec<String> {
     let mut child = Command::new(exe)
         .args([
             "--exact",
-            "drill_child_process_entry",
+            &test_path("drill_child_process_entry"),
             "--nocapture",
             "--test-threads=1",
         ])
@@ -883,4 +883,14 @@ fn postgres_unreachable_at_start_names_setting_and_cause() {
         "{err}"
     );
     assert!(!err.contains("secret"), "password leaked: {err}");
+}
+
+/// The name by which the test harness knows `test` of this module, whether
+/// this file is its own test binary or a module of one
+/// (`report_store_pg::...`).
+fn test_path(test: &str) -> String {
+    match module_path!().split_once("::") {
+        Some((_, module)) => format!("{module}::{test}"),
+        None => test.to_string(),
+    }
 }

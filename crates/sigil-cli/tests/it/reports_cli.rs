@@ -12,8 +12,10 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// `sigil`, run from the repository root (the docs' commands name
+/// `testdata/...`).
 fn sigil() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_sigil"));
+    let mut c = crate::support::sigil();
     c.current_dir(repo());
     c
 }
