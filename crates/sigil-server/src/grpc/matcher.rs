@@ -14,16 +14,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use sigil_core::robust::RobustLevel;
 use sigil_core::{FileSignatures, HashKind};
 use sigil_index::IndexReader;
 use sigil_match::{HashItem, MatchRequest, Matcher, Outcome, ResolvedOptions, Verdict};
+use tokio::sync::{mpsc, oneshot, watch};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{match_result, parse_query, ParsedHash};
 use super::{caller, deadline, timed};
 use crate::auth::Caller;
+use crate::exec::connections::{CloseReason, ConnControl, ConnInfo};
 use crate::exec::lookup::LookupError;
 use crate::exec::pool::{HashMode, PoolError, Signed};
 use crate::proto;
@@ -419,50 +421,38 @@ impl proto::matcher_server::Matcher for MatcherService {
         request: Request<Streaming<proto::MatchImageRequest>>,
     ) -> Result<Response<Self::MatchImageStreamStream>, Status> {
         let caller = caller(&request)?;
-        let service = self.clone();
-        let window = service.state.config.limits.stream_window;
-        let per_item = service.state.config.limits.request_timeout();
-        let inbound = request.into_inner();
-        let mut first = true;
-        // `buffered` runs up to `window` items at once and yields results in
-        // request order.
-        let out = inbound
-            .map(move |item| {
-                let service = service.clone();
-                let caller = caller.clone();
-                // The stream open was charged by the interceptor.
-                let charge = if std::mem::take(&mut first) {
-                    Ok(())
-                } else {
-                    caller.charge(1)
-                };
-                async move {
-                    let start = Instant::now();
-                    let msg = item?;
-                    let request_id = msg.request_id.clone();
-                    let result = match charge {
-                        Err(s) => Err(s),
-                        Ok(()) => service.stream_item(msg, &caller, start + per_item).await,
-                    };
-                    let code = result
-                        .as_ref()
-                        .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-                    service.state.metrics.observe_call(
-                        "MatchImageStream",
-                        code,
-                        start.elapsed().as_secs_f64(),
-                    );
-                    // A bad item does not end the stream: it becomes an
-                    // ERROR result carrying its request id.
-                    Ok(result.unwrap_or_else(|s| proto::MatchResult {
-                        request_id,
-                        verdict: proto::Verdict::Error as i32,
-                        error: format!("{:?}: {}", s.code(), s.message()),
-                        ..Default::default()
-                    }))
-                }
-            })
-            .buffered(window);
+        let conn = request
+            .extensions()
+            .get::<ConnInfo>()
+            .map(|c| c.control.clone());
+        let window = self.state.config.limits.stream_window;
+        // Each slot holds one item's answer to come, in request order: at
+        // most `window` items are running or answered-but-unsent, so a
+        // client that stops reading stops the intake, never the work.
+        let (slots, answers) = mpsc::channel(window);
+        let (taken, taken_rx) = watch::channel(0u64);
+        tokio::spawn(self.clone().stream_intake(
+            request.into_inner(),
+            caller,
+            slots,
+            StallWatch {
+                taken: taken_rx,
+                conn,
+            },
+        ));
+        let out = futures_util::stream::unfold(
+            (answers, taken, 0u64),
+            |(mut answers, taken, sent)| async move {
+                let answer: oneshot::Receiver<Result<proto::MatchResult, Status>> =
+                    answers.recv().await?;
+                let result = answer
+                    .await
+                    .unwrap_or_else(|_| Err(Status::internal("stream item task ended early")));
+                // The item is leaving for the client now.
+                taken.send_replace(sent + 1);
+                Some((result, (answers, taken, sent + 1)))
+            },
+        );
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -546,7 +536,107 @@ impl proto::matcher_server::Matcher for MatcherService {
     }
 }
 
+/// How an item of `MatchImageStream` notices that its client has stopped
+/// reading: `taken` counts the results handed to the response, `conn` is
+/// the connection to close then.
+#[derive(Clone)]
+struct StallWatch {
+    taken: watch::Receiver<u64>,
+    conn: Option<Arc<ConnControl>>,
+}
+
 impl MatcherService {
+    /// Reads a `MatchImageStream`'s items and runs each as its own task,
+    /// once a slot of the stream's window is free. The task hashes,
+    /// matches and stores (taking and releasing the hashing pool's and the
+    /// report store's permits itself) whether or not the client ever reads
+    /// the answer: nothing shared waits on the client. An inbound error
+    /// (a malformed message, a body deadline) ends the stream with it,
+    /// after the answers before it.
+    async fn stream_intake(
+        self,
+        mut inbound: Streaming<proto::MatchImageRequest>,
+        caller: Caller,
+        slots: mpsc::Sender<oneshot::Receiver<Result<proto::MatchResult, Status>>>,
+        stall: StallWatch,
+    ) {
+        let per_item = self.state.config.limits.request_timeout();
+        for index in 0u64.. {
+            // Wait for room first: the next item is not read while
+            // `window` answers are pending.
+            let Ok(slot) = slots.reserve().await else {
+                return; // the response is gone (client cancelled)
+            };
+            let item = match inbound.message().await {
+                Ok(Some(item)) => item,
+                Ok(None) => return,
+                Err(status) => {
+                    let (tx, rx) = oneshot::channel();
+                    slot.send(rx);
+                    let _ = tx.send(Err(status));
+                    return;
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            slot.send(rx);
+            // The stream open was charged by the interceptor.
+            let charge = if index == 0 { Ok(()) } else { caller.charge(1) };
+            let service = self.clone();
+            let (caller, stall) = (caller.clone(), stall.clone());
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let request_id = item.request_id.clone();
+                let result = match charge {
+                    Err(s) => Err(s),
+                    Ok(()) => service.stream_item(item, &caller, start + per_item).await,
+                };
+                let metrics = &service.state.metrics;
+                let code = result
+                    .as_ref()
+                    .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+                metrics.observe_call("MatchImageStream", code, start.elapsed().as_secs_f64());
+                // A bad item does not end the stream: it becomes an ERROR
+                // result carrying its request id.
+                let result = result.unwrap_or_else(|s| proto::MatchResult {
+                    request_id,
+                    verdict: proto::Verdict::Error as i32,
+                    error: format!("{:?}: {}", s.code(), s.message()),
+                    ..Default::default()
+                });
+                if tx.send(Ok(result)).is_err() {
+                    return; // the response is gone
+                }
+                service
+                    .watch_taken(stall, index)
+                    .await;
+            });
+        }
+    }
+
+    /// Once the answer `index` is next in line, waits for it to be taken;
+    /// if the client leaves it there for `stream_stall_timeout_ms` (HTTP/2
+    /// flow control exhausted), closes the client's connection. Holds
+    /// nothing shared while it waits.
+    async fn watch_taken(&self, stall: StallWatch, index: u64) {
+        let StallWatch { mut taken, conn } = stall;
+        // Earlier answers still in line are not this one's stall.
+        if taken.wait_for(|t| *t >= index).await.is_err() {
+            return;
+        }
+        let limit = self.state.config.limits.stream_stall_timeout();
+        let took = tokio::time::timeout(limit, taken.wait_for(|t| *t > index)).await;
+        if took.is_err() {
+            self.state.metrics.streams_stalled.inc();
+            tracing::warn!(
+                stall_ms = limit.as_millis() as u64,
+                "MatchImageStream client stopped reading results; closing its connection"
+            );
+            if let Some(conn) = conn {
+                conn.close(CloseReason::StreamStalled);
+            }
+        }
+    }
+
     /// One item of `MatchImageStream`, within its own deadline (the stream
     /// waits for room in the hashing pool rather than being refused).
     async fn stream_item(
