@@ -177,10 +177,11 @@ pub struct Limits {
     /// call (gRPC listeners; keepalive pings do not count) or without any
     /// traffic (metrics listener) before it is closed.
     pub idle_timeout_ms: u64,
-    /// Milliseconds a `MatchImageStream` result may wait to be taken by a
-    /// client that has stopped reading (HTTP/2 flow control exhausted)
-    /// before the server closes that client's connection. Items already
-    /// running finish and release what they hold either way.
+    /// Milliseconds a call's response data (typically `MatchImageStream`
+    /// results) may wait for a client that has stopped reading (HTTP/2
+    /// flow control exhausted) before the server closes that client's
+    /// connection. Stream items already running finish and release what
+    /// they hold either way.
     pub stream_stall_timeout_ms: u64,
     /// Request body bytes received but not yet making up a whole gRPC
     /// message, across all connections at most; at the budget, further
@@ -454,7 +455,6 @@ impl ServerConfig {
             ("handshake_timeout_ms", l.handshake_timeout_ms),
             ("idle_timeout_ms", l.idle_timeout_ms),
             ("stream_stall_timeout_ms", l.stream_stall_timeout_ms),
-            ("request_timeout_ms", l.request_timeout_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid(format!(

@@ -62,9 +62,6 @@ pub struct Metrics {
     pub body_budget_waits: IntCounter,
     /// Calls reset because a request message did not arrive in time.
     pub body_timeouts: IntCounter,
-    /// `MatchImageStream` calls whose client stopped reading results
-    /// (their connection was closed).
-    pub streams_stalled: IntCounter,
 }
 
 /// Registers `metric` (a static definition, so it cannot fail) and
@@ -189,11 +186,6 @@ impl Metrics {
                 "request_body_timeouts_total",
                 "Calls reset because a request message did not fully arrive within \
                  limits.request_timeout_ms",
-            ),
-            streams_stalled: counter(
-                "streams_stalled_total",
-                "MatchImageStream calls whose client stopped reading results for \
-                 limits.stream_stall_timeout_ms (their connection is closed)",
             ),
             registry: r,
         }

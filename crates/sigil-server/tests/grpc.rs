@@ -1501,7 +1501,8 @@ async fn stalled_stream(
     let image = read_testdata(KNOWN);
     for i in 0..items {
         let msg = image_req(image.clone(), &format!("stalled-{i}"));
-        body.send_data(hostile::grpc_frame(&msg).into(), false).unwrap();
+        body.send_data(hostile::grpc_frame(&msg).into(), false)
+            .unwrap();
     }
     // Keep the client's handle so its connection stays open.
     std::mem::forget(send);
@@ -1547,22 +1548,28 @@ async fn a_stream_whose_client_stops_reading_holds_no_shared_permit() {
     for (driver, _, _) in &stalled {
         assert!(!driver.is_finished(), "the stalled connections stay open");
     }
-    assert_eq!(fx.metric("sigil_streams_stalled_total"), 0.0);
+    assert_eq!(
+        fx.metric(r#"sigil_connections_closed_total{listener="grpc",reason="stream_stalled"}"#),
+        0.0
+    );
     drop(stalled);
     fx.stop().await;
 }
 
-/// Issue 21.1: a stream whose client leaves a result unread for
-/// `stream_stall_timeout_ms` has its connection closed, counted.
+/// Issue 21.1: a stream whose client keeps sending and leaves its results
+/// unread (HTTP/2 window shut) for `stream_stall_timeout_ms` has its
+/// connection closed, counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_stream_is_reset_after_the_stall_timeout() {
     let fx = start_with(|c| c.limits.stream_stall_timeout_ms = 300).await;
-    let (driver, _body, _response) = stalled_stream(&fx, 100, 6).await;
+    // More items than one chunk of results: hyper moves the first ready
+    // results into h2's send buffer whole, then holds the next chunk while
+    // the window stays shut, which is what the server sees.
+    let (driver, _body, _response) = stalled_stream(&fx, 100, 40).await;
     hostile::bounded("the stalled connection is closed", driver)
         .await
         .unwrap()
         .ok();
-    assert_eq!(fx.metric("sigil_streams_stalled_total"), 1.0);
     assert_eq!(
         fx.metric(r#"sigil_connections_closed_total{listener="grpc",reason="stream_stalled"}"#),
         1.0
@@ -1664,7 +1671,10 @@ async fn stalled_uploads(
     declared: usize,
     sent: usize,
 ) -> (
-    Vec<(h2::client::ResponseFuture, h2::SendStream<prost::bytes::Bytes>)>,
+    Vec<(
+        h2::client::ResponseFuture,
+        h2::SendStream<prost::bytes::Bytes>,
+    )>,
     SendRequest,
 ) {
     let io = tokio::net::TcpStream::connect(fx.addr()).await.unwrap();
@@ -1725,11 +1735,15 @@ async fn stalled_uploads_are_bounded_in_bytes_and_time() {
         .into_iter()
         .chain(many.into_iter().flat_map(|(calls, _)| calls));
     for (response, body) in all {
-        statuses.push(hostile::bounded("a stalled upload is reset", hostile::grpc_status(response)).await);
+        statuses.push(
+            hostile::bounded("a stalled upload is reset", hostile::grpc_status(response)).await,
+        );
         drop(body);
     }
     assert!(
-        statuses.iter().all(|s| *s == Some(Code::DeadlineExceeded as i32)),
+        statuses
+            .iter()
+            .all(|s| *s == Some(Code::DeadlineExceeded as i32)),
         "{statuses:?}"
     );
     assert_eq!(fx.metric("sigil_request_body_timeouts_total"), 18.0);

@@ -161,7 +161,9 @@ fn connection_and_body_limits_are_checked() {
         ("handshake_timeout_ms", |l| l.handshake_timeout_ms = 0),
         ("idle_timeout_ms", |l| l.idle_timeout_ms = 0),
         ("stream_stall_timeout_ms", |l| l.stream_stall_timeout_ms = 0),
-        ("max_connections_per_peer", |l| l.max_connections_per_peer = 0),
+        ("max_connections_per_peer", |l| {
+            l.max_connections_per_peer = 0
+        }),
         ("max_body_bytes_in_flight", |l| {
             l.max_body_bytes_in_flight = l.max_message_bytes as u64
         }),
@@ -176,11 +178,8 @@ fn connection_and_body_limits_are_checked() {
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains(&format!("limits.{key}")), "{key}: {err}");
     }
-    let c = ServerConfig::load(
-        None,
-        env(&[("SIGIL_LIMITS__HANDSHAKE_TIMEOUT_MS", "2500")]),
-    )
-    .unwrap();
+    let c =
+        ServerConfig::load(None, env(&[("SIGIL_LIMITS__HANDSHAKE_TIMEOUT_MS", "2500")])).unwrap();
     assert_eq!(c.limits.handshake_timeout_ms, 2500);
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/sigil.example.toml");
     let example = ServerConfig::load(Some(&path), env(&[])).unwrap().limits;

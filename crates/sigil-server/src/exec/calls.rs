@@ -28,7 +28,7 @@ use tokio::time::{Instant, Sleep};
 use tonic::body::Body;
 use tonic::Status;
 
-use super::connections::{ConnInfo, OpenCall};
+use super::connections::{ConnControl, ConnInfo, OpenCall};
 
 /// The shared bound on request bytes in flight (see the module docs).
 pub struct BodyBudget {
@@ -108,24 +108,42 @@ where
         let open = req
             .extensions()
             .get::<ConnInfo>()
-            .map(|c| c.control.call_started());
+            .map(|c| (c.control.call_started(), c.control.clone()));
         let budget = self.budget.clone();
         let req = req.map(|body| Body::new(BoundedBody::new(body, budget)));
         let fut = self.inner.call(req);
         Box::pin(async move {
             let resp = fut.await?;
             Ok(match open {
-                Some(open) => resp.map(|body| Body::new(WhileOpen { body, _open: open })),
+                Some((open, control)) => resp.map(|body| {
+                    Body::new(WhileOpen {
+                        body,
+                        id: control.response_id(),
+                        control,
+                        _open: open,
+                    })
+                }),
                 None => resp,
             })
         })
     }
 }
 
-/// A response body that keeps its call marked open.
+/// A response body that keeps its call marked open, and tells its
+/// connection when it waits on the client: from handing hyper data until
+/// hyper polls it again, which hyper does only once the client's HTTP/2
+/// window has room (the stall rule of `connections`).
 struct WhileOpen {
     body: Body,
+    id: u64,
+    control: Arc<ConnControl>,
     _open: OpenCall,
+}
+
+impl Drop for WhileOpen {
+    fn drop(&mut self) {
+        self.control.response_moved(self.id);
+    }
 }
 
 impl http_body::Body for WhileOpen {
@@ -136,7 +154,15 @@ impl http_body::Body for WhileOpen {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+        let this = &mut *self;
+        this.control.response_moved(this.id);
+        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled {
+            if frame.is_data() {
+                this.control.response_blocked(this.id);
+            }
+        }
+        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -179,8 +205,7 @@ impl Framing {
                     started = true;
                 }
                 let take = (5 - self.header_len).min(data.len());
-                self.header[self.header_len..self.header_len + take]
-                    .copy_from_slice(&data[..take]);
+                self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
                 self.header_len += take;
                 self.current += take as u64;
                 data = &data[take..];

@@ -14,9 +14,16 @@
 //! - **idle**: an HTTP/2 connection without an open call for `idle_timeout`
 //!   is closed (keepalive pings do not count: a peer could ping forever);
 //!   an HTTP/1 one without any traffic for that long;
-//! - **stalled**: a handler can ask for its connection to be closed
-//!   ([`ConnControl::close`]), which `MatchImageStream` does when its client
-//!   stops reading results.
+//! - **stalled**: a response whose data hyper has taken but not come back
+//!   for (it waits for the client to open its HTTP/2 flow-control window)
+//!   for `stall_timeout` closes the connection: the client stopped reading.
+//!   hyper offers no way to reset one stream whose data is blocked by flow
+//!   control, and such a client's connection window is exhausted anyway.
+//!   Not seen: data hyper already moved into h2's send buffer (hyper takes
+//!   a whole chunk once the window has a byte free, and comes back for
+//!   more); a stream is caught once it has more to send than that.
+//!   hyper offers no way to reset one stream whose data is blocked by flow
+//!   control, and such a client's connection window is exhausted anyway.
 //!
 //! Why wrap the IO rather than drive hyper ourselves: tonic keeps its
 //! connection handling (keepalive, graceful shutdown with GOAWAY, the
@@ -34,12 +41,11 @@ use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_util::task::AtomicWaker;
 use futures_util::Stream;
 use prometheus::{IntCounterVec, IntGauge};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -57,6 +63,9 @@ pub struct ConnPolicy {
     pub max_per_peer: usize,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
+    /// How long a response may wait, unread, for the client to open its
+    /// HTTP/2 flow-control window.
+    pub stall_timeout: Duration,
 }
 
 /// What the listener speaks, which says when a handshake is complete and
@@ -74,12 +83,11 @@ pub enum Protocol {
 /// Why the server closed a connection (the `reason` label of
 /// `sigil_connections_closed_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum CloseReason {
-    HandshakeTimeout = 1,
-    TlsFailed = 2,
-    Idle = 3,
-    StreamStalled = 4,
+    HandshakeTimeout,
+    TlsFailed,
+    Idle,
+    StreamStalled,
 }
 
 impl CloseReason {
@@ -90,16 +98,6 @@ impl CloseReason {
             CloseReason::Idle => "idle",
             CloseReason::StreamStalled => "stream_stalled",
         }
-    }
-
-    fn from_u8(v: u8) -> Option<CloseReason> {
-        Some(match v {
-            1 => CloseReason::HandshakeTimeout,
-            2 => CloseReason::TlsFailed,
-            3 => CloseReason::Idle,
-            4 => CloseReason::StreamStalled,
-            _ => return None,
-        })
     }
 }
 
@@ -125,28 +123,29 @@ impl ConnMetrics {
 }
 
 /// Shared between a connection's IO and the calls running on it: how many
-/// calls are open (for the idle rule) and a way to close the connection
-/// from a handler.
+/// calls are open (for the idle rule) and which responses wait on the
+/// client (the stall rule).
 pub struct ConnControl {
     open_calls: AtomicUsize,
+    /// Responses waiting for the client to read, by id: since when.
+    blocked: Mutex<HashMap<u64, Instant>>,
+
+    next_response: AtomicU64,
     /// When the last call ended (or the connection started), in ms since
     /// `epoch`.
     idle_since_ms: AtomicU64,
     epoch: Instant,
-    /// A requested close (`CloseReason as u8`, 0: none).
-    close: AtomicU8,
-    /// The connection's IO task, woken to act on a requested close.
-    waker: AtomicWaker,
 }
 
 impl ConnControl {
     fn new() -> Self {
         ConnControl {
             open_calls: AtomicUsize::new(0),
+            blocked: Mutex::new(HashMap::new()),
+
+            next_response: AtomicU64::new(0),
             idle_since_ms: AtomicU64::new(0),
             epoch: Instant::now(),
-            close: AtomicU8::new(0),
-            waker: AtomicWaker::new(),
         }
     }
 
@@ -158,17 +157,30 @@ impl ConnControl {
         }
     }
 
-    /// Asks for the connection to be closed: its next read or write fails
-    /// and hyper drops it, with every call on it.
-    pub fn close(&self, reason: CloseReason) {
-        let _ = self
-            .close
-            .compare_exchange(0, reason as u8, Ordering::SeqCst, Ordering::SeqCst);
-        self.waker.wake();
+    /// A new id for [`ConnControl::response_blocked`].
+    pub fn response_id(&self) -> u64 {
+        self.next_response.fetch_add(1, Ordering::Relaxed)
     }
 
-    fn close_requested(&self) -> Option<CloseReason> {
-        CloseReason::from_u8(self.close.load(Ordering::SeqCst))
+    /// Response `id` has handed data to hyper and waits to be polled again
+    /// (it is, at once, unless the client's flow-control window is shut).
+    pub fn response_blocked(&self, id: u64) {
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        blocked.entry(id).or_insert_with(Instant::now);
+    }
+
+    /// Response `id` was polled again (or ended).
+    pub fn response_moved(&self, id: u64) {
+        let mut blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        if !blocked.is_empty() {
+            blocked.remove(&id);
+        }
+    }
+
+    /// Since when the longest-blocked response has waited, if any does.
+    fn oldest_blocked(&self) -> Option<Instant> {
+        let blocked = self.blocked.lock().unwrap_or_else(|p| p.into_inner());
+        blocked.values().min().copied()
     }
 
     fn ms_since_epoch(&self, t: Instant) -> u64 {
@@ -318,11 +330,12 @@ async fn accept_loop(
             _global: slot,
             _peer: peer_slot,
         };
-        let (tx, tls, metrics, idle) = (
+        let (tx, tls, metrics, idle, stall) = (
             tx.clone(),
             tls.clone(),
             metrics.clone(),
             policy.idle_timeout,
+            policy.stall_timeout,
         );
         // Each handshake in its own task: a slow one never delays the next
         // accept.
@@ -355,9 +368,13 @@ async fn accept_loop(
                     control: Arc::new(ConnControl::new()),
                 },
                 protocol,
-                phase: Phase::Handshake { seen: 0, head: [0; HANDSHAKE_HEAD] },
+                phase: Phase::Handshake {
+                    seen: 0,
+                    head: [0; HANDSHAKE_HEAD],
+                },
                 timer: Box::pin(tokio::time::sleep_until(deadline)),
                 idle,
+                stall,
                 last_io: Instant::now(),
                 failed: None,
                 metrics,
@@ -403,6 +420,7 @@ pub struct GuardedConn {
     /// The handshake deadline, then the next idle check.
     timer: Pin<Box<Sleep>>,
     idle: Duration,
+    stall: Duration,
     /// Last read or write (the HTTP/1 idle rule).
     last_io: Instant,
     /// Set once the connection was failed, so every later call fails too.
@@ -438,8 +456,8 @@ impl GuardedConn {
         )
     }
 
-    /// Checks the deadlines (registering the task's waker with the timer
-    /// and the close request): an error means "close now".
+    /// Checks the deadlines (registering the task's waker with the timer):
+    /// an error means "close now".
     fn check(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
         if let Some(reason) = self.failed {
             return Err(io::Error::new(
@@ -447,24 +465,31 @@ impl GuardedConn {
                 format!("connection closed by the server: {}", reason.as_str()),
             ));
         }
-        self.info.control.waker.register(cx.waker());
-        if let Some(reason) = self.info.control.close_requested() {
-            return Err(self.fail(reason));
-        }
         while self.timer.as_mut().poll(cx).is_ready() {
             let now = Instant::now();
             let next = match (&self.phase, self.protocol) {
                 (Phase::Handshake { .. }, _) => {
                     return Err(self.fail(CloseReason::HandshakeTimeout))
                 }
-                (Phase::Established, Protocol::Http2) => match self.info.control.idle_since() {
-                    // A call is open: look again in a full period.
-                    None => now + self.idle,
-                    Some(since) if since + self.idle <= now => {
-                        return Err(self.fail(CloseReason::Idle))
+                (Phase::Established, Protocol::Http2) => {
+                    let control = &self.info.control;
+                    let stalled_at = control.oldest_blocked().map(|since| since + self.stall);
+                    if stalled_at.is_some_and(|at| at <= now) {
+                        return Err(self.fail(CloseReason::StreamStalled));
                     }
-                    Some(since) => since + self.idle,
-                },
+                    let idle_at = match control.idle_since() {
+                        Some(since) if since + self.idle <= now => {
+                            return Err(self.fail(CloseReason::Idle))
+                        }
+                        Some(since) => since + self.idle,
+                        None => now + self.idle,
+                    };
+                    // A response may block at any time: look again within
+                    // half a stall period, so a stall is acted on between
+                    // `stall` and 1.5 x `stall` after it began.
+                    let next = idle_at.min(now + self.stall / 2);
+                    stalled_at.map_or(next, |at| at.min(next))
+                }
                 (Phase::Established, Protocol::Http1) => {
                     if self.last_io + self.idle <= now {
                         return Err(self.fail(CloseReason::Idle));
@@ -504,7 +529,11 @@ impl GuardedConn {
                 .control
                 .idle_since_ms
                 .store(self.info.control.ms_since_epoch(now), Ordering::SeqCst);
-            self.timer.as_mut().reset(now + self.idle);
+            let first = match self.protocol {
+                Protocol::Http2 => self.idle.min(self.stall / 2),
+                Protocol::Http1 => self.idle,
+            };
+            self.timer.as_mut().reset(now + first);
         }
     }
 }

@@ -19,13 +19,12 @@ use sigil_core::robust::RobustLevel;
 use sigil_core::{FileSignatures, HashKind};
 use sigil_index::IndexReader;
 use sigil_match::{HashItem, MatchRequest, Matcher, Outcome, ResolvedOptions, Verdict};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{match_result, parse_query, ParsedHash};
 use super::{caller, deadline, timed};
 use crate::auth::Caller;
-use crate::exec::connections::{CloseReason, ConnControl, ConnInfo};
 use crate::exec::lookup::LookupError;
 use crate::exec::pool::{HashMode, PoolError, Signed};
 use crate::proto;
@@ -421,38 +420,25 @@ impl proto::matcher_server::Matcher for MatcherService {
         request: Request<Streaming<proto::MatchImageRequest>>,
     ) -> Result<Response<Self::MatchImageStreamStream>, Status> {
         let caller = caller(&request)?;
-        let conn = request
-            .extensions()
-            .get::<ConnInfo>()
-            .map(|c| c.control.clone());
         let window = self.state.config.limits.stream_window;
         // Each slot holds one item's answer to come, in request order: at
         // most `window` items are running or answered-but-unsent, so a
         // client that stops reading stops the intake, never the work.
+        // (Its connection is closed once a response waits unread for
+        // `stream_stall_timeout_ms`: `exec::connections`.)
         let (slots, answers) = mpsc::channel(window);
-        let (taken, taken_rx) = watch::channel(0u64);
-        tokio::spawn(self.clone().stream_intake(
-            request.into_inner(),
-            caller,
-            slots,
-            StallWatch {
-                taken: taken_rx,
-                conn,
-            },
-        ));
-        let out = futures_util::stream::unfold(
-            (answers, taken, 0u64),
-            |(mut answers, taken, sent)| async move {
-                let answer: oneshot::Receiver<Result<proto::MatchResult, Status>> =
-                    answers.recv().await?;
-                let result = answer
-                    .await
-                    .unwrap_or_else(|_| Err(Status::internal("stream item task ended early")));
-                // The item is leaving for the client now.
-                taken.send_replace(sent + 1);
-                Some((result, (answers, taken, sent + 1)))
-            },
+        tokio::spawn(
+            self.clone()
+                .stream_intake(request.into_inner(), caller, slots),
         );
+        let out = futures_util::stream::unfold(answers, |mut answers| async move {
+            let answer: oneshot::Receiver<Result<proto::MatchResult, Status>> =
+                answers.recv().await?;
+            let result = answer
+                .await
+                .unwrap_or_else(|_| Err(Status::internal("stream item task ended early")));
+            Some((result, answers))
+        });
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -536,15 +522,6 @@ impl proto::matcher_server::Matcher for MatcherService {
     }
 }
 
-/// How an item of `MatchImageStream` notices that its client has stopped
-/// reading: `taken` counts the results handed to the response, `conn` is
-/// the connection to close then.
-#[derive(Clone)]
-struct StallWatch {
-    taken: watch::Receiver<u64>,
-    conn: Option<Arc<ConnControl>>,
-}
-
 impl MatcherService {
     /// Reads a `MatchImageStream`'s items and runs each as its own task,
     /// once a slot of the stream's window is free. The task hashes,
@@ -558,7 +535,6 @@ impl MatcherService {
         mut inbound: Streaming<proto::MatchImageRequest>,
         caller: Caller,
         slots: mpsc::Sender<oneshot::Receiver<Result<proto::MatchResult, Status>>>,
-        stall: StallWatch,
     ) {
         let per_item = self.state.config.limits.request_timeout();
         for index in 0u64.. {
@@ -582,7 +558,7 @@ impl MatcherService {
             // The stream open was charged by the interceptor.
             let charge = if index == 0 { Ok(()) } else { caller.charge(1) };
             let service = self.clone();
-            let (caller, stall) = (caller.clone(), stall.clone());
+            let caller = caller.clone();
             tokio::spawn(async move {
                 let start = Instant::now();
                 let request_id = item.request_id.clone();
@@ -603,37 +579,10 @@ impl MatcherService {
                     error: format!("{:?}: {}", s.code(), s.message()),
                     ..Default::default()
                 });
-                if tx.send(Ok(result)).is_err() {
-                    return; // the response is gone
-                }
-                service
-                    .watch_taken(stall, index)
-                    .await;
+                // Err: the response is gone (client cancelled); the work
+                // is done and its permits released either way.
+                let _ = tx.send(Ok(result));
             });
-        }
-    }
-
-    /// Once the answer `index` is next in line, waits for it to be taken;
-    /// if the client leaves it there for `stream_stall_timeout_ms` (HTTP/2
-    /// flow control exhausted), closes the client's connection. Holds
-    /// nothing shared while it waits.
-    async fn watch_taken(&self, stall: StallWatch, index: u64) {
-        let StallWatch { mut taken, conn } = stall;
-        // Earlier answers still in line are not this one's stall.
-        if taken.wait_for(|t| *t >= index).await.is_err() {
-            return;
-        }
-        let limit = self.state.config.limits.stream_stall_timeout();
-        let took = tokio::time::timeout(limit, taken.wait_for(|t| *t > index)).await;
-        if took.is_err() {
-            self.state.metrics.streams_stalled.inc();
-            tracing::warn!(
-                stall_ms = limit.as_millis() as u64,
-                "MatchImageStream client stopped reading results; closing its connection"
-            );
-            if let Some(conn) = conn {
-                conn.close(CloseReason::StreamStalled);
-            }
         }
     }
 

@@ -153,7 +153,9 @@ impl Listeners {
             ));
         }
         if let Some(l) = self.health {
-            let health = http2_server(config).layer(calls).add_service(health_service);
+            let health = http2_server(config)
+                .layer(calls)
+                .add_service(health_service);
             let incoming = connections::incoming(
                 l,
                 policy,
@@ -224,6 +226,7 @@ fn conn_policy(config: &ServerConfig) -> ConnPolicy {
         max_per_peer: l.max_connections_per_peer,
         handshake_timeout: l.handshake_timeout(),
         idle_timeout: l.idle_timeout(),
+        stall_timeout: l.stream_stall_timeout(),
     }
 }
 

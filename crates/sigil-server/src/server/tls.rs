@@ -41,9 +41,9 @@ pub(super) fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
             // than skip it, so a wrong file is not silently half-used.
             let mut roots = rustls::RootCertStore::empty();
             for cert in certs {
-                roots.add(cert).map_err(|e| {
-                    invalid(format!("not usable as a client CA certificate: {e}"))
-                })?;
+                roots
+                    .add(cert)
+                    .map_err(|e| invalid(format!("not usable as a client CA certificate: {e}")))?;
             }
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .build()

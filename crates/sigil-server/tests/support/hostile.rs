@@ -66,7 +66,10 @@ pub fn grpc_frame(msg: &impl prost::Message) -> Vec<u8> {
 pub async fn h2_client(
     io: TcpStream,
     stream_window: u32,
-) -> (SendRequest<Bytes>, tokio::task::JoinHandle<Result<(), h2::Error>>) {
+) -> (
+    SendRequest<Bytes>,
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+) {
     let (send, conn) = h2::client::Builder::new()
         .initial_window_size(stream_window)
         .handshake::<_, Bytes>(io)
@@ -106,7 +109,11 @@ pub async fn grpc_status(response: h2::client::ResponseFuture) -> Option<i32> {
         let Ok(chunk) = chunk else { return None };
         let _ = body.flow_control().release_capacity(chunk.len());
     }
-    body.trailers().await.ok().flatten().and_then(|t| status(&t))
+    body.trailers()
+        .await
+        .ok()
+        .flatten()
+        .and_then(|t| status(&t))
 }
 
 /// The value of a metric line `name{labels} value` (or `name value`) in a
