@@ -136,6 +136,33 @@ pub struct Limits {
     /// cap the server stops accepting until one closes (idle connections
     /// would otherwise hold sockets and memory without bound).
     pub max_connections: usize,
+    /// Most connections open at once from one peer address (IP) on each
+    /// listener; a further connection from that address is closed at once
+    /// (counted in `sigil_connections_refused_total`), so one host cannot
+    /// take every slot of `max_connections`.
+    pub max_connections_per_peer: usize,
+    /// Milliseconds a new connection has to finish its handshake: the TLS
+    /// handshake (with `[tls]`) and the client's HTTP/2 preface and first
+    /// SETTINGS frame (on the metrics listener: the first request bytes).
+    /// A connection that has not is closed.
+    pub handshake_timeout_ms: u64,
+    /// Milliseconds an established connection may stay without an open
+    /// call (gRPC listeners; keepalive pings do not count) or without any
+    /// traffic (metrics listener) before it is closed.
+    pub idle_timeout_ms: u64,
+    /// Milliseconds a call's response data (typically `MatchImageStream`
+    /// results) may wait for a client that has stopped reading (HTTP/2
+    /// flow control exhausted) before the server closes that client's
+    /// connection. Stream items already running finish and release what
+    /// they hold either way.
+    pub stream_stall_timeout_ms: u64,
+    /// Request body bytes received but not yet making up a whole gRPC
+    /// message, across all connections at most; at the budget, further
+    /// bytes wait (HTTP/2 flow control stops their senders) until earlier
+    /// messages complete or time out. A message that has not fully arrived
+    /// within `request_timeout_ms` of its first byte (the first message:
+    /// of the call's start) is refused and its call reset.
+    pub max_body_bytes_in_flight: u64,
     /// Seconds between HTTP/2 keepalive pings to each client (0: none); a
     /// peer that does not answer within 20 s is disconnected, so vanished
     /// clients do not hold connection slots.
@@ -160,6 +187,21 @@ impl Limits {
     pub fn request_timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.request_timeout_ms)
     }
+
+    /// `handshake_timeout_ms` as a duration.
+    pub fn handshake_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// `idle_timeout_ms` as a duration.
+    pub fn idle_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// `stream_stall_timeout_ms` as a duration.
+    pub fn stream_stall_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.stream_stall_timeout_ms)
+    }
 }
 
 impl Default for Limits {
@@ -177,6 +219,11 @@ impl Default for Limits {
             max_dimension: 30_000,
             max_decode_bytes: 512 << 20,
             max_connections: 1024,
+            max_connections_per_peer: 128,
+            handshake_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            stream_stall_timeout_ms: 30_000,
+            max_body_bytes_in_flight: 256 << 20,
             keepalive_interval_s: 60,
             http2_stream_window_bytes: 4 << 20,
             http2_connection_window_bytes: 16 << 20,
@@ -363,10 +410,33 @@ impl ServerConfig {
     /// `[limits]`: sizes that must be positive or within HTTP/2's ranges.
     fn validate_limits(&self) -> Result<(), ConfigError> {
         let l = &self.limits;
-        if l.max_connections == 0 {
+        if l.max_connections == 0 || l.max_connections_per_peer == 0 {
             return Err(ConfigError::Invalid(
-                "limits.max_connections must be at least 1".into(),
+                "limits.max_connections and limits.max_connections_per_peer must be at least 1"
+                    .into(),
             ));
+        }
+        // Zero would close every connection (or stream) at once; the
+        // protections have no "off" value on purpose.
+        for (name, value) in [
+            ("handshake_timeout_ms", l.handshake_timeout_ms),
+            ("idle_timeout_ms", l.idle_timeout_ms),
+            ("stream_stall_timeout_ms", l.stream_stall_timeout_ms),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid(format!(
+                    "limits.{name} must be at least 1 (milliseconds)"
+                )));
+            }
+        }
+        let one_message = (l.max_message_bytes as u64 + 5).max(l.http2_max_frame_bytes as u64);
+        if l.max_body_bytes_in_flight < one_message {
+            return Err(ConfigError::Invalid(format!(
+                "limits.max_body_bytes_in_flight ({}) must be at least {one_message}, the larger \
+                 of limits.max_message_bytes + 5 and limits.http2_max_frame_bytes, so that the \
+                 largest accepted message can arrive",
+                l.max_body_bytes_in_flight
+            )));
         }
         // RFC 9113: windows up to 2^31 - 1, frames 2^14 ..= 2^24 - 1.
         for (name, value, min, max) in [

@@ -2,7 +2,6 @@
 //! small HTTP endpoint that serves them at `/metrics`.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use http_body_util::Full;
@@ -13,7 +12,6 @@ use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
     Registry, TextEncoder,
 };
-use tokio::net::TcpListener;
 
 /// Every metric the server exports.
 pub struct Metrics {
@@ -61,6 +59,17 @@ pub struct Metrics {
     pub list_radius_not_held: IntGauge,
     /// Open client connections on the gRPC listener.
     pub connections_open: IntGauge,
+    /// Connections the server closed, by listener and reason
+    /// (`exec::connections::CloseReason`).
+    pub connections_closed: IntCounterVec,
+    /// Connections refused at accept, by listener and reason.
+    pub connections_refused: IntCounterVec,
+    /// Request body bytes of messages begun but not yet whole.
+    pub body_bytes_in_flight: IntGauge,
+    /// Request body frames that waited for the in-flight budget.
+    pub body_budget_waits: IntCounter,
+    /// Calls reset because a request message did not arrive in time.
+    pub body_timeouts: IntCounter,
 }
 
 /// Registers `metric` (a static definition, so it cannot fail) and
@@ -179,6 +188,31 @@ impl Metrics {
                 "Open client connections on the gRPC listener (at limits.max_connections \
                  the server stops accepting until one closes)",
             ),
+            connections_closed: counters(
+                "connections_closed_total",
+                "Connections closed by the server: handshake_timeout (no TLS handshake or HTTP/2 \
+                 preface in time), tls_failed, idle, stream_stalled",
+                &["listener", "reason"],
+            ),
+            connections_refused: counters(
+                "connections_refused_total",
+                "Connections closed at accept: per_peer_cap (limits.max_connections_per_peer)",
+                &["listener", "reason"],
+            ),
+            body_bytes_in_flight: gauge(
+                "request_body_bytes_in_flight",
+                "Request body bytes of gRPC messages begun but not yet whole \
+                 (at most limits.max_body_bytes_in_flight)",
+            ),
+            body_budget_waits: counter(
+                "request_body_budget_waits_total",
+                "Request body frames that waited for room in limits.max_body_bytes_in_flight",
+            ),
+            body_timeouts: counter(
+                "request_body_timeouts_total",
+                "Calls reset because a request message did not fully arrive within \
+                 limits.request_timeout_ms",
+            ),
             registry: r,
         }
     }
@@ -239,24 +273,29 @@ fn code_name(code: tonic::Code) -> &'static str {
 /// of the process's page tables); run off the async threads.
 pub type Refresh = Arc<dyn Fn() + Send + Sync>;
 
-/// Serves `GET /metrics` on `listener` until `shutdown` resolves, running
-/// `refresh` before each scrape.
-pub async fn serve_metrics(
-    listener: TcpListener,
+/// Serves `GET /metrics` on the connections of `incoming` (bounded by
+/// `exec::connections`) until `shutdown` resolves, running `refresh`
+/// before each scrape. hyper bounds the time to read a request's headers
+/// by `header_timeout`.
+pub async fn serve_metrics<C>(
+    incoming: impl futures_util::Stream<Item = std::io::Result<C>>,
     metrics: Arc<Metrics>,
     refresh: Refresh,
+    header_timeout: std::time::Duration,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) {
+) where
+    C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use futures_util::StreamExt;
     tokio::pin!(shutdown);
+    tokio::pin!(incoming);
     loop {
-        let (stream, _peer): (_, SocketAddr) = tokio::select! {
+        let stream = tokio::select! {
             _ = &mut shutdown => return,
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics listener accept failed");
-                    continue;
-                }
+            accepted = incoming.next() => match accepted {
+                Some(Ok(a)) => a,
+                Some(Err(_)) => continue,
+                None => return,
             },
         };
         let metrics = metrics.clone();
@@ -281,6 +320,8 @@ pub async fn serve_metrics(
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             let _ = hyper::server::conn::http1::Builder::new()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout)
                 .serve_connection(io, service)
                 .await;
         });

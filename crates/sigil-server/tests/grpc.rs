@@ -19,6 +19,9 @@ use sigil_server::{RunOptions, RunningServer, ServerConfig};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
+#[path = "support/hostile.rs"]
+mod hostile;
+
 const MATCHER_KEY: &str = "test-matcher-token";
 const REVIEWER_KEY: &str = "test-reviewer-token";
 
@@ -1852,5 +1855,330 @@ async fn client_strings_are_escaped_and_bounded_in_logs_and_errors() {
     let logs = String::from_utf8_lossy(&log_buffer().lock().unwrap()).to_string();
     let longest = logs.lines().map(str::len).max().unwrap_or(0);
     assert!(longest < 8192, "a log line of {longest} bytes");
+    fx.stop().await;
+}
+
+// ---- Hostile clients (issue 21): connections, streams and bodies that
+// ---- must not hold what other callers need.
+
+impl Fixture {
+    fn metrics_text(&self) -> String {
+        self.server.as_ref().unwrap().metrics_text()
+    }
+    fn metric(&self, name_and_labels: &str) -> f64 {
+        hostile::metric(&self.metrics_text(), name_and_labels)
+    }
+}
+
+/// A legitimate caller's three calls: a matching `MatchImage` and
+/// `MatchHashes` (each commits a report stub) and a `ListReports`.
+async fn legitimate_calls(fx: &Fixture, id: &str) {
+    let mut m = fx.matcher().await;
+    let res = m
+        .match_image(authed(image_req(read_testdata(KNOWN), id), MATCHER_KEY))
+        .await
+        .unwrap_or_else(|e| panic!("{id}: MatchImage: {e}"))
+        .into_inner();
+    assert_eq!(res.verdict(), Verdict::Match, "{id}: {res:?}");
+    assert!(!res.report_id.is_empty());
+    let hashes = proto::MatchHashesRequest {
+        hashes: vec![proto::HashQuery {
+            id: "1".into(),
+            kind: PKind::Pdq as i32,
+            hex: fx.known_pdq.to_hex(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let res = m
+        .match_hashes(authed(hashes, MATCHER_KEY))
+        .await
+        .unwrap_or_else(|e| panic!("{id}: MatchHashes: {e}"))
+        .into_inner();
+    assert!(!res.results[0].report_id.is_empty(), "{id}: {res:?}");
+    let mut r = fx.reports().await;
+    let listed = r
+        .list_reports(authed(
+            proto::ListReportsRequest {
+                page_size: 5,
+                ..Default::default()
+            },
+            REVIEWER_KEY,
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{id}: ListReports: {e}"))
+        .into_inner();
+    assert!(!listed.reports.is_empty(), "{id}: no reports listed");
+}
+
+/// Opens a `MatchImageStream` on a raw HTTP/2 connection whose client
+/// never grants the server more than `window` bytes of response, sends
+/// `items` matching images and never reads. Returns the connection's
+/// driver (ends when the connection closes) and the request stream.
+async fn stalled_stream(
+    fx: &Fixture,
+    window: u32,
+    items: usize,
+) -> (
+    tokio::task::JoinHandle<Result<(), h2::Error>>,
+    h2::SendStream<prost::bytes::Bytes>,
+    h2::client::ResponseFuture,
+) {
+    let io = tokio::net::TcpStream::connect(fx.addr()).await.unwrap();
+    let (send, driver) = hostile::h2_client(io, window).await;
+    let mut send = send.ready().await.unwrap();
+    let req = hostile::grpc_request(fx.addr(), "/sigil.v1.Matcher/MatchImageStream", MATCHER_KEY);
+    let (response, mut body) = send.send_request(req, false).unwrap();
+    let image = read_testdata(KNOWN);
+    for i in 0..items {
+        let msg = image_req(image.clone(), &format!("stalled-{i}"));
+        body.send_data(hostile::grpc_frame(&msg).into(), false)
+            .unwrap();
+    }
+    // Keep the client's handle so its connection stays open.
+    std::mem::forget(send);
+    (driver, body, response)
+}
+
+/// Issue 21.1: a `MatchImageStream` client that sends matching images and
+/// stops reading (HTTP/2 flow control exhausted, no WINDOW_UPDATE) holds
+/// no report-store permit, hashing slot or lookup slot: other callers'
+/// matching `MatchImage`/`MatchHashes` and `ListReports` keep succeeding
+/// while its connection stays open. (Before the fix, an item granted the
+/// store's single permit was never polled again: 7 of 10 trials froze
+/// the store.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_whose_client_stops_reading_holds_no_shared_permit() {
+    let fx = start_with(|c| {
+        c.limits.stream_window = 4;
+        // Long enough that the stall persists for the whole test.
+        c.limits.stream_stall_timeout_ms = 600_000;
+        c.limits.request_timeout_ms = 20_000;
+    })
+    .await;
+    // Several stalled streams, each granting room for about one result,
+    // with more items than their window.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(stalled_stream(&fx, 600, 12).await);
+    }
+    // Until every stalled stream has its window of items finished (their
+    // stubs stored), then, while they stay stalled, other callers.
+    hostile::bounded("stalled items finish", async {
+        while fx.metric("sigil_reports_created_total") < 3.0 * 4.0 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    for round in 0..5 {
+        hostile::bounded("legitimate calls beside stalled streams", async {
+            legitimate_calls(&fx, &format!("legit-{round}")).await
+        })
+        .await;
+    }
+    for (driver, _, _) in &stalled {
+        assert!(!driver.is_finished(), "the stalled connections stay open");
+    }
+    assert_eq!(
+        fx.metric(r#"sigil_connections_closed_total{listener="grpc",reason="stream_stalled"}"#),
+        0.0
+    );
+    drop(stalled);
+    fx.stop().await;
+}
+
+/// Issue 21.1: a stream whose client keeps sending and leaves its results
+/// unread (HTTP/2 window shut) for `stream_stall_timeout_ms` has its
+/// connection closed, counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_stream_is_reset_after_the_stall_timeout() {
+    let fx = start_with(|c| c.limits.stream_stall_timeout_ms = 300).await;
+    // More items than one chunk of results: hyper moves the first ready
+    // results into h2's send buffer whole, then holds the next chunk while
+    // the window stays shut, which is what the server sees.
+    let (driver, _body, _response) = stalled_stream(&fx, 100, 40).await;
+    hostile::bounded("the stalled connection is closed", driver)
+        .await
+        .unwrap()
+        .ok();
+    assert_eq!(
+        fx.metric(r#"sigil_connections_closed_total{listener="grpc",reason="stream_stalled"}"#),
+        1.0
+    );
+    legitimate_calls(&fx, "after-stall").await;
+    fx.stop().await;
+}
+
+/// Issue 21.2: sockets that send nothing, or half the HTTP/2 preface, are
+/// closed once `handshake_timeout_ms` has passed, on the gRPC and the
+/// metrics listener; a legitimate client is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_that_never_finish_the_handshake_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let fx = start_with(|c| c.limits.handshake_timeout_ms = 300).await;
+    let metrics_addr = fx.server.as_ref().unwrap().metrics_addr.unwrap();
+    let mut silent = tokio::net::TcpStream::connect(fx.addr()).await.unwrap();
+    let mut half = tokio::net::TcpStream::connect(fx.addr()).await.unwrap();
+    half.write_all(&hostile::PREFACE[..12]).await.unwrap();
+    // The whole preface but not the SETTINGS frame that must follow it.
+    let mut no_settings = tokio::net::TcpStream::connect(fx.addr()).await.unwrap();
+    no_settings.write_all(hostile::PREFACE).await.unwrap();
+    let mut metrics_silent = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
+    let mut metrics_half = tokio::net::TcpStream::connect(metrics_addr).await.unwrap();
+    metrics_half.write_all(b"GET /metr").await.unwrap();
+    legitimate_calls(&fx, "beside-silent").await;
+    hostile::closed_by_server("silent socket", &mut silent).await;
+    hostile::closed_by_server("half a preface", &mut half).await;
+    hostile::closed_by_server("preface without SETTINGS", &mut no_settings).await;
+    hostile::closed_by_server("silent metrics socket", &mut metrics_silent).await;
+    hostile::closed_by_server("half a metrics request", &mut metrics_half).await;
+    assert_eq!(
+        fx.metric(r#"sigil_connections_closed_total{listener="grpc",reason="handshake_timeout"}"#),
+        3.0
+    );
+    assert!(
+        fx.metric(
+            r#"sigil_connections_closed_total{listener="metrics",reason="handshake_timeout"}"#
+        ) >= 1.0
+    );
+    fx.stop().await;
+}
+
+/// Issue 21.2: an established HTTP/2 connection without a call is closed
+/// after `idle_timeout_ms` (its pings would not keep it), counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_connection_is_closed() {
+    let fx = start_with(|c| c.limits.idle_timeout_ms = 300).await;
+    let io = tokio::net::TcpStream::connect(fx.addr()).await.unwrap();
+    let (send, driver) = hostile::h2_client(io, 65_535).await;
+    hostile::bounded("the idle connection is closed", driver)
+        .await
+        .unwrap()
+        .ok();
+    drop(send);
+    assert_eq!(
+        fx.metric(r#"sigil_connections_closed_total{listener="grpc",reason="idle"}"#),
+        1.0
+    );
+    fx.stop().await;
+}
+
+/// Issue 21.2: one peer address holds at most `max_connections_per_peer`
+/// connections; a further one is closed at once, and a client from
+/// another address is served while that peer holds its cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_take_every_connection_slot() {
+    let fx = start_with(|c| {
+        c.limits.max_connections = 6;
+        c.limits.max_connections_per_peer = 4;
+        // The attacker's sockets stay for the whole test.
+        c.limits.handshake_timeout_ms = 600_000;
+    })
+    .await;
+    let attacker: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..4 {
+        held.push(hostile::connect_from(fx.addr(), attacker).await);
+    }
+    let mut over = hostile::connect_from(fx.addr(), attacker).await;
+    hostile::closed_by_server("the peer's fifth connection", &mut over).await;
+    hostile::bounded("a legitimate client beside a peer at its cap", async {
+        legitimate_calls(&fx, "beside-capped-peer").await
+    })
+    .await;
+    assert_eq!(
+        fx.metric(r#"sigil_connections_refused_total{listener="grpc",reason="per_peer_cap"}"#),
+        1.0
+    );
+    drop(held);
+    fx.stop().await;
+}
+
+/// Opens `count` `MatchImage` calls on one raw HTTP/2 connection, each
+/// declaring a message of `declared` bytes and sending only `sent` of it.
+async fn stalled_uploads(
+    fx: &Fixture,
+    count: usize,
+    declared: usize,
+    sent: usize,
+) -> (
+    Vec<(
+        h2::client::ResponseFuture,
+        h2::SendStream<prost::bytes::Bytes>,
+    )>,
+    SendRequest,
+) {
+    let io = tokio::net::TcpStream::connect(fx.addr()).await.unwrap();
+    let (send, _driver) = hostile::h2_client(io, 65_535).await;
+    let mut calls = Vec::new();
+    let mut send = send;
+    for _ in 0..count {
+        send = send.ready().await.unwrap();
+        let req = hostile::grpc_request(fx.addr(), "/sigil.v1.Matcher/MatchImage", MATCHER_KEY);
+        let (response, mut body) = send.send_request(req, false).unwrap();
+        let mut bytes = vec![0u8];
+        bytes.extend_from_slice(&(declared as u32).to_be_bytes());
+        bytes.resize(5 + sent, 0x0a);
+        body.send_data(bytes.into(), false).unwrap();
+        calls.push((response, body));
+    }
+    (calls, send)
+}
+
+type SendRequest = h2::client::SendRequest<prost::bytes::Bytes>;
+
+/// Issue 21.3: uploads that stall mid-message, on one connection and on
+/// many: the bytes they hold stay within `max_body_bytes_in_flight` (the
+/// rest wait, unread), each is reset with DEADLINE_EXCEEDED once its
+/// message has not arrived within the request timeout, all counted, and
+/// legitimate calls are served afterwards with the budget back to zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_uploads_are_bounded_in_bytes_and_time() {
+    const BUDGET: u64 = 300 << 10;
+    let fx = start_with(|c| {
+        c.limits.max_message_bytes = 256 << 10;
+        c.limits.http2_max_frame_bytes = 16 << 10;
+        c.limits.max_body_bytes_in_flight = BUDGET;
+        c.limits.request_timeout_ms = 3_000;
+    })
+    .await;
+    // One connection, ten stalled uploads of 100 KiB each (1 MB declared
+    // in all, over three times the budget); then eight connections with
+    // one each.
+    let (one_conn, _keep) = stalled_uploads(&fx, 10, 200 << 10, 100 << 10).await;
+    let mut many = Vec::new();
+    for _ in 0..8 {
+        many.push(stalled_uploads(&fx, 1, 200 << 10, 100 << 10).await);
+    }
+    hostile::bounded("uploads wait for the budget", async {
+        while fx.metric("sigil_request_body_budget_waits_total") < 1.0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    let in_flight = fx.metric("sigil_request_body_bytes_in_flight");
+    assert!(
+        in_flight > 0.0 && in_flight <= BUDGET as f64,
+        "{in_flight} bytes in flight, budget {BUDGET}"
+    );
+    let mut statuses = Vec::new();
+    let all = one_conn
+        .into_iter()
+        .chain(many.into_iter().flat_map(|(calls, _)| calls));
+    for (response, body) in all {
+        statuses.push(
+            hostile::bounded("a stalled upload is reset", hostile::grpc_status(response)).await,
+        );
+        drop(body);
+    }
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == Some(Code::DeadlineExceeded as i32)),
+        "{statuses:?}"
+    );
+    assert_eq!(fx.metric("sigil_request_body_timeouts_total"), 18.0);
+    assert_eq!(fx.metric("sigil_request_body_bytes_in_flight"), 0.0);
+    legitimate_calls(&fx, "after-stalled-uploads").await;
     fx.stop().await;
 }

@@ -22,6 +22,9 @@ use sigil_server::{RunOptions, RunningServer, ServerConfig};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request};
 
+#[path = "support/hostile.rs"]
+mod hostile;
+
 const MATCHER_KEY: &str = "tls-test-matcher-token";
 const KNOWN: &str = "originals/bridge-mods/square-256x256.jpg";
 
@@ -578,4 +581,73 @@ async fn unusable_tls_files_stop_start_up_naming_the_file() {
             named.display()
         );
     }
+}
+
+/// A TLS client trusting the test CA, speaking nothing after the handshake.
+fn raw_tls_client(ca_pem: &str) -> tokio_rustls::TlsConnector {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+}
+
+/// Issue 21.2 with TLS: a socket that never starts the TLS handshake, one
+/// that finishes it and then sends no HTTP/2 preface, and one that sends
+/// half a preface over TLS are each closed once `handshake_timeout_ms`
+/// has passed (one deadline from the accept), counted; a legitimate TLS
+/// client is served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_connections_that_never_finish_the_handshake_are_closed() {
+    use tokio::io::AsyncWriteExt;
+    let fx = start_tls(false, |c| c.limits.handshake_timeout_ms = 500).await;
+    let addr = fx.addr();
+    let mut no_hello = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let connector = raw_tls_client(&fx.pki.ca_pem);
+    let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+    let mut silent_tls = connector
+        .connect(
+            name.clone(),
+            tokio::net::TcpStream::connect(addr).await.unwrap(),
+        )
+        .await
+        .expect("the TLS handshake itself succeeds");
+    let mut half_preface = connector
+        .connect(name, tokio::net::TcpStream::connect(addr).await.unwrap())
+        .await
+        .unwrap();
+    half_preface
+        .write_all(&hostile::PREFACE[..10])
+        .await
+        .unwrap();
+    let info = served(
+        addr,
+        &ClientSpec {
+            trust: Some(&fx.pki.ca_pem),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(info.entries > 0);
+    hostile::closed_by_server("no ClientHello", &mut no_hello).await;
+    hostile::closed_by_server("TLS then silence", &mut silent_tls).await;
+    hostile::closed_by_server("TLS then half a preface", &mut half_preface).await;
+    let text = fx.server.as_ref().unwrap().metrics_text();
+    assert_eq!(
+        hostile::metric(
+            &text,
+            r#"sigil_connections_closed_total{listener="grpc",reason="handshake_timeout"}"#
+        ),
+        3.0,
+        "{text}"
+    );
+    fx.stop().await;
 }

@@ -146,6 +146,62 @@ fn hashing_queue_bytes_holds_the_largest_message() {
     c.validate().unwrap();
 }
 
+/// The hostile-client limits: zero timeouts and caps are refused (there
+/// is no "off"), and the body budget must hold the largest message; each
+/// error names the key. The example config's values are the defaults.
+#[test]
+fn connection_and_body_limits_are_checked() {
+    let base = || ServerConfig {
+        insecure_loopback: true,
+        index: Some("/x".into()),
+        ..ServerConfig::default()
+    };
+    type Set = fn(&mut Limits);
+    let cases: [(&str, Set); 6] = [
+        ("handshake_timeout_ms", |l| l.handshake_timeout_ms = 0),
+        ("idle_timeout_ms", |l| l.idle_timeout_ms = 0),
+        ("stream_stall_timeout_ms", |l| l.stream_stall_timeout_ms = 0),
+        ("max_connections_per_peer", |l| {
+            l.max_connections_per_peer = 0
+        }),
+        ("max_body_bytes_in_flight", |l| {
+            l.max_body_bytes_in_flight = l.max_message_bytes as u64
+        }),
+        ("max_body_bytes_in_flight", |l| {
+            l.max_message_bytes = 1024;
+            l.max_body_bytes_in_flight = 2048;
+        }),
+    ];
+    for (key, set) in cases {
+        let mut c = base();
+        set(&mut c.limits);
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains(&format!("limits.{key}")), "{key}: {err}");
+    }
+    let c =
+        ServerConfig::load(None, env(&[("SIGIL_LIMITS__HANDSHAKE_TIMEOUT_MS", "2500")])).unwrap();
+    assert_eq!(c.limits.handshake_timeout_ms, 2500);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/sigil.example.toml");
+    let example = ServerConfig::load(Some(&path), env(&[])).unwrap().limits;
+    let defaults = Limits::default();
+    assert_eq!(
+        (
+            example.max_connections_per_peer,
+            example.handshake_timeout_ms,
+            example.idle_timeout_ms,
+            example.stream_stall_timeout_ms,
+            example.max_body_bytes_in_flight
+        ),
+        (
+            defaults.max_connections_per_peer,
+            defaults.handshake_timeout_ms,
+            defaults.idle_timeout_ms,
+            defaults.stream_stall_timeout_ms,
+            defaults.max_body_bytes_in_flight
+        )
+    );
+}
+
 #[test]
 fn unknown_key_is_refused() {
     let err = load_text("[limits]\nmax_bach = 5\n").unwrap_err();

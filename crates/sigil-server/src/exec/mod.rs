@@ -7,8 +7,13 @@
 //! - [`lookup`]: `MatchHashes` searches on fixed threads, coalescing
 //!   compatible requests into one batched search;
 //! - [`store_calls`]: report store calls, at most the store's parallelism;
-//! - [`connections`]: the cap on open client connections.
+//! - [`connections`]: accepted connections, bounded in number (in all and
+//!   per peer address) and in time (handshake, idle);
+//! - [`calls`]: each call marked open on its connection, and request
+//!   bodies bounded in bytes (across all calls) and time while they
+//!   arrive.
 
+pub mod calls;
 pub mod connections;
 pub mod lookup;
 pub mod pool;

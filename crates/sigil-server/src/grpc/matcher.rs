@@ -14,13 +14,14 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_util::{Stream, StreamExt};
+use futures_util::Stream;
 use sigil_core::robust::RobustLevel;
 use sigil_core::{FileSignatures, HashKind};
 use sigil_index::IndexReader;
 use sigil_match::{
     HashItem, MatchRequest, Matcher, OptionsError, Outcome, ResolvedOptions, Verdict,
 };
+use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{match_result, parse_query, ParsedHash};
@@ -448,50 +449,25 @@ impl proto::matcher_server::Matcher for MatcherService {
         request: Request<Streaming<proto::MatchImageRequest>>,
     ) -> Result<Response<Self::MatchImageStreamStream>, Status> {
         let caller = caller(&request)?;
-        let service = self.clone();
-        let window = service.state.config.limits.stream_window;
-        let per_item = service.state.config.limits.request_timeout();
-        let inbound = request.into_inner();
-        let mut first = true;
-        // `buffered` runs up to `window` items at once and yields results in
-        // request order.
-        let out = inbound
-            .map(move |item| {
-                let service = service.clone();
-                let caller = caller.clone();
-                // The stream open was charged by the interceptor.
-                let charge = if std::mem::take(&mut first) {
-                    Ok(())
-                } else {
-                    caller.charge(1)
-                };
-                async move {
-                    let start = Instant::now();
-                    let msg = item?;
-                    let request_id = msg.request_id.clone();
-                    let result = match charge {
-                        Err(s) => Err(s),
-                        Ok(()) => service.stream_item(msg, &caller, start + per_item).await,
-                    };
-                    let code = result
-                        .as_ref()
-                        .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-                    service.state.metrics.observe_call(
-                        "MatchImageStream",
-                        code,
-                        start.elapsed().as_secs_f64(),
-                    );
-                    // A bad item does not end the stream: it becomes an
-                    // ERROR result carrying its request id.
-                    Ok(result.unwrap_or_else(|s| proto::MatchResult {
-                        request_id,
-                        verdict: proto::Verdict::Error as i32,
-                        error: format!("{:?}: {}", s.code(), s.message()),
-                        ..Default::default()
-                    }))
-                }
-            })
-            .buffered(window);
+        let window = self.state.config.limits.stream_window;
+        // Each slot holds one item's answer to come, in request order: at
+        // most `window` items are running or answered-but-unsent, so a
+        // client that stops reading stops the intake, never the work.
+        // (Its connection is closed once a response waits unread for
+        // `stream_stall_timeout_ms`: `exec::connections`.)
+        let (slots, answers) = mpsc::channel(window);
+        tokio::spawn(
+            self.clone()
+                .stream_intake(request.into_inner(), caller, slots),
+        );
+        let out = futures_util::stream::unfold(answers, |mut answers| async move {
+            let answer: oneshot::Receiver<Result<proto::MatchResult, Status>> =
+                answers.recv().await?;
+            let result = answer
+                .await
+                .unwrap_or_else(|_| Err(Status::internal("stream item task ended early")));
+            Some((result, answers))
+        });
         Ok(Response::new(Box::pin(out)))
     }
 
@@ -580,6 +556,69 @@ impl proto::matcher_server::Matcher for MatcherService {
 }
 
 impl MatcherService {
+    /// Reads a `MatchImageStream`'s items and runs each as its own task,
+    /// once a slot of the stream's window is free. The task hashes,
+    /// matches and stores (taking and releasing the hashing pool's and the
+    /// report store's permits itself) whether or not the client ever reads
+    /// the answer: nothing shared waits on the client. An inbound error
+    /// (a malformed message, a body deadline) ends the stream with it,
+    /// after the answers before it.
+    async fn stream_intake(
+        self,
+        mut inbound: Streaming<proto::MatchImageRequest>,
+        caller: Caller,
+        slots: mpsc::Sender<oneshot::Receiver<Result<proto::MatchResult, Status>>>,
+    ) {
+        let per_item = self.state.config.limits.request_timeout();
+        for index in 0u64.. {
+            // Wait for room first: the next item is not read while
+            // `window` answers are pending.
+            let Ok(slot) = slots.reserve().await else {
+                return; // the response is gone (client cancelled)
+            };
+            let item = match inbound.message().await {
+                Ok(Some(item)) => item,
+                Ok(None) => return,
+                Err(status) => {
+                    let (tx, rx) = oneshot::channel();
+                    slot.send(rx);
+                    let _ = tx.send(Err(status));
+                    return;
+                }
+            };
+            let (tx, rx) = oneshot::channel();
+            slot.send(rx);
+            // The stream open was charged by the interceptor.
+            let charge = if index == 0 { Ok(()) } else { caller.charge(1) };
+            let service = self.clone();
+            let caller = caller.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let request_id = item.request_id.clone();
+                let result = match charge {
+                    Err(s) => Err(s),
+                    Ok(()) => service.stream_item(item, &caller, start + per_item).await,
+                };
+                let metrics = &service.state.metrics;
+                let code = result
+                    .as_ref()
+                    .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
+                metrics.observe_call("MatchImageStream", code, start.elapsed().as_secs_f64());
+                // A bad item does not end the stream: it becomes an ERROR
+                // result carrying its request id.
+                let result = result.unwrap_or_else(|s| proto::MatchResult {
+                    request_id,
+                    verdict: proto::Verdict::Error as i32,
+                    error: format!("{:?}: {}", s.code(), s.message()),
+                    ..Default::default()
+                });
+                // Err: the response is gone (client cancelled); the work
+                // is done and its permits released either way.
+                let _ = tx.send(Ok(result));
+            });
+        }
+    }
+
     /// One item of `MatchImageStream`, within its own deadline (the stream
     /// waits for room in the hashing pool rather than being refused).
     async fn stream_item(

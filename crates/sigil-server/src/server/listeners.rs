@@ -1,6 +1,8 @@
 //! The listeners: the gRPC one (TLS, auth interceptors, health,
-//! reflection, the connection cap), and the optional metrics and
-//! plaintext health ones. Bound first, so a bind error is reported before
+//! reflection), and the optional metrics and plaintext health ones, each
+//! accepting through `exec::connections` (connection caps, handshake and
+//! idle deadlines) and, for gRPC, `exec::calls` (open calls, request body
+//! budget and deadline). Bound first, so a bind error is reported before
 //! anything runs; then served until shutdown.
 
 use std::net::SocketAddr;
@@ -10,7 +12,6 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Server;
 use tonic::{Request, Status};
@@ -19,9 +20,10 @@ use super::state::AppState;
 use super::ServerError;
 use crate::auth::{KeyRing, Role};
 use crate::config::ServerConfig;
-use crate::exec::connections;
+use crate::exec::calls::{BodyBudget, CallsLayer};
+use crate::exec::connections::{self, ConnMetrics, ConnPolicy, Protocol};
 use crate::grpc::{MatcherService, ReportsService};
-use crate::metrics::serve_metrics;
+use crate::metrics::{serve_metrics, Metrics};
 use crate::proto;
 
 /// How long a client has to answer a keepalive ping.
@@ -101,16 +103,32 @@ impl Listeners {
             .build_v1alpha()
             .map_err(|e| ServerError::Reflection(e.to_string()))?;
         let (matcher, reports) = services(state);
-        let router = grpc_server(&state.config)?
+        let config = &state.config;
+        let metrics = &state.metrics;
+        let calls = CallsLayer {
+            budget: BodyBudget::new(
+                config.limits.max_body_bytes_in_flight,
+                config.limits.request_timeout(),
+                metrics.body_bytes_in_flight.clone(),
+                metrics.body_budget_waits.clone(),
+                metrics.body_timeouts.clone(),
+            ),
+        };
+        let router = http2_server(config)
+            .layer(calls.clone())
             .add_service(health_service.clone())
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(matcher)
             .add_service(reports);
-        let incoming = connections::limited(
+        let tls = config.tls.as_ref().map(super::tls::acceptor).transpose()?;
+        let policy = conn_policy(config);
+        let incoming = connections::incoming(
             self.grpc,
-            state.config.limits.max_connections,
-            state.metrics.connections_open.clone(),
+            policy.clone(),
+            Protocol::Http2,
+            tls,
+            conn_metrics(metrics, "grpc", Some(metrics.connections_open.clone())),
         );
         let shutdown_grpc = wait_shutdown(shutdown.clone());
         let grpc_task = tokio::spawn(async move {
@@ -128,8 +146,21 @@ impl Listeners {
                 let state = state.clone();
                 Arc::new(move || state.refresh_residency())
             };
+            let incoming = connections::incoming(
+                l,
+                policy.clone(),
+                Protocol::Http1,
+                None,
+                conn_metrics(metrics, "metrics", None),
+            );
             let shutdown = wait_shutdown(shutdown.clone());
-            tokio::spawn(serve_metrics(l, state.metrics.clone(), refresh, shutdown));
+            tokio::spawn(serve_metrics(
+                incoming,
+                state.metrics.clone(),
+                refresh,
+                policy.handshake_timeout,
+                shutdown,
+            ));
         }
         if let Some(l) = self.health {
             // The health port describes itself too, so that
@@ -139,7 +170,8 @@ impl Listeners {
                 tonic_reflection::server::Builder::configure()
                     .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             };
-            let health = Server::builder()
+            let health = http2_server(config)
+                .layer(calls)
                 .add_service(health_service)
                 .add_service(
                     health_reflection()
@@ -151,7 +183,13 @@ impl Listeners {
                         .build_v1alpha()
                         .map_err(|e| ServerError::Reflection(e.to_string()))?,
                 );
-            let incoming = TcpListenerStream::new(l);
+            let incoming = connections::incoming(
+                l,
+                policy,
+                Protocol::Http2,
+                None,
+                conn_metrics(metrics, "health", None),
+            );
             tokio::spawn(health.serve_with_incoming_shutdown(incoming, wait_shutdown(shutdown)));
         }
         Ok(grpc_task)
@@ -207,19 +245,41 @@ fn services(
     )
 }
 
-/// The gRPC server builder with the HTTP/2 limits and `[tls]` applied.
-fn grpc_server(config: &ServerConfig) -> Result<Server, ServerError> {
+/// The connection bounds of every listener, from `[limits]`.
+fn conn_policy(config: &ServerConfig) -> ConnPolicy {
+    let l = &config.limits;
+    ConnPolicy {
+        max_connections: l.max_connections,
+        max_per_peer: l.max_connections_per_peer,
+        handshake_timeout: l.handshake_timeout(),
+        idle_timeout: l.idle_timeout(),
+        stall_timeout: l.stream_stall_timeout(),
+    }
+}
+
+fn conn_metrics(
+    metrics: &Metrics,
+    listener: &'static str,
+    open: Option<prometheus::IntGauge>,
+) -> ConnMetrics {
+    ConnMetrics {
+        listener,
+        open,
+        closed: metrics.connections_closed.clone(),
+        refused: metrics.connections_refused.clone(),
+    }
+}
+
+/// The gRPC server builder with the HTTP/2 limits applied. TLS is not
+/// configured here: `exec::connections` terminates it.
+fn http2_server(config: &ServerConfig) -> Server {
     let limits = &config.limits;
     let keepalive =
         (limits.keepalive_interval_s > 0).then(|| Duration::from_secs(limits.keepalive_interval_s));
-    let builder = Server::builder()
+    Server::builder()
         .http2_keepalive_interval(keepalive)
         .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
         .initial_stream_window_size(limits.http2_stream_window_bytes)
         .initial_connection_window_size(limits.http2_connection_window_bytes)
-        .max_frame_size(limits.http2_max_frame_bytes);
-    match &config.tls {
-        Some(tls) => super::tls::apply(builder, tls),
-        None => Ok(builder),
-    }
+        .max_frame_size(limits.http2_max_frame_bytes)
 }

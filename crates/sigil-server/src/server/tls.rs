@@ -2,46 +2,60 @@
 //! Every failure names the file at fault.
 
 use std::path::Path;
-use std::time::Duration;
+use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+use rustls::server::WebPkiClientVerifier;
+use tokio_rustls::TlsAcceptor;
 
 use super::ServerError;
 use crate::config::TlsConfig;
 
-/// How long a client may take to complete the TLS handshake. Without a
-/// limit, a connection that never sends its ClientHello holds a socket and a
-/// task for as long as the peer keeps it open.
-const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Applies `[tls]` to the server builder. Every failure names the file(s)
-/// at fault: tonic's own error says only "transport error".
-pub(super) fn apply(builder: Server, tls: &TlsConfig) -> Result<Server, ServerError> {
-    let (cert_pem, _) = read_certificates(&tls.cert)?;
-    let identity = Identity::from_pem(cert_pem, read_private_key(&tls.key)?);
-    let mut t = ServerTlsConfig::new()
-        .identity(identity)
-        .timeout(TLS_HANDSHAKE_TIMEOUT);
-    if let Some(ca) = &tls.client_ca {
-        let (pem, certs) = read_certificates(ca)?;
-        // tonic skips certificates it cannot use as trust anchors; refuse
-        // them instead, so a wrong file is not silently half-used.
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in certs {
-            roots.add(cert).map_err(|e| ServerError::TlsInvalid {
-                path: ca.clone(),
-                message: format!("not usable as a client CA certificate: {e}"),
-            })?;
-        }
-        t = t.client_ca_root(Certificate::from_pem(pem));
-    }
-    builder.tls_config(t).map_err(|e| ServerError::TlsSetup {
+/// The TLS acceptor for `[tls]`. The server terminates TLS itself (in
+/// `exec::connections`) rather than through tonic, so that one deadline
+/// from the accept bounds the TLS handshake and the HTTP/2 preface
+/// together (`limits.handshake_timeout_ms`). Every failure names the
+/// file(s) at fault.
+pub(super) fn acceptor(tls: &TlsConfig) -> Result<TlsAcceptor, ServerError> {
+    let (_, certs) = read_certificates(&tls.cert)?;
+    let key = read_private_key(&tls.key)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let setup_error = |message: String| ServerError::TlsSetup {
         cert: tls.cert.clone(),
         key: tls.key.clone(),
-        message: error_chain(&e),
-    })
+        message,
+    };
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| setup_error(error_chain(&e)))?;
+    let builder = match &tls.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let (_, certs) = read_certificates(ca)?;
+            let invalid = |message: String| ServerError::TlsInvalid {
+                path: ca.clone(),
+                message,
+            };
+            // Refuse a certificate that cannot be a trust anchor rather
+            // than skip it, so a wrong file is not silently half-used.
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in certs {
+                roots
+                    .add(cert)
+                    .map_err(|e| invalid(format!("not usable as a client CA certificate: {e}")))?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| invalid(format!("not usable as a client CA: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(certs, key)
+        .map_err(|e| setup_error(error_chain(&e)))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, ServerError> {
@@ -71,15 +85,14 @@ fn read_certificates(path: &Path) -> Result<(Vec<u8>, Vec<CertificateDer<'static
 }
 
 /// Reads a PEM file that must hold a private key (PKCS#8, PKCS#1 or SEC1).
-fn read_private_key(path: &Path) -> Result<Vec<u8>, ServerError> {
+fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, ServerError> {
     let pem = read(path)?;
     // The parse error is only a kind ("no items found", "malformed"): it
     // never echoes key material.
     PrivateKeyDer::from_pem_slice(&pem).map_err(|e| ServerError::TlsInvalid {
         path: path.to_owned(),
         message: format!("no PEM private key (PKCS#8, PKCS#1 or SEC1) in the file: {e}"),
-    })?;
-    Ok(pem)
+    })
 }
 
 /// The causes of an error, outermost first, joined for one log line.
