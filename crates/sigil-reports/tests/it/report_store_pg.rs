@@ -29,7 +29,7 @@ use sigil_reports::{PgOptions, PgReportStore};
 
 #[cfg(feature = "postgres")]
 // The relay is shared with sigil-server's drills (one copy of the helper).
-#[path = "../../../sigil-server/tests/support/relay.rs"]
+#[path = "../../../sigil-server/tests/it/support/relay.rs"]
 mod relay;
 #[cfg(feature = "postgres")]
 use relay::Relay;

@@ -19,8 +19,7 @@ use sigil_server::{RunOptions, RunningServer, ServerConfig};
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
-#[path = "support/hostile.rs"]
-mod hostile;
+use crate::support::hostile;
 
 const MATCHER_KEY: &str = "test-matcher-token";
 const REVIEWER_KEY: &str = "test-reviewer-token";

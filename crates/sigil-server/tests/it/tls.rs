@@ -22,8 +22,7 @@ use sigil_server::{RunOptions, RunningServer, ServerConfig};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 use tonic::{Code, Request};
 
-#[path = "support/hostile.rs"]
-mod hostile;
+use crate::support::hostile;
 
 const MATCHER_KEY: &str = "tls-test-matcher-token";
 const KNOWN: &str = "originals/bridge-mods/square-256x256.jpg";

@@ -24,8 +24,7 @@ use sigil_server::proto::{self, HashKind as PKind, Verdict};
 use sigil_server::{RunOptions, ServerConfig};
 
 #[cfg(feature = "postgres")]
-#[path = "support/relay.rs"]
-mod relay;
+use crate::support::relay;
 #[cfg(feature = "postgres")]
 use {sigil_server::proto::reports_client::ReportsClient, tonic::Code};
 
