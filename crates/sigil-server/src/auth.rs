@@ -192,6 +192,32 @@ pub fn key_digest_hex(token: &str) -> String {
     sigil_core::hash::encode_hex(&Sha256::digest(token.as_bytes()))
 }
 
+/// The key label of a call that sent no API key.
+pub const NO_KEY: &str = "(none)";
+/// The key label of a call whose API key is not configured: one label for
+/// every unknown key, so a flood of made-up keys cannot grow the metrics.
+pub const UNKNOWN_KEY: &str = "(unknown)";
+
+impl KeyRing {
+    /// The name a call is counted under when it is refused: its key's
+    /// configured name, [`UNKNOWN_KEY`] or [`NO_KEY`]. Charges nothing.
+    pub fn key_label(&self, metadata: &MetadataMap) -> String {
+        if let Some(anon) = &self.anonymous {
+            return anon.name.clone();
+        }
+        let Some(value) = metadata.get("authorization") else {
+            return NO_KEY.to_string();
+        };
+        let Some(token) = value.to_str().ok().and_then(bearer_token) else {
+            return UNKNOWN_KEY.to_string();
+        };
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.keys
+            .get(&digest)
+            .map_or_else(|| UNKNOWN_KEY.to_string(), |k| k.name.clone())
+    }
+}
+
 /// The token of an `authorization: Bearer <token>` value. The scheme name is
 /// case-insensitive (RFC 9110, section 11.1): `Bearer`, `bearer` and `BEARER`
 /// are the same scheme.

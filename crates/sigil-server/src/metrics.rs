@@ -15,6 +15,8 @@ use prometheus::{
 
 /// Every metric the server exports.
 pub struct Metrics {
+    /// Calls per API key name and status code.
+    pub requests_by_key: IntCounterVec,
     registry: Registry,
     /// Finished calls by method and gRPC status code name.
     pub requests: IntCounterVec,
@@ -103,8 +105,13 @@ impl Metrics {
         Metrics {
             requests: counters(
                 "grpc_requests_total",
-                "Finished gRPC calls",
+                "Finished gRPC calls, refused ones (no or unknown key, wrong role, rate limit) included",
                 &["method", "code"],
+            ),
+            requests_by_key: counters(
+                "requests_by_key_total",
+                "gRPC calls per API key name (never the key; (none) without a key, (unknown) for a key not configured)",
+                &["key", "code"],
             ),
             latency: register(
                 &r,
@@ -231,12 +238,18 @@ impl Metrics {
         String::from_utf8(buf).unwrap_or_default()
     }
 
-    /// Records a finished call.
-    pub fn observe_call(&self, method: &str, code: tonic::Code, seconds: f64) {
-        self.requests
-            .with_label_values(&[method, code_name(code)])
-            .inc();
+    /// Records a finished call by `key` (the API key's configured name).
+    pub fn observe_call(&self, method: &str, key: &str, code: tonic::Code, seconds: f64) {
+        self.observe_refusal(method, key, code);
         self.latency.with_label_values(&[method]).observe(seconds);
+    }
+
+    /// Records a call refused before it reached a handler (authentication,
+    /// role, rate limit): counted as calls are, without a latency.
+    pub fn observe_refusal(&self, method: &str, key: &str, code: tonic::Code) {
+        let code = code_name(code);
+        self.requests.with_label_values(&[method, code]).inc();
+        self.requests_by_key.with_label_values(&[key, code]).inc();
     }
 }
 

@@ -62,6 +62,36 @@ impl BodyBudget {
     }
 }
 
+/// The gRPC method a request names, as a metrics label: one of the
+/// service's methods, or `unknown` (a client chooses the path, so it never
+/// becomes a label as it is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CallMethod(pub &'static str);
+
+impl CallMethod {
+    const KNOWN: [&'static str; 8] = [
+        "MatchImage",
+        "MatchImageStream",
+        "MatchHashes",
+        "IndexInfo",
+        "GetReport",
+        "ListReports",
+        "UpdateReport",
+        "ExportReport",
+    ];
+
+    fn of_path(path: &str) -> Self {
+        let name = path.rsplit('/').next().unwrap_or_default();
+        CallMethod(
+            Self::KNOWN
+                .iter()
+                .find(|m| **m == name)
+                .copied()
+                .unwrap_or("unknown"),
+        )
+    }
+}
+
 /// The tower layer of the gRPC servers (see the module docs).
 #[derive(Clone)]
 pub struct CallsLayer {
@@ -102,7 +132,9 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: http::Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: http::Request<Body>) -> Self::Future {
+        let method = CallMethod::of_path(req.uri().path());
+        req.extensions_mut().insert(method);
         // Open from the request's arrival until hyper drops the response
         // body (sent, or the stream reset).
         let open = req

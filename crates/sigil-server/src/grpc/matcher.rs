@@ -25,7 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::{Request, Response, Status, Streaming};
 
 use super::convert::{match_result, parse_query, ParsedHash};
-use super::{caller, deadline, timed};
+use super::{caller, deadline, key_name, timed};
 use crate::auth::Caller;
 use crate::exec::lookup::LookupError;
 use crate::exec::pool::{HashMode, PoolError, Signed};
@@ -423,7 +423,7 @@ impl proto::matcher_server::Matcher for MatcherService {
         request: Request<proto::MatchImageRequest>,
     ) -> Result<Response<proto::MatchResult>, Status> {
         let st = &self.state;
-        timed(&st.metrics, "MatchImage", async {
+        timed(&st.metrics, "MatchImage", key_name(&request), async {
             let caller = caller(&request)?;
             let deadline = deadline(
                 request.metadata(),
@@ -476,7 +476,7 @@ impl proto::matcher_server::Matcher for MatcherService {
         request: Request<proto::MatchHashesRequest>,
     ) -> Result<Response<proto::MatchHashesResponse>, Status> {
         let st = &self.state;
-        timed(&st.metrics, "MatchHashes", async {
+        timed(&st.metrics, "MatchHashes", key_name(&request), async {
             let caller = caller(&request)?;
             let deadline = deadline(
                 request.metadata(),
@@ -531,7 +531,7 @@ impl proto::matcher_server::Matcher for MatcherService {
         request: Request<proto::IndexInfoRequest>,
     ) -> Result<Response<proto::IndexInfoResponse>, Status> {
         let st = &self.state;
-        timed(&st.metrics, "IndexInfo", async {
+        timed(&st.metrics, "IndexInfo", key_name(&request), async {
             caller(&request)?;
             let reader = st.index.current();
             let stats = reader.stats();
@@ -603,7 +603,12 @@ impl MatcherService {
                 let code = result
                     .as_ref()
                     .map_or_else(|s| s.code(), |_| tonic::Code::Ok);
-                metrics.observe_call("MatchImageStream", code, start.elapsed().as_secs_f64());
+                metrics.observe_call(
+                    "MatchImageStream",
+                    caller.name(),
+                    code,
+                    start.elapsed().as_secs_f64(),
+                );
                 // A bad item does not end the stream: it becomes an ERROR
                 // result carrying its request id.
                 let result = result.unwrap_or_else(|s| proto::MatchResult {

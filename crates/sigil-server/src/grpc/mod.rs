@@ -27,11 +27,20 @@ fn caller<T>(req: &Request<T>) -> Result<Caller, Status> {
         .ok_or_else(|| Status::internal("request reached a handler without authentication"))
 }
 
-/// Runs one unary call, recording its status code and latency (and
-/// logging a failure).
+/// The name a request's caller is counted under: its key's configured
+/// name (never the key).
+fn key_name<T>(req: &Request<T>) -> String {
+    req.extensions()
+        .get::<Caller>()
+        .map_or_else(|| crate::auth::NO_KEY.to_string(), |c| c.name().to_string())
+}
+
+/// Runs one unary call, recording its status code and latency per method
+/// and per key (and logging a failure).
 async fn timed<T>(
     metrics: &Metrics,
     method: &'static str,
+    key: String,
     fut: impl Future<Output = Result<T, Status>>,
 ) -> Result<T, Status> {
     let start = Instant::now();
@@ -43,7 +52,7 @@ async fn timed<T>(
             s.code()
         }
     };
-    metrics.observe_call(method, code, start.elapsed().as_secs_f64());
+    metrics.observe_call(method, &key, code, start.elapsed().as_secs_f64());
     result
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
 use super::convert::store_status;
-use super::{caller, timed};
+use super::{caller, key_name, timed};
 use crate::proto;
 use crate::server::AppState;
 use sigil_reports::time::now_ms;
@@ -47,13 +47,18 @@ impl proto::reports_server::Reports for ReportsService {
         &self,
         request: Request<proto::GetReportRequest>,
     ) -> Result<Response<proto::Report>, Status> {
-        timed(&self.state.metrics, "GetReport", async {
-            caller(&request)?;
-            let id = request.into_inner().id;
-            require_id(&id)?;
-            let r = self.store(move |s| s.get(&id)).await?;
-            Ok(Response::new(r.into()))
-        })
+        timed(
+            &self.state.metrics,
+            "GetReport",
+            key_name(&request),
+            async {
+                caller(&request)?;
+                let id = request.into_inner().id;
+                require_id(&id)?;
+                let r = self.store(move |s| s.get(&id)).await?;
+                Ok(Response::new(r.into()))
+            },
+        )
         .await
     }
 
@@ -61,15 +66,20 @@ impl proto::reports_server::Reports for ReportsService {
         &self,
         request: Request<proto::ListReportsRequest>,
     ) -> Result<Response<proto::ListReportsResponse>, Status> {
-        timed(&self.state.metrics, "ListReports", async {
-            caller(&request)?;
-            let filter = ReportFilter::try_from(request.into_inner())?;
-            let page = self.store(move |s| s.list(&filter)).await?;
-            Ok(Response::new(proto::ListReportsResponse {
-                reports: page.reports.into_iter().map(Into::into).collect(),
-                next_page_token: page.next_page_token.unwrap_or_default(),
-            }))
-        })
+        timed(
+            &self.state.metrics,
+            "ListReports",
+            key_name(&request),
+            async {
+                caller(&request)?;
+                let filter = ReportFilter::try_from(request.into_inner())?;
+                let page = self.store(move |s| s.list(&filter)).await?;
+                Ok(Response::new(proto::ListReportsResponse {
+                    reports: page.reports.into_iter().map(Into::into).collect(),
+                    next_page_token: page.next_page_token.unwrap_or_default(),
+                }))
+            },
+        )
         .await
     }
 
@@ -77,7 +87,7 @@ impl proto::reports_server::Reports for ReportsService {
         &self,
         request: Request<proto::UpdateReportRequest>,
     ) -> Result<Response<proto::Report>, Status> {
-        timed(&self.state.metrics, "UpdateReport", async {
+        timed(&self.state.metrics, "UpdateReport", key_name(&request), async {
             let who = caller(&request)?;
             let mut q = request.into_inner();
             require_id(&q.id)?;
@@ -102,17 +112,23 @@ impl proto::reports_server::Reports for ReportsService {
         &self,
         request: Request<proto::ExportReportRequest>,
     ) -> Result<Response<proto::ExportReportResponse>, Status> {
-        timed(&self.state.metrics, "ExportReport", async {
-            caller(&request)?;
-            let id = request.into_inner().id;
-            require_id(&id)?;
-            let r = self.store(move |s| s.get(&id)).await?;
-            let json = serde_json::to_string_pretty(&sigil_reports::export::cybertipline_json(&r))
-                .map_err(|e| Status::internal(format!("export failed: {e}")))?;
-            let xml = sigil_reports::export::cybertipline_xml(&r)
-                .map_err(|e| Status::internal(format!("export failed: {e}")))?;
-            Ok(Response::new(proto::ExportReportResponse { json, xml }))
-        })
+        timed(
+            &self.state.metrics,
+            "ExportReport",
+            key_name(&request),
+            async {
+                caller(&request)?;
+                let id = request.into_inner().id;
+                require_id(&id)?;
+                let r = self.store(move |s| s.get(&id)).await?;
+                let json =
+                    serde_json::to_string_pretty(&sigil_reports::export::cybertipline_json(&r))
+                        .map_err(|e| Status::internal(format!("export failed: {e}")))?;
+                let xml = sigil_reports::export::cybertipline_xml(&r)
+                    .map_err(|e| Status::internal(format!("export failed: {e}")))?;
+                Ok(Response::new(proto::ExportReportResponse { json, xml }))
+            },
+        )
         .await
     }
 }

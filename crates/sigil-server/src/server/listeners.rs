@@ -20,7 +20,7 @@ use super::state::AppState;
 use super::ServerError;
 use crate::auth::{KeyRing, Role};
 use crate::config::ServerConfig;
-use crate::exec::calls::{BodyBudget, CallsLayer};
+use crate::exec::calls::{BodyBudget, CallMethod, CallsLayer};
 use crate::exec::connections::{self, ConnMetrics, ConnPolicy, Protocol};
 use crate::grpc::{MatcherService, ReportsService};
 use crate::metrics::{serve_metrics, Metrics};
@@ -201,13 +201,28 @@ impl Listeners {
 struct Authorize {
     keys: Arc<KeyRing>,
     role: Role,
+    metrics: Arc<Metrics>,
 }
 
 impl tonic::service::Interceptor for Authorize {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
-        let caller = self.keys.authorize(req.metadata(), self.role)?;
-        req.extensions_mut().insert(caller);
-        Ok(req)
+        match self.keys.authorize(req.metadata(), self.role) {
+            Ok(caller) => {
+                req.extensions_mut().insert(caller);
+                Ok(req)
+            }
+            Err(status) => {
+                // Refused before any handler: counted here, or a throttled
+                // pipeline or credential stuffing would be invisible.
+                let method = req
+                    .extensions()
+                    .get::<CallMethod>()
+                    .map_or("unknown", |m| m.0);
+                let key = self.keys.key_label(req.metadata());
+                self.metrics.observe_refusal(method, &key, status.code());
+                Err(status)
+            }
+        }
     }
 }
 
@@ -227,6 +242,7 @@ fn services(
     let auth = |role| Authorize {
         keys: keys.clone(),
         role,
+        metrics: state.metrics.clone(),
     };
     let max = config.limits.max_message_bytes;
     let matcher = MatcherServer::new(MatcherService {

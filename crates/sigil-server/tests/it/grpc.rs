@@ -551,6 +551,22 @@ async fn authentication_roles_and_limits() {
         .unwrap()
         .into_inner();
     assert_eq!(ok.verdict(), Verdict::LowQuality);
+
+    // Refusals are counted like calls, by method and by key name (never
+    // the key; one label for every unknown key).
+    let text = fx.server.as_ref().unwrap().metrics_text();
+    for series in [
+        "sigil_grpc_requests_total{code=\"UNAUTHENTICATED\",method=\"MatchImage\"} 2",
+        "sigil_grpc_requests_total{code=\"PERMISSION_DENIED\",method=\"MatchImage\"} 1",
+        "sigil_grpc_requests_total{code=\"PERMISSION_DENIED\",method=\"ListReports\"} 1",
+        "sigil_requests_by_key_total{code=\"UNAUTHENTICATED\",key=\"(none)\"} 1",
+        "sigil_requests_by_key_total{code=\"UNAUTHENTICATED\",key=\"(unknown)\"} 1",
+        "sigil_requests_by_key_total{code=\"PERMISSION_DENIED\",key=\"reviewer-1\"} 1",
+        "sigil_requests_by_key_total{code=\"OK\",key=\"pipeline\"} 1",
+    ] {
+        assert!(text.contains(series), "no {series} in\n{text}");
+    }
+    assert!(!text.contains("wrong-token"));
     fx.stop().await;
 }
 
@@ -596,6 +612,14 @@ async fn rate_limit_per_key() {
         .unwrap_err();
     assert_eq!(err.code(), Code::ResourceExhausted);
     assert!(err.message().contains("pipeline"));
+    let text = fx.server.as_ref().unwrap().metrics_text();
+    for series in [
+        "sigil_grpc_requests_total{code=\"RESOURCE_EXHAUSTED\",method=\"IndexInfo\"} 1",
+        "sigil_requests_by_key_total{code=\"RESOURCE_EXHAUSTED\",key=\"pipeline\"} 1",
+        "sigil_requests_by_key_total{code=\"OK\",key=\"pipeline\"} 2",
+    ] {
+        assert!(text.contains(series), "no {series} in\n{text}");
+    }
     fx.stop().await;
 }
 
