@@ -93,6 +93,22 @@ pub fn transform_into<T: Copy + Default>(
         // a bijection onto the source pixels.
         (origin + ox as isize * step_right + oy as isize * step_down) as usize
     };
+    if channels == 1 {
+        // The hot path (luma): element copies, no per-pixel slice calls.
+        for ty in (0..th).step_by(TILE) {
+            for tx in (0..tw).step_by(TILE) {
+                let x1 = (tx + TILE).min(tw);
+                for oy in ty..(ty + TILE).min(th) {
+                    let mut si = at(tx, oy) as isize;
+                    for o in &mut dst[oy * tw + tx..oy * tw + x1] {
+                        *o = src[si as usize];
+                        si += step_right;
+                    }
+                }
+            }
+        }
+        return (tw, th);
+    }
     if !swaps_axes(d) {
         // Output rows are source rows, forwards or backwards: copy row by row.
         for (oy, row) in dst.chunks_exact_mut(tw * channels).enumerate() {
