@@ -269,6 +269,9 @@ fn augmented_enrolment_finds_a_cropped_copy() {
         .all(|m| m["id"] == "bridge" && m["list"] == "bank"));
 }
 
+/// A rotation, flip or transpose of a whole image.
+type Edit90 = fn(&RgbImage) -> RgbImage;
+
 /// Photos of 300-500 px (crops of the testdata photos at native resolution
 /// and resized ones, sizes where the blur and decimation are not
 /// mirror-symmetric) rotated by 90, 180 and 270 degrees, mirrored and
@@ -324,7 +327,7 @@ fn robust_scan_finds_every_rotated_and_mirrored_photo() {
         ("q2821", labelme("q2821.jpg", 480, 353)),
     ];
     // (the transform applied, the variant that undoes it)
-    let transforms: [(&str, fn(&RgbImage) -> RgbImage, &str); 7] = [
+    let transforms: [(&str, Edit90, &str); 7] = [
         ("rot90", |i| imageops::rotate270(i), "rot270"),
         ("rot180", |i| imageops::rotate180(i), "rot180"),
         ("rot270", |i| imageops::rotate90(i), "rot90"),
