@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use sigil_core::decode::{DecodeError, DecodeOptions};
-use sigil_core::pdq::Profile;
+use sigil_core::pdq::{DihedralMethod, Profile};
 use sigil_core::{Dihedral, ExactDigests, FileSignatures, SignOptions, Signer};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -70,6 +70,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     let options = SignOptions {
         profile: args.profile,
         dihedral: args.dihedral,
+        // The reference's `dih_*` columns, bit-exact with Meta's hasher
+        // (matching uses the pixel-domain ones instead).
+        dihedral_method: DihedralMethod::Derived,
         decode: DecodeOptions {
             apply_exif_orientation: args.exif_orientation,
             ..DecodeOptions::default()

@@ -10,7 +10,7 @@
 use crate::decode::{decode, DecodeError, DecodeOptions, DecodedImage, Pixels};
 use crate::exact::ExactDigests;
 use crate::hash::PdqHash;
-use crate::pdq::{PdqHasher, Profile};
+use crate::pdq::{DihedralMethod, PdqHasher, PdqOutput, Profile};
 
 /// What to compute.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,8 +18,12 @@ pub struct SignOptions {
     /// Pre-processing before PDQ: `Full` (HMA/ThreatExchange) or `Cli512`
     /// (Meta's C++ command-line hasher).
     pub profile: Profile,
-    /// Also compute the 8 dihedral hashes (from the same DCT; cheap).
+    /// Also compute the 8 dihedral hashes.
     pub dihedral: bool,
+    /// How: the reference's DCT-derived ones (the default; what `sigil hash
+    /// --dihedral` prints) or the hashes of the transformed pixels (what
+    /// matching searches).
+    pub dihedral_method: DihedralMethod,
     pub decode: DecodeOptions,
 }
 
@@ -33,7 +37,8 @@ pub struct ImageSignature {
     /// 0..=100; hashes under 50 are unreliable and should not be matched.
     pub quality: u32,
     /// In `Dihedral::ALL` order; `[0]` equals `pdq`. Present when
-    /// [`SignOptions::dihedral`] is set.
+    /// [`SignOptions::dihedral`] is set, computed by
+    /// [`SignOptions::dihedral_method`].
     pub dihedral: Option<[PdqHash; 8]>,
 }
 
@@ -86,18 +91,24 @@ impl Signer {
     /// The perceptual signature of already decoded pixels.
     pub fn sign_decoded(&mut self, image: &DecodedImage) -> ImageSignature {
         let (w, h, profile) = (image.width, image.height, self.options.profile);
-        let (pdq, quality, dihedral) = if self.options.dihedral {
-            let out = match &image.pixels {
-                Pixels::Rgb8(px) => self.hasher.dihedral_rgb8(w, h, px, profile),
-                Pixels::Luma8(px) => self.hasher.dihedral_luma8(w, h, px, profile),
-            };
-            (out.hashes[0], out.quality, Some(out.hashes))
-        } else {
+        let (pdq, quality, dihedral) = if !self.options.dihedral {
             let out = match &image.pixels {
                 Pixels::Rgb8(px) => self.hasher.hash_rgb8(w, h, px, profile),
                 Pixels::Luma8(px) => self.hasher.hash_luma8(w, h, px, profile),
             };
             (out.hash, out.quality, None)
+        } else if self.options.dihedral_method == DihedralMethod::Pixels {
+            let out: [PdqOutput; 8] = match &image.pixels {
+                Pixels::Rgb8(px) => self.hasher.dihedral_pixels_rgb8(w, h, px, profile),
+                Pixels::Luma8(px) => self.hasher.dihedral_pixels_luma8(w, h, px, profile),
+            };
+            (out[0].hash, out[0].quality, Some(out.map(|o| o.hash)))
+        } else {
+            let out = match &image.pixels {
+                Pixels::Rgb8(px) => self.hasher.dihedral_rgb8(w, h, px, profile),
+                Pixels::Luma8(px) => self.hasher.dihedral_luma8(w, h, px, profile),
+            };
+            (out.hashes[0], out.quality, Some(out.hashes))
         };
         ImageSignature {
             width: w,

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use sigil_core::decode::fast_jpeg::{self, FastDecode};
 use sigil_core::decode::{sniff, MediaKind};
-use sigil_core::pdq::{DihedralOutput, PdqHasher, PdqOutput, Profile};
+use sigil_core::pdq::{PdqHasher, PdqOutput, Profile};
 use sigil_core::robust::{robust_query_hashes, RobustQueryOptions};
 use sigil_core::{
     DecodeError, DecodeOptions, DecodedImage, ExactHasher, HashKind, PdqHash, Pixels,
@@ -497,17 +497,20 @@ enum Decoded {
     Grid(fast_jpeg::LumaGrid),
 }
 
-/// The PDQ hash, quality and (with dihedral matching) the 8 variants.
+/// The PDQ hash, quality and (with dihedral matching) the 8 variants: the
+/// hashes of the image rotated and mirrored, so a rotated copy matches as
+/// its pixels rotated back would.
 fn pdq_of(
     hasher: &mut PdqHasher,
     decoded: &Decoded,
     cfg: &ScanConfig,
 ) -> (PdqHash, u32, Option<[PdqHash; 8]>) {
     let one = |o: PdqOutput| (o.hash, o.quality, None);
-    let eight = |o: DihedralOutput| (o.hashes[0], o.quality, Some(o.hashes));
+    let eight = |o: [PdqOutput; 8]| (o[0].hash, o[0].quality, Some(o.map(|v| v.hash)));
     let dihedral = cfg.matching.dihedral();
     let img = match decoded {
-        Decoded::Grid(g) if dihedral => return eight(hasher.dihedral_grid(&g.grid)),
+        // Only without dihedral matching (see `scan_file`): the grid has
+        // no pixels to rotate.
         Decoded::Grid(g) => return one(hasher.hash_grid(&g.grid)),
         Decoded::Image(img) => img,
     };
@@ -515,8 +518,8 @@ fn pdq_of(
     match (&img.pixels, dihedral) {
         (Pixels::Rgb8(px), false) => one(hasher.hash_rgb8(w, h, px, cfg.profile)),
         (Pixels::Luma8(px), false) => one(hasher.hash_luma8(w, h, px, cfg.profile)),
-        (Pixels::Rgb8(px), true) => eight(hasher.dihedral_rgb8(w, h, px, cfg.profile)),
-        (Pixels::Luma8(px), true) => eight(hasher.dihedral_luma8(w, h, px, cfg.profile)),
+        (Pixels::Rgb8(px), true) => eight(hasher.dihedral_pixels_rgb8(w, h, px, cfg.profile)),
+        (Pixels::Luma8(px), true) => eight(hasher.dihedral_pixels_luma8(w, h, px, cfg.profile)),
     }
 }
 
@@ -611,9 +614,11 @@ fn scan_file(
     let mut fast_used = FastUse::No;
     let decoded: Result<Decoded, DecodeError> = timed(&mut times.decode, || {
         if cfg.fast && !cfg.decode.apply_exif_orientation {
-            // The grid is the full-resolution image's; the cli512 profile
-            // and the robust variants need pixels.
-            let grid = cfg.profile == Profile::Full && work.robust.is_none();
+            // The grid is the full-resolution image's; the cli512 profile,
+            // the robust variants and the dihedral ones (hashes of the
+            // rotated pixels) need pixels.
+            let grid =
+                cfg.profile == Profile::Full && work.robust.is_none() && !cfg.matching.dihedral();
             let limits = &cfg.decode.limits;
             if let Some(fast) =
                 fast_jpeg::decode_fast(&bytes, limits, fast_jpeg::FAST_MIN_SIDE, grid)

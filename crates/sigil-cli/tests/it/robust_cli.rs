@@ -268,3 +268,118 @@ fn augmented_enrolment_finds_a_cropped_copy() {
         .iter()
         .all(|m| m["id"] == "bridge" && m["list"] == "bank"));
 }
+
+/// A rotation, flip or transpose of a whole image.
+type Edit90 = fn(&RgbImage) -> RgbImage;
+
+/// Photos of 300-500 px (crops of the testdata photos at native resolution
+/// and resized ones, sizes where the blur and decimation are not
+/// mirror-symmetric) rotated by 90, 180 and 270 degrees, mirrored and
+/// transposed, each saved as JPEG quality 90. The list holds each photo's
+/// own PDQ hash. `--robust` and `--dihedral` find every copy at distance 31,
+/// each through the dihedral variant that undoes its transform, because the
+/// variants are the hashes of the pixels rotated back. (The reference's
+/// DCT-derived variants, searched before, were 38-52 bits from the q0122
+/// copies that a top-bottom flip is part of.)
+#[test]
+fn robust_scan_finds_every_rotated_and_mirrored_photo() {
+    use image::imageops::{self, FilterType};
+    let d = tempfile::tempdir().unwrap();
+    let bridge = rgb_of(
+        &sigil_core::decode::decode(
+            &fs::read(testdata().join("originals/bridge-mods/aaa-orig.jpg")).unwrap(),
+            &Default::default(),
+        )
+        .unwrap(),
+    );
+    let pen = rgb_of(
+        &sigil_core::decode::decode(
+            &fs::read(testdata().join("originals/reg-test-input/pen-and-coaster.png")).unwrap(),
+            &Default::default(),
+        )
+        .unwrap(),
+    );
+    let labelme = |name: &str, w: u32, h: u32| {
+        let p = testdata()
+            .join("originals/reg-test-input/labelme-subset")
+            .join(name);
+        let img = image::open(p).unwrap().to_rgb8();
+        imageops::resize(&img, w, h, FilterType::Triangle)
+    };
+    let photos: Vec<(&str, RgbImage)> = vec![
+        (
+            "bridge-crop",
+            imageops::crop_imm(&bridge, 611, 203, 437, 333).to_image(),
+        ),
+        (
+            "bridge-tall",
+            imageops::crop_imm(&bridge, 95, 170, 301, 479).to_image(),
+        ),
+        ("bridge-small", resize_by(&bridge, 0.3, 0.3)),
+        (
+            "pen-crop",
+            imageops::crop_imm(&pen, 250, 180, 417, 389).to_image(),
+        ),
+        ("pen-small", resize_by(&pen, 0.5, 0.5)),
+        ("q0122", labelme("q0122.jpg", 441, 412)),
+        ("q0122-large", labelme("q0122.jpg", 456, 451)),
+        ("q0746", labelme("q0746.jpg", 300, 457)),
+        ("q2821", labelme("q2821.jpg", 480, 353)),
+    ];
+    // (the transform applied, the variant that undoes it)
+    let transforms: [(&str, Edit90, &str); 7] = [
+        ("rot90", |i| imageops::rotate270(i), "rot270"),
+        ("rot180", |i| imageops::rotate180(i), "rot180"),
+        ("rot270", |i| imageops::rotate90(i), "rot90"),
+        ("flipx", |i| imageops::flip_vertical(i), "flipx"),
+        ("flipy", |i| imageops::flip_horizontal(i), "flipy"),
+        (
+            "transpose",
+            |i| imageops::flip_horizontal(&imageops::rotate90(i)),
+            "flipplus1",
+        ),
+        (
+            "antitranspose",
+            |i| imageops::flip_horizontal(&imageops::rotate270(i)),
+            "flipminus1",
+        ),
+    ];
+    let mut hasher = PdqHasher::new();
+    let mut list = String::new();
+    let tree = d.path().join("tree");
+    fs::create_dir(&tree).unwrap();
+    for (name, photo) in &photos {
+        let (w, h) = photo.dimensions();
+        assert!((300..=500).contains(&w.max(h)), "{name} is {w}x{h}");
+        let pdq = hasher.hash_rgb8(w, h, photo.as_raw(), Profile::Full).hash;
+        list.push_str(&format!("pdq:{},{name},demo,test\n", pdq.to_hex()));
+        for (t, apply, _) in &transforms {
+            let mut f = fs::File::create(tree.join(format!("{name}.{t}.jpg"))).unwrap();
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut f, 90)
+                .encode_image(&apply(photo))
+                .unwrap();
+        }
+    }
+    let list_path = d.path().join("list.txt");
+    fs::write(&list_path, list).unwrap();
+    let idx = d.path().join("index");
+    let out = sigil(&["index", "build", "--output", s(&idx), s(&list_path)]);
+    assert!(out.status.success(), "{out:?}");
+
+    for mode in ["--robust", "--dihedral"] {
+        let out = sigil(&["scan", s(&tree), "--index", s(&idx), "--quiet", mode]);
+        assert_eq!(out.status.code(), Some(1), "{mode}: {out:?}");
+        let recs = records(&out);
+        assert_eq!(recs.len(), photos.len() * transforms.len());
+        for (name, _) in &photos {
+            for (t, _, undo) in &transforms {
+                let r = record(&recs, &format!("/{name}.{t}.jpg"));
+                let m = r["matches"].as_array().unwrap();
+                let own = m.iter().find(|m| m["id"] == *name);
+                let own = own.unwrap_or_else(|| panic!("{mode}: {name}.{t} not matched: {r}"));
+                assert!(own["distance"].as_u64().unwrap() <= 31, "{mode}: {r}");
+                assert_eq!(own["variant"], *undo, "{mode}: {name}.{t}: {r}");
+            }
+        }
+    }
+}

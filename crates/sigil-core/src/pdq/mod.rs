@@ -9,11 +9,20 @@
 //!
 //! Stages: luma ([`luma`]), Jarosz tent filter and decimation ([`jarosz`],
 //! [`pipeline`]), quality ([`quality`]), DCT ([`dct`]), median threshold and
-//! dihedral variants ([`threshold`]), pre-processing profiles ([`profile`]).
+//! the reference's DCT-derived dihedral variants ([`threshold`]),
+//! pre-processing profiles ([`profile`]).
+//!
+//! Two kinds of dihedral hashes: `dihedral_*` are the reference's (8 hashes
+//! from one DCT by sign flips; `sigil hash --dihedral` prints them), and
+//! `dihedral_pixels_*` hash the 8 transformed copies of the pixels
+//! ([`dihedral`]), bit-exact with hashing the image rotated or mirrored.
+//! Matching uses the latter: the reference's are up to 36 bits away from
+//! them on common sizes (see [`dihedral`] for why).
 //! The stages are portable code; [`kernels`] holds every CPU dispatch and
 //! the SIMD versions, and only [`PdqHasher`] calls it.
 
 pub mod dct;
+pub mod dihedral;
 pub mod jarosz;
 pub mod kernels;
 pub mod luma;
@@ -25,7 +34,7 @@ pub mod threshold;
 pub use kernels::Kernel;
 pub use profile::{Profile, ProfileParseError};
 
-use crate::hash::PdqHash;
+use crate::hash::{Dihedral, PdqHash};
 use dct::DctMatrix;
 use pipeline::{Scratch, Source};
 
@@ -44,6 +53,20 @@ pub struct PdqOutput {
 pub struct DihedralOutput {
     pub hashes: [PdqHash; 8],
     pub quality: u32,
+}
+
+/// How the 8 dihedral hashes are computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum DihedralMethod {
+    /// The reference's: derived from the image's one DCT by sign flips and
+    /// transposes ([`PdqHasher::dihedral_rgb8`]), bit-exact with Meta's
+    /// `dih_*` hashes. What `sigil hash --dihedral` prints.
+    #[default]
+    Derived,
+    /// Each the hash of the transformed pixels
+    /// ([`PdqHasher::dihedral_pixels_rgb8`]): what matching searches, so a
+    /// rotated or mirrored copy is found as its pixels rotated back would be.
+    Pixels,
 }
 
 /// Why pixels could not be hashed.
@@ -69,6 +92,16 @@ pub struct PdqHasher {
     kernel: Kernel,
     dct: DctMatrix,
     scratch: Scratch,
+    /// Luma and transformed copies for the pixel-domain dihedral hashes.
+    dihedral: DihedralScratch,
+}
+
+/// Buffers of [`PdqHasher::dihedral_pixels_rgb8`], reused across images.
+#[derive(Default)]
+struct DihedralScratch {
+    luma: Vec<f32>,
+    moved: Vec<f32>,
+    moved_px: Vec<u8>,
 }
 
 impl Default for PdqHasher {
@@ -108,6 +141,7 @@ impl PdqHasher {
             kernel,
             dct: DctMatrix::new(),
             scratch: Scratch::default(),
+            dihedral: DihedralScratch::default(),
         }
     }
 
@@ -175,6 +209,64 @@ impl PdqHasher {
     ) -> DihedralOutput {
         self.try_dihedral_luma8(width, height, grey, profile)
             .unwrap_or_else(|e| panic!("dihedral_luma8: {e}"))
+    }
+
+    /// The hashes of the 8 dihedral transforms of interleaved RGB8 pixels
+    /// (`Dihedral::ALL` order), each bit-exact with [`PdqHasher::hash_rgb8`]
+    /// of the transformed pixels; `[0]` is the image's own hash. What
+    /// matching uses to find rotated and mirrored copies (unlike
+    /// [`PdqHasher::dihedral_rgb8`], the reference's DCT-derived variants).
+    ///
+    /// # Panics
+    /// If the buffer length does not match the dimensions.
+    pub fn dihedral_pixels_rgb8(
+        &mut self,
+        width: u32,
+        height: u32,
+        rgb: &[u8],
+        profile: Profile,
+    ) -> [PdqOutput; 8] {
+        self.try_dihedral_pixels_rgb8(width, height, rgb, profile)
+            .unwrap_or_else(|e| panic!("dihedral_pixels_rgb8: {e}"))
+    }
+
+    /// [`PdqHasher::dihedral_pixels_rgb8`] of greyscale pixels.
+    ///
+    /// # Panics
+    /// If the buffer length does not match the dimensions.
+    pub fn dihedral_pixels_luma8(
+        &mut self,
+        width: u32,
+        height: u32,
+        grey: &[u8],
+        profile: Profile,
+    ) -> [PdqOutput; 8] {
+        self.try_dihedral_pixels_luma8(width, height, grey, profile)
+            .unwrap_or_else(|e| panic!("dihedral_pixels_luma8: {e}"))
+    }
+
+    /// [`PdqHasher::dihedral_pixels_rgb8`] returning an error on a length
+    /// mismatch.
+    pub fn try_dihedral_pixels_rgb8(
+        &mut self,
+        width: u32,
+        height: u32,
+        rgb: &[u8],
+        profile: Profile,
+    ) -> Result<[PdqOutput; 8], PdqError> {
+        self.run_dihedral_pixels(width, height, rgb, 3, profile)
+    }
+
+    /// [`PdqHasher::dihedral_pixels_luma8`] returning an error on a length
+    /// mismatch.
+    pub fn try_dihedral_pixels_luma8(
+        &mut self,
+        width: u32,
+        height: u32,
+        grey: &[u8],
+        profile: Profile,
+    ) -> Result<[PdqOutput; 8], PdqError> {
+        self.run_dihedral_pixels(width, height, grey, 1, profile)
     }
 
     /// The reference core's entry point: hash of float luma, row-major,
@@ -297,6 +389,68 @@ impl PdqHasher {
         let core = self.core(src, w, h, want_dihedral);
         self.scratch.squash = squashed;
         Ok(core)
+    }
+
+    /// The pixel-domain dihedral hashes: luma once, then per variant the
+    /// transformed luma through the whole core, so each hash is the one of
+    /// the transformed pixels (the core only ever sees luma, and luma is
+    /// per pixel, so transforming it equals converting the transformed
+    /// pixels).
+    fn run_dihedral_pixels(
+        &mut self,
+        width: u32,
+        height: u32,
+        px: &[u8],
+        channels: usize,
+        profile: Profile,
+    ) -> Result<[PdqOutput; 8], PdqError> {
+        let (w, h) = checked_len(width, height, channels, px.len())?;
+        let mut out = [single(None); 8];
+        if w < MIN_HASHABLE_DIM || h < MIN_HASHABLE_DIM {
+            // Every transform keeps the short side short.
+            return Ok(out);
+        }
+        let DihedralScratch {
+            mut luma,
+            mut moved,
+            mut moved_px,
+        } = std::mem::take(&mut self.dihedral);
+        if profile == Profile::Cli512 && profile::needs_squash(w, h) {
+            // The nearest-neighbour squash samples floor(i * n / 512), which
+            // is not mirror-symmetric: squash each transformed copy, as
+            // hashing that copy would.
+            for (o, d) in out.iter_mut().zip(Dihedral::ALL) {
+                let (tw, th) = dihedral::transform_into(px, w, h, channels, d, &mut moved_px);
+                let src = &moved_px[..px.len()];
+                *o = single(self.run_u8(tw as u32, th as u32, src, channels, profile, false)?);
+            }
+        } else {
+            let n = w * h;
+            if luma.len() < n {
+                luma.resize(n, 0.0);
+            }
+            let luma = &mut luma[..n];
+            if channels == 3 {
+                luma::luma_rgb8_scalar(px, luma);
+            } else {
+                luma::luma_grey8_scalar(px, luma);
+            }
+            for (o, d) in out.iter_mut().zip(Dihedral::ALL) {
+                let core = if d == Dihedral::Orig {
+                    self.core(Source::F32(luma), w, h, false)
+                } else {
+                    let (tw, th) = dihedral::transform_into(luma, w, h, 1, d, &mut moved);
+                    self.core(Source::F32(&moved[..n]), tw, th, false)
+                };
+                *o = single(core);
+            }
+        }
+        self.dihedral = DihedralScratch {
+            luma,
+            moved,
+            moved_px,
+        };
+        Ok(out)
     }
 
     /// Blur, decimate, quality and DCT: the reference's

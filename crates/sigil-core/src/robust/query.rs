@@ -98,7 +98,8 @@ pub struct QueryHash {
 /// What [`robust_query_hashes`] computes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RobustQueryOptions {
-    /// The 8 dihedral variants (free: derived from one DCT).
+    /// The 8 dihedral variants: the hashes of the image rotated and
+    /// mirrored (one luma conversion, eight blurs and DCTs).
     pub dihedral: bool,
     /// Trim flat and mirrored borders and hash the content too.
     pub trim: bool,
@@ -257,6 +258,12 @@ pub fn robust_query_hashes(
     robust_query_hashes_rgb(hasher, &rgb_of(img), opts)
 }
 
+/// Pushes the hash of `img` as `orig` and, with `opts.dihedral`, the hashes
+/// of its 7 other dihedral transforms as `dih(..)`: each the hash of the
+/// transformed pixels ([`PdqHasher::dihedral_pixels_rgb8`]), so a rotated
+/// or mirrored copy is found as its pixels rotated back would be (the
+/// reference's DCT-derived variants were up to 36 bits off on common
+/// sizes). With `min_quality`, a variant under it is left out.
 fn push_dihedral(
     out: &mut Vec<QueryHash>,
     hasher: &mut PdqHasher,
@@ -267,22 +274,23 @@ fn push_dihedral(
     min_quality: Option<u32>,
 ) {
     let profile = opts.profile;
+    let kept = |q: u32| min_quality.is_none_or(|m| q >= m);
     if opts.dihedral {
-        let d = hasher.dihedral_rgb8(img.width(), img.height(), img.as_raw(), profile);
-        if min_quality.is_some_and(|q| d.quality < q) {
-            return;
-        }
-        for (i, h) in d.hashes.iter().enumerate() {
+        let d = hasher.dihedral_pixels_rgb8(img.width(), img.height(), img.as_raw(), profile);
+        for (i, o) in d.iter().enumerate() {
+            if !kept(o.quality) {
+                continue;
+            }
             let v = if i == 0 { orig } else { dih(Dihedral::ALL[i]) };
             out.push(QueryHash {
-                hash: *h,
-                quality: d.quality,
+                hash: o.hash,
+                quality: o.quality,
                 variant: v,
             });
         }
     } else {
         let (h, q) = hash_rgb(hasher, img, profile);
-        if min_quality.is_some_and(|m| q < m) {
+        if !kept(q) {
             return;
         }
         out.push(QueryHash {

@@ -6,6 +6,7 @@ mod bad_input;
 #[cfg(feature = "fast-jpeg")]
 mod fast_jpeg;
 mod originals_reference;
+mod pdq_dihedral_pixels;
 mod pdq_kernels;
 mod pdq_luma;
 mod pdq_reference;

@@ -20,7 +20,7 @@ use std::time::Instant;
 
 use prost::bytes::Bytes;
 use sigil_core::decode::{decode, DecodeLimits, DecodeOptions};
-use sigil_core::pdq::{PdqHasher, Profile};
+use sigil_core::pdq::{DihedralMethod, PdqHasher, Profile};
 use sigil_core::robust::{robust_query_hashes, QueryHash, QueryVariant, RobustQueryOptions};
 use sigil_core::{
     Dihedral, ExactDigests, FileSignatures, ImageSignature, PdqHash, SignOptions, Signer,
@@ -262,6 +262,8 @@ fn worker_loop(rx: Arc<Mutex<Receiver<Job>>>, limits: DecodeLimits) {
     let options = |dihedral| SignOptions {
         profile: Profile::Full,
         dihedral,
+        // Matching searches the hashes of the rotated and mirrored pixels.
+        dihedral_method: DihedralMethod::Pixels,
         decode: DecodeOptions {
             limits,
             // Lists are built from the stored pixels (the reference tools ignore
