@@ -1,7 +1,7 @@
 //! SplitMix64 for tests: deterministic data without a dependency, the same
 //! generator (and so the same sequences) as `sigil_eval::rng::SplitMix64`,
 //! which core cannot depend on. Shared by the unit tests (`crate::test_rng`)
-//! and the integration tests (`#[path = "../src/test_rng.rs"]`).
+//! and the integration tests (`tests/it/support.rs`).
 
 #![allow(dead_code)]
 

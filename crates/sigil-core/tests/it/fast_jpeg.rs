@@ -9,9 +9,7 @@ use sigil_core::decode::fast_jpeg::decode_reduced;
 use sigil_core::pdq::{PdqHasher, Profile};
 use sigil_core::{DecodeLimits, DecodeOptions, Pixels};
 
-#[path = "../../src/test_rng.rs"]
-mod test_rng;
-use test_rng::SplitMix64;
+use crate::support::SplitMix64;
 
 fn testdata() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")

@@ -10,3 +10,4 @@ mod pdq_dihedral_pixels;
 mod pdq_kernels;
 mod pdq_luma;
 mod pdq_reference;
+mod support;

@@ -6,13 +6,10 @@
 //! as the reference's DCT-derived variants: where blur and decimation are
 //! symmetric (64x64), both agree.
 
-#[path = "../../src/test_rng.rs"]
-mod test_rng;
-
+use crate::support::SplitMix64;
 use image::{imageops, GrayImage, RgbImage};
 use sigil_core::pdq::{Kernel, PdqHasher, PdqOutput, Profile};
 use sigil_core::Dihedral;
-use test_rng::SplitMix64;
 
 fn testdata() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
