@@ -284,3 +284,91 @@ fn every_runbook_block_runs_as_written() {
     assert!(failures.is_empty(), "\n{}", failures.join("\n\n"));
     assert!(ran > 0, "no runbook block was run");
 }
+
+/// The README's synopsis of each command, read from its ```text blocks: a
+/// line starting with `sigil`, the command words after it, and the long
+/// flags of the line and its indented continuation lines.
+fn readme_synopses(readme: &str) -> Vec<(Vec<String>, Vec<String>, String)> {
+    let mut out: Vec<(Vec<String>, Vec<String>, String)> = Vec::new();
+    let mut in_text = false;
+    for (no, line) in readme.lines().enumerate() {
+        if line.starts_with("```") {
+            in_text = line.trim() == "```text";
+            continue;
+        }
+        if !in_text {
+            continue;
+        }
+        let flags = long_flags(line.split('#').next().unwrap_or_default());
+        if let Some(rest) = line.strip_prefix("sigil ") {
+            let words: Vec<String> = rest
+                .split_whitespace()
+                .take_while(|w| {
+                    w.chars().all(|c| c.is_ascii_lowercase() || c == '-') && !w.starts_with('-')
+                })
+                .map(str::to_string)
+                .collect();
+            out.push((words, flags, format!("README.md:{}", no + 1)));
+        } else if line.starts_with(' ') {
+            if let Some(last) = out.last_mut() {
+                last.1.extend(flags);
+            }
+        }
+    }
+    out
+}
+
+/// The `--long` flags a text names, without `=value` parts.
+fn long_flags(text: &str) -> Vec<String> {
+    text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        .filter(|w| w.starts_with("--") && w.len() > 2)
+        .map(str::to_string)
+        .collect()
+}
+
+/// The README's command synopses and `sigil CMD --help` agree: every flag
+/// a synopsis names exists, and every flag the binary takes is in the
+/// synopsis of its command (a renamed or new flag cannot leave the README
+/// behind).
+#[test]
+fn readme_synopses_match_the_help() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    let synopses = readme_synopses(&readme);
+    assert!(synopses.len() >= 8, "{synopses:?}");
+    let mut by_command: std::collections::BTreeMap<Vec<String>, (Vec<String>, String)> =
+        Default::default();
+    for (words, flags, place) in synopses {
+        let e = by_command
+            .entry(words)
+            .or_insert_with(|| (Vec::new(), place));
+        e.0.extend(flags);
+    }
+    let mut failures = Vec::new();
+    for (words, (flags, place)) in &by_command {
+        let out = crate::support::sigil()
+            .args(words)
+            .arg("--help")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "sigil {words:?} --help failed");
+        let help = String::from_utf8(out.stdout).unwrap();
+        let in_help: Vec<String> = long_flags(&help)
+            .into_iter()
+            .filter(|f| f != "--help" && f != "--version")
+            .collect();
+        for f in flags {
+            if !in_help.contains(f) {
+                failures.push(format!("{place}: `sigil {}` has no {f}", words.join(" ")));
+            }
+        }
+        for f in &in_help {
+            if !flags.contains(f) {
+                failures.push(format!(
+                    "{place}: the synopsis of `sigil {}` lacks {f} (in its --help)",
+                    words.join(" ")
+                ));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

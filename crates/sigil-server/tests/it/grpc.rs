@@ -1985,10 +1985,17 @@ async fn a_stream_whose_client_stops_reading_holds_no_shared_permit() {
     for _ in 0..3 {
         stalled.push(stalled_stream(&fx, 600, 12).await);
     }
-    // Until every stalled stream has its window of items finished (their
-    // stubs stored), then, while they stay stalled, other callers.
+    // Until every stalled stream has its window of items finished (each
+    // filed in the report store: one stub for the image, the rest
+    // sightings of it), then, while they stay stalled, other callers.
+    let filings = || {
+        ["opened", "sighted", "already_recorded"]
+            .iter()
+            .map(|f| fx.metric(&format!("sigil_report_filings_total{{filing=\"{f}\"}}")))
+            .sum::<f64>()
+    };
     hostile::bounded("stalled items finish", async {
-        while fx.metric("sigil_reports_created_total") < 3.0 * 4.0 {
+        while filings() < 3.0 * 4.0 {
             tokio::time::sleep(std::time::Duration::from_millis(20)).await;
         }
     })
