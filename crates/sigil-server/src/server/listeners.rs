@@ -35,10 +35,12 @@ pub(super) struct Listeners {
     grpc: TcpListener,
     metrics: Option<TcpListener>,
     health: Option<TcpListener>,
+    console: Option<TcpListener>,
     /// The bound gRPC address (useful with port 0).
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub health_addr: Option<SocketAddr>,
+    pub console_addr: Option<SocketAddr>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -63,7 +65,10 @@ impl Listeners {
         })?;
         let metrics = bind_optional(config.metrics_listen).await?;
         let health = bind_optional(config.health_listen).await?;
+        let console = bind_optional(config.console_listen).await?;
         Ok(Listeners {
+            console_addr: console.as_ref().and_then(|l| l.local_addr().ok()),
+            console,
             addr,
             metrics_addr: metrics.as_ref().and_then(|l| l.local_addr().ok()),
             health_addr: health.as_ref().and_then(|l| l.local_addr().ok()),
@@ -121,6 +126,10 @@ impl Listeners {
             let shutdown = wait_shutdown(shutdown.clone());
             tokio::spawn(serve_metrics(l, state.metrics.clone(), refresh, shutdown));
         }
+        if let Some(l) = self.console {
+            let console = crate::console::Console::new(state.clone());
+            tokio::spawn(console.serve(l, wait_shutdown(shutdown.clone())));
+        }
         if let Some(l) = self.health {
             let health = Server::builder().add_service(health_service);
             let incoming = TcpListenerStream::new(l);
@@ -153,11 +162,7 @@ fn services(
     InterceptedService<ReportsServer, Authorize>,
 ) {
     let config = &state.config;
-    let keys = Arc::new(if config.api_keys.is_empty() {
-        KeyRing::insecure_open()
-    } else {
-        KeyRing::from_config(&config.api_keys)
-    });
+    let keys = state.keys.clone();
     let auth = |role| Authorize {
         keys: keys.clone(),
         role,

@@ -75,6 +75,8 @@ pub struct RunningServer {
     pub metrics_addr: Option<SocketAddr>,
     /// The bound plaintext health address, if enabled.
     pub health_addr: Option<SocketAddr>,
+    /// The bound reviewer console address, if enabled.
+    pub console_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     reload: Arc<Notify>,
     state: Arc<AppState>,
@@ -139,19 +141,24 @@ pub async fn start(
         // No authentication: never reachable from another host.
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
         config.listen.set_ip(loopback);
-        for a in [&mut config.metrics_listen, &mut config.health_listen]
-            .into_iter()
-            .flatten()
+        for a in [
+            &mut config.metrics_listen,
+            &mut config.health_listen,
+            &mut config.console_listen,
+        ]
+        .into_iter()
+        .flatten()
         {
             a.set_ip(loopback);
         }
     }
     let state = Arc::new(AppState::open(config).await?);
     let listeners = Listeners::bind(&state.config).await?;
-    let (addr, metrics_addr, health_addr) = (
+    let (addr, metrics_addr, health_addr, console_addr) = (
         listeners.addr,
         listeners.metrics_addr,
         listeners.health_addr,
+        listeners.console_addr,
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let grpc_task = listeners.serve(&state, shutdown_rx.clone()).await?;
@@ -168,6 +175,7 @@ pub async fn start(
         %addr,
         metrics = ?metrics_addr,
         health = ?health_addr,
+        console = ?console_addr,
         tls = config.tls.is_some(),
         mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         api_keys = config.api_keys.len(),
@@ -187,6 +195,7 @@ pub async fn start(
         addr,
         metrics_addr,
         health_addr,
+        console_addr,
         shutdown: shutdown_tx,
         reload,
         state,
