@@ -31,6 +31,10 @@ pub struct Args {
     /// Prometheus /metrics address (overrides `metrics_listen`).
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Reviewer console address (overrides `console_listen`; the console
+    /// is off unless one of them is set). See docs/reporting.md.
+    #[arg(long, value_name = "ADDR")]
+    console_listen: Option<SocketAddr>,
     /// Serve without authentication, bound to 127.0.0.1 only (for local
     /// use and trials; never for production).
     #[arg(long)]
@@ -86,6 +90,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(m) = args.metrics_listen {
         config.metrics_listen = Some(m);
     }
+    if let Some(c) = args.console_listen {
+        config.console_listen = Some(c);
+    }
     if let Some(level) = args.robust {
         config.matching.robust = level;
     }
@@ -112,6 +119,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("starting the server")?;
         eprintln!("sigil: serving gRPC on {}", server.addr);
+        if let Some(c) = server.console_addr {
+            eprintln!("sigil: reviewer console on http://{c}/");
+        }
         wait_for_termination().await;
         tracing::info!("shutdown requested; draining in-flight calls");
         server.shutdown();

@@ -102,9 +102,16 @@ pub fn signin(csrf: &str, error: Option<&str>) -> String {
 
 const DAY_MS: i64 = 24 * 3600 * 1000;
 
-/// Whole days until `deadline_ms` (negative when past).
-pub fn days_left(deadline_ms: i64, now_ms: i64) -> i64 {
-    (deadline_ms - now_ms).div_euclid(DAY_MS)
+/// Whole days left until `deadline_ms`, or whole days since it passed:
+/// (overdue, days, as text).
+pub fn days_left(deadline_ms: i64, now_ms: i64) -> (bool, String) {
+    if deadline_ms < now_ms {
+        let days = (now_ms - deadline_ms) / DAY_MS;
+        (true, format!("overdue by {days} days"))
+    } else {
+        let days = (deadline_ms - now_ms) / DAY_MS;
+        (false, format!("{days} days left"))
+    }
 }
 
 /// The queue's filter, as the form and the links carry it.
@@ -201,8 +208,7 @@ pub fn queue(
              <th>Sightings</th><th>Submitter</th></tr>",
         );
         for r in stubs {
-            let days = days_left(r.preservation_deadline_ms, now_ms);
-            let overdue = days < 0;
+            let (overdue, days) = days_left(r.preservation_deadline_ms, now_ms);
             let lists: Vec<String> = r
                 .matches
                 .iter()
@@ -218,11 +224,7 @@ pub fn queue(
                 esc(r.status.as_str()),
                 esc(&rfc3339_ms(r.detected_at_ms)),
                 esc(&rfc3339_ms(r.preservation_deadline_ms)),
-                if overdue {
-                    format!("overdue by {} days", -days)
-                } else {
-                    days.to_string()
-                },
+                esc(&days),
                 esc(&lists.join(", ")),
                 r.occurrence_count,
                 esc(&r.submitter_ref),
@@ -293,7 +295,7 @@ pub fn report(
     if let Some((class, text)) = flash {
         b.push_str(&message(class, text));
     }
-    let days = days_left(r.preservation_deadline_ms, now_ms);
+    let (overdue, days) = days_left(r.preservation_deadline_ms, now_ms);
     let id_path = encode_path(&r.id);
     let _ = write!(
         b,
@@ -315,15 +317,7 @@ pub fn report(
         ("Detected", rfc3339_ms(r.detected_at_ms)),
         (
             "Preservation deadline",
-            format!(
-                "{} ({})",
-                rfc3339_ms(r.preservation_deadline_ms),
-                if days < 0 {
-                    format!("overdue by {} days", -days)
-                } else {
-                    format!("{days} days left")
-                }
-            ),
+            format!("{} ({days})", rfc3339_ms(r.preservation_deadline_ms)),
         ),
         ("Content viewed by reviewer", viewed.to_string()),
         (
@@ -339,7 +333,7 @@ pub fn report(
         ("SHA-256", r.sha256.clone()),
     ];
     for (k, v) in rows.iter() {
-        let class = if *k == "Preservation deadline" && days < 0 {
+        let class = if *k == "Preservation deadline" && overdue {
             " class=\"overdue\""
         } else {
             ""
@@ -523,8 +517,11 @@ mod tests {
     }
 
     #[test]
-    fn days_left_rounds_down() {
-        assert_eq!(days_left(DAY_MS * 2, 1), 1);
-        assert_eq!(days_left(0, 1), -1);
+    fn days_left_and_overdue() {
+        assert_eq!(days_left(DAY_MS * 2, 1), (false, "1 days left".into()));
+        assert_eq!(
+            days_left(0, DAY_MS * 3 + 1),
+            (true, "overdue by 3 days".into())
+        );
     }
 }
