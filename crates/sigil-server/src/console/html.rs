@@ -454,7 +454,7 @@ fn actions(b: &mut String, r: &ReportRecord, csrf: &str) {
         } else {
             ""
         };
-        let _ = write!(b, "<option{selected}>{c}</option>");
+        let _ = write!(b, "<option value=\"{c}\"{selected}>{c}</option>");
     }
     b.push_str(
         "</select></label> <label><input type=\"checkbox\" name=\"viewed\" value=\"true\" id=\"viewed\"> \
@@ -476,7 +476,7 @@ fn actions(b: &mut String, r: &ReportRecord, csrf: &str) {
         "<legend>Change status</legend><label>Status <select name=\"status\" id=\"new-status\">",
     );
     for s in allowed_moves(r.status) {
-        let _ = write!(b, "<option>{}</option>", s.as_str());
+        let _ = write!(b, "<option value=\"{0}\">{0}</option>", s.as_str());
     }
     b.push_str(
         "</select></label> <label>Note <input name=\"note\"></label> \

@@ -123,9 +123,12 @@ impl Console {
                 html::STYLE.into(),
             );
         }
+        if path == "/favicon.ico" {
+            return not_found("no icon");
+        }
         if path == "/signin" {
             return match method {
-                Method::GET => self.signin_page(None),
+                Method::GET => self.signin_page(cookie(&cookies, SIGNIN_COOKIE), None),
                 Method::POST => self.signin(req, &cookies).await,
                 _ => not_allowed(),
             };
@@ -137,10 +140,10 @@ impl Console {
         let session = match self.sessions.get(token) {
             Lookup::Valid(s) => s,
             Lookup::Expired => {
-                return self.signin_page(Some("your session expired: sign in again"))
+                return self.signin_page(None, Some("your session expired: sign in again"))
             }
             Lookup::Unknown => {
-                return self.signin_page(Some("your session has ended: sign in again"))
+                return self.signin_page(None, Some("your session has ended: sign in again"))
             }
         };
         let token = token.to_string();
@@ -157,7 +160,7 @@ impl Console {
                 }
                 self.sessions.close(&token);
                 tracing::info!(key = %session.key_name, "console sign-out");
-                let mut r = self.signin_page(Some("signed out"));
+                let mut r = self.signin_page(None, Some("signed out"));
                 r.headers_mut()
                     .append(SET_COOKIE, self.cookie_header(SESSION_COOKIE, "", 0));
                 r
@@ -195,11 +198,16 @@ impl Console {
         HeaderValue::from_str(&v).unwrap_or_else(|_| HeaderValue::from_static("invalid=1"))
     }
 
-    /// The sign-in page, with a fresh sign-in CSRF token in its cookie.
-    fn signin_page(&self, error: Option<&str>) -> Reply {
-        let token = match session::random_token() {
-            Ok(t) => t,
-            Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+    /// The sign-in page, with its CSRF token in a cookie: the one the
+    /// browser already holds (`current`, so a second tab or a stray request
+    /// does not invalidate an open form), or a fresh one.
+    fn signin_page(&self, current: Option<&str>, error: Option<&str>) -> Reply {
+        let token = match current.filter(|t| is_token(t)) {
+            Some(t) => t.to_string(),
+            None => match session::random_token() {
+                Ok(t) => t,
+                Err(e) => return error_page(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+            },
         };
         let status = if error.is_some_and(|e| e != "signed out") {
             StatusCode::UNAUTHORIZED
@@ -227,10 +235,13 @@ impl Console {
             Ok(c) => c,
             Err(status) => {
                 tracing::warn!(reason = %status.message(), "console sign-in refused");
-                let mut r = self.signin_page(Some(&format!(
-                    "sign-in refused: {} (the console needs an API key of role reviewer)",
-                    status.message()
-                )));
+                let mut r = self.signin_page(
+                    Some(&expected),
+                    Some(&format!(
+                        "sign-in refused: {} (the console needs an API key of role reviewer)",
+                        status.message()
+                    )),
+                );
                 *r.status_mut() = if status.code() == tonic::Code::PermissionDenied {
                     StatusCode::FORBIDDEN
                 } else {
@@ -551,6 +562,11 @@ fn update_from_form(form: &[(String, String)]) -> Result<ReportUpdate, String> {
         other => return Err(format!("unknown action {other:?}")),
     }
     Ok(u)
+}
+
+/// True for what [`session::random_token`] makes: 64 hex digits.
+fn is_token(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
 fn flatten<T>(r: Result<Result<T, StoreError>, tokio::task::JoinError>) -> Result<T, StoreError> {
