@@ -153,10 +153,10 @@ impl Console {
             (&Method::POST, "/signout") => {
                 let form = match read_form(req).await {
                     Ok(f) => f,
-                    Err(r) => return r,
+                    Err(r) => return *r,
                 };
-                if let Err(r) = check_csrf(&session, &form) {
-                    return r;
+                if !csrf_ok(&session, &form) {
+                    return forbidden_csrf();
                 }
                 self.sessions.close(&token);
                 tracing::info!(key = %session.key_name, "console sign-out");
@@ -224,7 +224,7 @@ impl Console {
         let expected = cookie(cookies, SIGNIN_COOKIE).unwrap_or("").to_string();
         let form = match read_form(req).await {
             Ok(f) => f,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
         let sent = field(&form, "csrf");
         if expected.is_empty() || !session::tokens_equal(&expected, sent) {
@@ -420,10 +420,10 @@ impl Console {
     async fn act(&self, session: &Session, id: &str, req: Request<Incoming>) -> Reply {
         let form = match read_form(req).await {
             Ok(f) => f,
-            Err(r) => return r,
+            Err(r) => return *r,
         };
-        if let Err(r) = check_csrf(session, &form) {
-            return r;
+        if !csrf_ok(session, &form) {
+            return forbidden_csrf();
         }
         let update = match update_from_form(&form) {
             Ok(u) => u,
@@ -603,26 +603,23 @@ fn field<'a>(form: &'a [(String, String)], name: &str) -> &'a str {
 }
 
 /// Reads a URL-encoded form body of at most [`MAX_FORM_BYTES`].
-async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, Reply> {
+async fn read_form(req: Request<Incoming>) -> Result<Vec<(String, String)>, Box<Reply>> {
     let body = Limited::new(req.into_body(), MAX_FORM_BYTES);
     let bytes = match body.collect().await {
         Ok(b) => b.to_bytes(),
         Err(_) => {
-            return Err(error_page(
+            return Err(Box::new(error_page(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 &format!("the form is over {MAX_FORM_BYTES} bytes"),
-            ))
+            )))
         }
     };
     Ok(form_urlencoded::parse(&bytes).into_owned().collect())
 }
 
-fn check_csrf(session: &Session, form: &[(String, String)]) -> Result<(), Reply> {
-    if session.csrf_matches(field(form, "csrf")) {
-        Ok(())
-    } else {
-        Err(forbidden_csrf())
-    }
+/// True when the form carries the session's CSRF token.
+fn csrf_ok(session: &Session, form: &[(String, String)]) -> bool {
+    session.csrf_matches(field(form, "csrf"))
 }
 
 fn forbidden_csrf() -> Reply {
