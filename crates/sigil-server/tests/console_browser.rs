@@ -126,6 +126,33 @@ async fn downloaded(dir: &Path, suffix: &str) -> PathBuf {
     }
 }
 
+/// Clicks element `id` and waits (bounded) until the browser shows the
+/// next page: a form submission may return before the new page loaded.
+async fn click_to_next_page(c: &Client, id: &str) {
+    let old = c.find(Locator::Css("html")).await.unwrap().element_id();
+    c.find(Locator::Id(id))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_page_after(c, old).await;
+}
+
+/// Waits (bounded) until the page whose root element was `old` is gone.
+async fn wait_for_page_after(c: &Client, old: fantoccini::elements::ElementRef) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(root) = c.find(Locator::Css("html")).await {
+            if root.element_id() != old {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "no new page within 30 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn text_of(c: &Client, css: &str) -> String {
     c.find(Locator::Css(css))
         .await
@@ -150,12 +177,7 @@ async fn sign_in(c: &Client, base: &str, key: &str) {
         .send_keys(key)
         .await
         .unwrap();
-    c.find(Locator::Id("signin"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(c, "signin").await;
 }
 
 #[tokio::test]
@@ -198,24 +220,21 @@ async fn sign_in_filter_confirm_and_export_in_chromium() {
         .send_keys("ncmec")
         .await
         .unwrap();
-    c.find(Locator::Id("apply"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&c, "apply").await;
     assert!(text_of(&c, "#counts").await.contains("2 pending"));
     let rows = c.find_all(Locator::Css("#queue tr")).await.unwrap();
     assert_eq!(rows.len(), 3, "header and two stubs");
 
     // Open the newest ncmec stub and confirm it.
     let id = &ids[0];
+    let old = c.find(Locator::Css("html")).await.unwrap().element_id();
     c.find(Locator::Css(&format!("a[href='/report/{id}']")))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    wait_for_page_after(&c, old).await;
     assert_eq!(text_of(&c, "#stub-id").await, *id);
     c.find(Locator::Id("classification"))
         .await
@@ -229,12 +248,7 @@ async fn sign_in_filter_confirm_and_export_in_chromium() {
         .click()
         .await
         .unwrap();
-    c.find(Locator::Id("confirm"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&c, "confirm").await;
     let msg = text_of(&c, "#message").await;
     assert!(msg.contains("now confirmed"), "{msg}");
     assert!(text_of(&c, "#audit").await.contains("alice"));
@@ -263,23 +277,13 @@ async fn sign_in_filter_confirm_and_export_in_chromium() {
         .send_keys("posted without a token")
         .await
         .unwrap();
-    c.find(Locator::Id("add-note"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&c, "add-note").await;
     assert!(text_of(&c, "#message").await.contains("CSRF"));
     c.goto(&format!("{base}/report/{id}")).await.unwrap();
     assert!(!c.source().await.unwrap().contains("posted without a token"));
 
     // Sign out: the queue asks for a sign-in again.
-    c.find(Locator::Id("signout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click_to_next_page(&c, "signout").await;
     c.goto(&format!("{base}/queue")).await.unwrap();
     assert!(c.current_url().await.unwrap().path().ends_with("/signin"));
 
