@@ -107,20 +107,24 @@ async fn browser(driver: &Driver, profile: &Path, downloads: &Path) -> Client {
         .expect("a Chromium session")
 }
 
-/// Waits (bounded) for a downloaded file whose name ends with `suffix`.
-async fn downloaded(dir: &Path, suffix: &str) -> PathBuf {
+/// Waits (bounded) for a downloaded file whose name ends with `suffix`
+/// and whose text holds `complete` (the browser may show the file before
+/// it has written all of it); returns its text.
+async fn downloaded(dir: &Path, suffix: &str, complete: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Some(p) = std::fs::read_dir(dir)
+        let found: Option<PathBuf> = std::fs::read_dir(dir)
             .unwrap()
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .find(|p| p.to_string_lossy().ends_with(suffix))
-        {
-            return p;
+            .find(|p| p.to_string_lossy().ends_with(suffix));
+        if let Some(text) = found.and_then(|p| std::fs::read_to_string(p).ok()) {
+            if text.contains(complete) {
+                return text;
+            }
         }
         assert!(
             Instant::now() < deadline,
-            "no {suffix} download within 30 s"
+            "no complete {suffix} download within 30 s"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -261,8 +265,8 @@ async fn sign_in_filter_confirm_and_export_in_chromium() {
         .click()
         .await
         .unwrap();
-    let xml = std::fs::read_to_string(downloaded(&downloads, ".xml").await).unwrap();
-    assert!(xml.contains("<report") && xml.contains("A2"), "{xml}");
+    let xml = downloaded(&downloads, ".xml", "</report>").await;
+    assert!(xml.contains("<industryClassification>A2"), "{xml}");
 
     // A form posted without its CSRF token is refused, and writes nothing.
     c.execute(
