@@ -455,3 +455,68 @@ async fn an_unreachable_store_is_named_and_matching_keeps_working() {
     assert_eq!(q.status, 200, "{}", q.body);
     srv.stop().await;
 }
+
+/// The console's page times with 100,000 stubs in SQLite (issue 22's
+/// target: under 100 ms server time), next to the same pages over a
+/// 4-stub store in the same run. A measurement, not a test (no timed
+/// assertion): run it with
+/// `cargo test -p sigil-server --test console -- --ignored --nocapture console_pages_100k`.
+#[tokio::test]
+#[ignore]
+async fn console_pages_100k() {
+    const STUBS: usize = 100_000;
+    const ROUNDS: usize = 30;
+    let lists = ["ncmec", "iwf", "c3p", "local"];
+    let categories = ["A1", "A2", "B1", "B2"];
+    let big: Vec<_> = (0..STUBS)
+        .map(|i| {
+            let mut s = stub(
+                &format!("item-{i}"),
+                lists[i % 4],
+                categories[(i / 4) % 4],
+                (i % 500) as i64,
+            );
+            s.sha256 = format!("{i:064x}");
+            s
+        })
+        .collect();
+    let seed = std::time::Instant::now();
+    let (large, large_ids) = console::start(&big, |_| {}).await;
+    eprintln!(
+        "seeded {STUBS} stubs in {:.1} s",
+        seed.elapsed().as_secs_f64()
+    );
+    let (small, small_ids) = console::start(&default_stubs(), |_| {}).await;
+    for (name, srv, ids) in [
+        ("4 stubs", &small, &small_ids),
+        ("100,000 stubs", &large, &large_ids),
+    ] {
+        let addr = srv.console;
+        let alice = sign_in(addr, ALICE_KEY).await.unwrap();
+        let report = format!("/report/{}", ids[ids.len() / 2]);
+        for (page, path) in [
+            ("queue (pending, by deadline, counts)", "/queue"),
+            (
+                "queue filtered by list and category",
+                "/queue?status=pending&list=iwf&category=A2",
+            ),
+            ("report page", report.as_str()),
+        ] {
+            let mut times = Vec::with_capacity(ROUNDS);
+            for _ in 0..ROUNDS {
+                let t = std::time::Instant::now();
+                let r = alice.get(addr, path).await;
+                times.push(t.elapsed());
+                assert_eq!(r.status, 200);
+            }
+            times.sort();
+            eprintln!(
+                "{name:>14} | {page:<38} | median {:>7.2} ms | max {:>7.2} ms",
+                times[ROUNDS / 2].as_secs_f64() * 1e3,
+                times[ROUNDS - 1].as_secs_f64() * 1e3
+            );
+        }
+    }
+    small.stop().await;
+    large.stop().await;
+}
