@@ -85,6 +85,14 @@ if [ -n "$edges" ]; then
     broken "sigil-reports depends on the server, the scanner or gRPC:" "$edges"
 fi
 
+# 5. The reviewer console never fetches content: no client code (outgoing
+#    connections, HTTP clients) under sigil-server's src/console/.
+fetches=$(grep -rnE '(TcpStream::connect|client::conn|client::legacy|reqwest|UdpSocket)' \
+    crates/sigil-server/src/console 2>/dev/null || true)
+if [ -n "$fetches" ]; then
+    broken "the reviewer console opens outgoing connections (it must never fetch content):" "$fetches"
+fi
+
 if [ "$failed" -ne 0 ]; then
     printf '\nSee ARCHITECTURE.md, "Invariants", for why these hold.\n' >&2
     exit 1

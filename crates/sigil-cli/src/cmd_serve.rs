@@ -33,6 +33,10 @@ pub struct Args {
     /// `metrics_listen`).
     #[arg(long, value_name = "ADDR|off", value_parser = parse_listen_or_off)]
     metrics_listen: Option<ListenOrOff>,
+    /// Reviewer console address (overrides `console_listen`; the console
+    /// is off unless one of them is set). See docs/reporting.md.
+    #[arg(long, value_name = "ADDR")]
+    console_listen: Option<SocketAddr>,
     /// Serve without authentication, on 127.0.0.1 only (for local use and
     /// trials; never for production). A non-loopback --listen or
     /// --metrics-listen with it is an error.
@@ -109,6 +113,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
     if let Some(ListenOrOff(m)) = args.metrics_listen {
         config.metrics_listen = m;
     }
+    if let Some(c) = args.console_listen {
+        config.console_listen = Some(c);
+    }
     if let Some(level) = args.robust {
         config.matching.robust = level;
     }
@@ -155,6 +162,9 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         .await
         .context("starting the server")?;
         eprintln!("sigil: serving gRPC on {}", server.addr);
+        if let Some(c) = server.console_addr {
+            eprintln!("sigil: reviewer console on http://{c}/");
+        }
         wait_for_termination().await;
         tracing::info!("shutdown requested; draining in-flight calls");
         server.shutdown();

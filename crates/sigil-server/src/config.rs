@@ -40,6 +40,11 @@ pub struct ServerConfig {
     /// Optional plaintext listener serving only `grpc.health.v1` (for
     /// kubelet probes, which cannot speak TLS).
     pub health_listen: Option<SocketAddr>,
+    /// The reviewer console's listener (plain HTTP, server-rendered pages;
+    /// see `[console]`). Absent: no console.
+    pub console_listen: Option<SocketAddr>,
+    /// The reviewer console's settings.
+    pub console: ConsoleConfig,
     /// The index directory (required).
     pub index: Option<PathBuf>,
     /// The reporting organisation's name, copied into every report stub.
@@ -77,6 +82,8 @@ impl Default for ServerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9464))),
             health_listen: None,
+            console_listen: None,
+            console: ConsoleConfig::default(),
             index: None,
             reporting_organisation: String::new(),
             reporting_email: String::new(),
@@ -232,6 +239,61 @@ impl Default for Limits {
     }
 }
 
+/// The reviewer console (`console_listen`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConsoleConfig {
+    /// Where a reviewer opens a stub's content on the platform, with
+    /// `{content_ref}` standing for the URL-encoded content reference, e.g.
+    /// `https://mod.example/item/{content_ref}`. Only http and https
+    /// templates are accepted. Unset: the reference is shown as text. The
+    /// console never fetches or shows content itself.
+    pub content_url: Option<String>,
+    /// How long a console session lasts after sign-in, in seconds.
+    pub session_ttl_s: u64,
+    /// Most signed-in sessions held at once (each is a few hundred bytes);
+    /// at the cap, sign-in is refused until sessions expire or sign out.
+    pub max_sessions: usize,
+}
+
+impl Default for ConsoleConfig {
+    fn default() -> Self {
+        ConsoleConfig {
+            content_url: None,
+            session_ttl_s: 8 * 3600,
+            max_sessions: 10_000,
+        }
+    }
+}
+
+impl ConsoleConfig {
+    /// The placeholder `content_url` must hold.
+    pub const CONTENT_REF: &'static str = "{content_ref}";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(t) = &self.content_url {
+            let lower = t.trim_start().to_ascii_lowercase();
+            if !(lower.starts_with("https://") || lower.starts_with("http://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "console.content_url {t:?} must be an http:// or https:// URL template"
+                )));
+            }
+            if !t.contains(Self::CONTENT_REF) {
+                return Err(ConfigError::Invalid(format!(
+                    "console.content_url {t:?} must contain {}",
+                    Self::CONTENT_REF
+                )));
+            }
+        }
+        if self.session_ttl_s == 0 || self.max_sessions == 0 {
+            return Err(ConfigError::Invalid(
+                "console.session_ttl_s and console.max_sessions must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Index hot reload.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -310,12 +372,13 @@ fn addr_or_off<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAd
 }
 
 /// Sections of the config whose keys may be overridden from the environment.
-const SECTIONS: [&str; 5] = ["reports", "limits", "matching", "reload", "tls"];
+const SECTIONS: [&str; 6] = ["reports", "limits", "matching", "reload", "tls", "console"];
 /// Top-level keys that may be overridden from the environment.
-const TOP_KEYS: [&str; 7] = [
+const TOP_KEYS: [&str; 8] = [
     "listen",
     "metrics_listen",
     "health_listen",
+    "console_listen",
     "index",
     "reporting_organisation",
     "reporting_email",
@@ -398,6 +461,7 @@ impl ServerConfig {
             ));
         }
         self.reports.validate().map_err(ConfigError::Invalid)?;
+        self.console.validate()?;
         self.validate_limits()?;
         // Every policy error starts with the key at fault, so `matching.`
         // makes it the config key (`matching.radius is 300, over 256`).

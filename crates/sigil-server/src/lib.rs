@@ -11,12 +11,15 @@
 //! parts, by job: `grpc` (the two services and every proto/domain
 //! conversion), `exec` (the bounded executors: hashing pool, lookup queue,
 //! store calls, connection cap), [`server`] (start-up, listeners,
-//! background tasks), [`config`], [`auth`], [`metrics`]. The matching
+//! background tasks), `console` (the reviewer console: server-rendered
+//! pages over the report store, its own listener), [`config`], [`auth`],
+//! [`metrics`]. The matching
 //! rule is `sigil_match`'s: the `[matching]` section is its `MatchPolicy`,
 //! and every verdict comes from its `Matcher`.
 
 pub mod auth;
 pub mod config;
+mod console;
 mod exec;
 mod grpc;
 pub mod metrics;

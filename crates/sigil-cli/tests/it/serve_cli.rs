@@ -420,7 +420,7 @@ fn start_up_failures_exit_non_zero_naming_the_cause() {
     // valid index so only the setting is at fault.
     let index = root.join("index");
     build_index(&index, &fs::read(testdata(KNOWN)).unwrap());
-    let cases: [(&str, &str, &[&str]); 5] = [
+    let cases: [(&str, &str, &[&str]); 6] = [
         (
             "unknown-top-key",
             "listen_adress = \"127.0.0.1:1\"",
@@ -445,6 +445,11 @@ fn start_up_failures_exit_non_zero_naming_the_cause() {
             "radius-out-of-range",
             "[matching]\nradius = 300",
             &["matching.radius"],
+        ),
+        (
+            "console-link-not-http",
+            "[console]\ncontent_url = \"javascript:alert(1)//{content_ref}\"",
+            &["console.content_url", "http"],
         ),
     ];
     for (tag, extra, named) in cases {

@@ -37,10 +37,12 @@ pub(super) struct Listeners {
     grpc: TcpListener,
     metrics: Option<TcpListener>,
     health: Option<TcpListener>,
+    console: Option<TcpListener>,
     /// The bound gRPC address (useful with port 0).
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
     pub health_addr: Option<SocketAddr>,
+    pub console_addr: Option<SocketAddr>,
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
@@ -65,7 +67,10 @@ impl Listeners {
         })?;
         let metrics = bind_optional(config.metrics_listen).await?;
         let health = bind_optional(config.health_listen).await?;
+        let console = bind_optional(config.console_listen).await?;
         Ok(Listeners {
+            console_addr: console.as_ref().and_then(|l| l.local_addr().ok()),
+            console,
             addr,
             metrics_addr: metrics.as_ref().and_then(|l| l.local_addr().ok()),
             health_addr: health.as_ref().and_then(|l| l.local_addr().ok()),
@@ -162,6 +167,10 @@ impl Listeners {
                 shutdown,
             ));
         }
+        if let Some(l) = self.console {
+            let console = crate::console::Console::new(state.clone());
+            tokio::spawn(console.serve(l, wait_shutdown(shutdown.clone())));
+        }
         if let Some(l) = self.health {
             // The health port describes itself too, so that
             // `grpcurl -plaintext ADDR grpc.health.v1.Health/Check` works
@@ -234,11 +243,7 @@ fn services(
     InterceptedService<ReportsServer, Authorize>,
 ) {
     let config = &state.config;
-    let keys = Arc::new(if config.api_keys.is_empty() {
-        KeyRing::insecure_open()
-    } else {
-        KeyRing::from_config(&config.api_keys)
-    });
+    let keys = state.keys.clone();
     let auth = |role| Authorize {
         keys: keys.clone(),
         role,

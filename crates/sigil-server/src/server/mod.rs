@@ -75,6 +75,8 @@ pub struct RunningServer {
     pub metrics_addr: Option<SocketAddr>,
     /// The bound plaintext health address, if enabled.
     pub health_addr: Option<SocketAddr>,
+    /// The bound reviewer console address, if enabled.
+    pub console_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     reload: Arc<Notify>,
     state: Arc<AppState>,
@@ -149,6 +151,7 @@ pub async fn start(
             ("listen", Some(&mut config.listen)),
             ("metrics_listen", config.metrics_listen.as_mut()),
             ("health_listen", config.health_listen.as_mut()),
+            ("console_listen", config.console_listen.as_mut()),
         ] {
             if let Some(a) = a.filter(|a| !a.ip().is_loopback()) {
                 tracing::warn!(
@@ -171,10 +174,11 @@ pub async fn start(
     }
     let state = Arc::new(AppState::open(config).await?);
     let listeners = Listeners::bind(&state.config).await?;
-    let (addr, metrics_addr, health_addr) = (
+    let (addr, metrics_addr, health_addr, console_addr) = (
         listeners.addr,
         listeners.metrics_addr,
         listeners.health_addr,
+        listeners.console_addr,
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let grpc_task = listeners.serve(&state, shutdown_rx.clone()).await?;
@@ -191,6 +195,7 @@ pub async fn start(
         %addr,
         metrics = %display_or_off(metrics_addr),
         health = %display_or_off(health_addr),
+        console = %display_or_off(console_addr),
         tls = config.tls.is_some(),
         mtls = config.tls.as_ref().is_some_and(|t| t.client_ca.is_some()),
         api_keys = config.api_keys.len(),
@@ -211,6 +216,7 @@ pub async fn start(
         addr,
         metrics_addr,
         health_addr,
+        console_addr,
         shutdown: shutdown_tx,
         reload,
         state,

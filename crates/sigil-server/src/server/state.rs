@@ -9,6 +9,7 @@ use sigil_core::decode::DecodeLimits;
 use sigil_index::{IndexIdentity, OnDisk, Reload, SharedIndex};
 
 use super::ServerError;
+use crate::auth::KeyRing;
 use crate::config::ServerConfig;
 use crate::exec::lookup::{BatchStats, LookupQueue};
 use crate::exec::pool::HashPool;
@@ -45,6 +46,8 @@ pub(crate) struct AppState {
     /// Per-list entry counts of one generation (counting walks every
     /// entry, so it is done once per generation).
     pub list_cache: tokio::sync::Mutex<Option<ListCounts>>,
+    /// The API keys, shared by the gRPC services and the console's sign-in.
+    pub keys: Arc<KeyRing>,
 }
 
 impl AppState {
@@ -95,7 +98,13 @@ impl AppState {
                 },
             )
         };
+        let keys = Arc::new(if config.api_keys.is_empty() {
+            KeyRing::insecure_open()
+        } else {
+            KeyRing::from_config(&config.api_keys)
+        });
         let state = AppState {
+            keys,
             config,
             index: Arc::new(index),
             pool,
