@@ -38,8 +38,8 @@ pub struct Args {
     #[arg(long, value_name = "ADDR")]
     console_listen: Option<SocketAddr>,
     /// Serve without authentication, on 127.0.0.1 only (for local use and
-    /// trials; never for production). A non-loopback --listen or
-    /// --metrics-listen with it is an error.
+    /// trials; never for production). A non-loopback --listen,
+    /// --metrics-listen or --console-listen with it is an error.
     #[arg(long)]
     insecure_loopback: bool,
     /// Robust image matching by default (sets `[matching] robust`).
@@ -133,6 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         let asked = [
             ("--listen", args.listen),
             ("--metrics-listen", args.metrics_listen.and_then(|m| m.0)),
+            ("--console-listen", args.console_listen),
         ];
         for (flag, addr) in asked {
             if let Some(a) = addr.filter(|a| !a.ip().is_loopback()) {
