@@ -178,10 +178,8 @@ impl KeyRing {
         if let Some(anon) = &self.anonymous {
             return Ok(Caller { key: anon.clone() });
         }
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let key = self
-            .keys
-            .get(&digest)
+            .configured(token)
             .ok_or_else(|| Status::unauthenticated("unknown API key"))?;
         if let Some(role) = key.role {
             if role != needed {
@@ -220,10 +218,15 @@ impl KeyRing {
         let Some(token) = value.to_str().ok().and_then(bearer_token) else {
             return UNKNOWN_KEY.to_string();
         };
-        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        self.keys
-            .get(&digest)
+        self.configured(token)
             .map_or_else(|| UNKNOWN_KEY.to_string(), |k| k.name.clone())
+    }
+
+    /// The configured key a bearer token is, found by its SHA-256 (the
+    /// config holds only digests).
+    fn configured(&self, token: &str) -> Option<&Arc<ApiKey>> {
+        let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.keys.get(&digest)
     }
 }
 
